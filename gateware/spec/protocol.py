@@ -30,10 +30,12 @@ How the device answers (the gateware and the behavioural model ``hil.model`` bot
   ``STREAM_FULL`` (detail: free bytes). Empty data is a legal query of the free space. A
   channel this image does not serve, or one that is disabled (``LOOPBACK`` while
   ``core.control.loopback`` is 0), is ``BAD_CHANNEL``.
-* Retries are safe: the device remembers the last CRC-valid request it executed. When the very
-  next request has the same opcode, sequence number and CRC and is a ``WRITE`` or ``STREAM_H2D``,
-  it is not executed again; the device resends the reply (for ``STREAM_H2D``, the count it
-  accepted the first time and the room it has now). The host numbers every new request with the
+* Retries are safe: the device remembers the last CRC-valid frame it received. When the very
+  next frame has the same opcode, sequence number and CRC, is a ``WRITE`` or ``STREAM_H2D``, and
+  the first one was carried out (not answered with ``ERROR``), it is not carried out again; the
+  device sends the reply again (for ``STREAM_H2D``, the count it accepted the first time and the
+  room it has now). A retry still counts in ``link.rx_frames``; a request that was answered with
+  ``ERROR`` had no effect, so its retry is simply executed (and counted) again. The host numbers every new request with the
   next sequence number and resends a request unchanged, so a retry is never mistaken for new work.
 * Device-to-host stream frames are sent whenever the transmitter is free, interleaved with replies
   at frame boundaries; their boundaries carry no meaning (a stream is a byte stream), and their
@@ -93,10 +95,13 @@ class Opcode(enum.Enum, shape=8):
     #: Device to host stream, unsolicited: ``channel:u8 data:u8*``; the frame's sequence number counts
     #: the channel's frames modulo 256, so the host sees a lost frame as a gap.
     STREAM_D2H = 0x11
-    #: Read-only reply: ``READ | 0x80`` and so on, see ``reply_opcode``.
+    #: Reply to READ (``READ | 0x80``, see ``reply_opcode``).
     READ_REPLY = 0x81
+    #: Reply to WRITE.
     WRITE_REPLY = 0x82
+    #: Reply to BURST_READ.
     BURST_READ_REPLY = 0x83
+    #: Reply to STREAM_H2D: how many bytes were taken and how many more fit.
     STREAM_H2D_REPLY = 0x90
     #: ``request_opcode:u8 code:u8 detail:u16`` (see ErrorCode); sequence number is the request's.
     ERROR = 0xFF
