@@ -37,10 +37,11 @@ async def stream_get(ctx, stream, *, rng=None, p_stall=0.0):
     return payload
 
 
-def run(dut, *testbenches, background=(), deadline_cycles=200_000, name="sim"):
+def run(dut, *testbenches, background=(), deadline_cycles=200_000, name="sim", progress=None):
     """Simulate ``dut`` until every testbench returns; fail if that takes over ``deadline_cycles``.
 
     Each testbench is ``async def tb(ctx)``; those in ``background`` may run forever (monitors).
+    ``progress`` is a callable returning a string that the timeout message includes.
     """
     sim = Simulator(dut)
     sim.add_clock(CLK_PERIOD)
@@ -72,4 +73,5 @@ def run(dut, *testbenches, background=(), deadline_cycles=200_000, name="sim"):
     else:
         advance()
     assert len(done) == len(testbenches), \
-        f"{name}: {len(testbenches) - len(done)} testbench(es) still running after {deadline_cycles} cycles"
+        f"{name}: {len(testbenches) - len(done)} testbench(es) still running after {deadline_cycles} cycles" \
+        + (f"; {progress()}" if progress else "")
