@@ -1,0 +1,555 @@
+"""The behavioural board: the golden model of the gateware's link, serving the wire protocol on TCP.
+
+``ModelBoard`` is the device side of the link, transport-agnostic: ``receive(bytes)`` takes what the
+host sent, ``next_tx()`` returns the next frame to send. It applies the rules of
+``gateware.spec.protocol`` (its module docstring) exactly as the gateware must. Registers live in a
+``RegisterBank`` built from ``REGISTER_MAP``; each block of the map gets its behaviour from a
+``BlockModel`` (``CoreBlock``, ``LinkBlock``; the tagger and modulator add theirs later), and
+stream channels are ``StreamChannelModel`` objects (``LoopbackChannel`` here).
+
+``ModelServer`` serves one board on ``127.0.0.1:PORT`` to one client at a time, like a serial
+port: a new connection replaces the old one. Run it with ``qkdnode board model --port PORT``.
+
+Conventions where the gateware has to match the model (the shared test vectors pin them):
+``link.rx_frames`` counts a frame before it is executed (a READ of it includes itself); the reply
+counts in ``link.tx_frames`` when sent; ``clear_counters`` zeroes the counters after its own frame
+was counted; a request answered with ERROR is not remembered for the retry rule (it changed
+nothing, so its retry is executed afresh).
+"""
+
+import logging
+import selectors
+import socket
+import struct
+import subprocess
+import threading
+import time
+from collections import deque
+from pathlib import Path
+
+from controller.link.codec import FrameDecoder, crc16, encode_frame
+from gateware.spec.protocol import (
+    MAX_BURST, MAX_PAYLOAD, ErrorCode, Opcode, StreamChannel, reply_opcode,
+)
+from gateware.spec.registers import DEVICE_ID, REGISTER_MAP, Access, Role
+
+__all__ = ["RegisterBank", "BlockModel", "CoreBlock", "LinkBlock", "StreamChannelModel",
+           "LoopbackChannel", "ModelBoard", "ModelServer", "git_hash_word", "serve"]
+
+logger = logging.getLogger(__name__)
+
+CLK_HZ = 48_000_000
+LOOPBACK_DEPTH = 512
+
+
+def git_hash_word(repo=None):
+    """Return the first 8 hex digits of the repository's HEAD commit as an int, or 0."""
+    repo = repo or Path(__file__).resolve().parents[1]
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True,
+                             text=True, timeout=5, check=True).stdout.strip()
+        return int(out[:8], 16)
+    except (OSError, subprocess.SubprocessError, ValueError):
+        return 0
+
+
+class RegisterBank:
+    """The registers of a map: values, access rules, and per-register hooks from the blocks.
+
+    ``on_read[path](index) -> int`` supplies a register's live value (RO registers driven by
+    behaviour); ``on_write[path](value, index)`` is called after an RW register stored ``value`` or
+    when a W1P register is written. Values are masked to the register's width.
+    """
+
+    def __init__(self, regmap=REGISTER_MAP):
+        self.map = regmap
+        self.values = {}
+        self.on_read = {}
+        self.on_write = {}
+        self.reset()
+
+    def reset(self):
+        """Return every register to its reset value."""
+        for info in self.map:
+            for i in range(info.count):
+                self.values[info.address + i] = info.init if info.access is not Access.W1P else 0
+
+    def mapped(self, addr):
+        """Return True if a register lives at word address ``addr``."""
+        return self.map.at(addr) is not None
+
+    def get(self, path, index=0):
+        """Return the stored value of register ``path`` (no hooks)."""
+        return self.values[self.map.address(path, index)]
+
+    def set(self, path, value, index=0):
+        """Store ``value`` in register ``path`` as the gateware drives it (no access check)."""
+        info = self.map[path]
+        self.values[self.map.address(path, index)] = value & ((1 << info.width) - 1)
+
+    def read(self, addr):
+        """Return the value the host reads at ``addr`` (which must be mapped)."""
+        info, index = self.map.at(addr)
+        if info.access is Access.W1P:
+            return 0
+        hook = self.on_read.get(info.path)
+        value = hook(index) if hook else self.values[addr]
+        return value & ((1 << info.width) - 1)
+
+    def write(self, addr, value):
+        """Apply a host write at mapped ``addr``; return ErrorCode.READ_ONLY or None."""
+        info, index = self.map.at(addr)
+        if info.access is Access.RO:
+            return ErrorCode.READ_ONLY
+        value &= (1 << info.width) - 1
+        if info.access is Access.RW:
+            self.values[addr] = value
+        hook = self.on_write.get(info.path)
+        if hook:
+            hook(value, index)
+        return None
+
+
+class StreamChannelModel:
+    """One stream channel of the board. Subclasses implement what their block does with it."""
+
+    channel = None
+
+    def enabled(self):
+        """Return True if the channel takes host-to-device data now."""
+        return False
+
+    def free(self):
+        """Return the bytes of room for host-to-device data."""
+        return 0
+
+    def put(self, data):
+        """Take host-to-device ``data`` (the caller checked ``free()``)."""
+        raise NotImplementedError
+
+    def pull(self, limit):
+        """Return up to ``limit`` bytes to send device-to-host now (b"" if none)."""
+        return b""
+
+    def reset(self):
+        """Empty the channel's buffers."""
+
+
+class LoopbackChannel(StreamChannelModel):
+    """LOOPBACK: host-to-device bytes come back unchanged; a FIFO of ``depth`` bytes."""
+
+    channel = StreamChannel.LOOPBACK.value
+
+    def __init__(self, bank, depth=LOOPBACK_DEPTH):
+        self.bank = bank
+        self.depth = depth
+        self.fifo = bytearray()
+
+    def enabled(self):
+        return bool(self.bank.get("core.control") & 1)
+
+    def free(self):
+        return self.depth - len(self.fifo)
+
+    def put(self, data):
+        self.fifo += data
+
+    def pull(self, limit):
+        out = bytes(self.fifo[:limit])
+        del self.fifo[:len(out)]
+        return out
+
+    def reset(self):
+        self.fifo.clear()
+
+
+class BlockModel:
+    """Behaviour of one block of the register map: hooks into the bank, stream channels."""
+
+    name = None
+
+    def __init__(self, board):
+        self.board = board
+        self.bank = board.bank
+
+    def channels(self):
+        """Return the StreamChannelModel objects this block serves."""
+        return []
+
+    def reset(self):
+        """Return the block's own state to reset."""
+
+
+class CoreBlock(BlockModel):
+    """``core``: identity, version, clock counter, control, command and status."""
+
+    name = "core"
+
+    def __init__(self, board, *, device_id=DEVICE_ID, version=None, git_hash=None,
+                 clk_hz=CLK_HZ, loopback_depth=LOOPBACK_DEPTH):
+        super().__init__(board)
+        self.device_id = device_id
+        self.version = REGISTER_MAP["core.version"].init if version is None else version
+        self.git_hash = git_hash_word() if git_hash is None else git_hash
+        self.clk_hz = clk_hz
+        self.loopback = LoopbackChannel(self.bank, loopback_depth)
+        self._t0 = time.monotonic()
+        self.bank.on_read["core.cycles"] = self._cycles
+        self.bank.on_read["core.status"] = lambda index: self.loopback.free()
+        self.bank.on_write["core.command"] = self._command
+        self.reset()
+
+    def reset(self):
+        platform = REGISTER_MAP["core.platform"].layout.const(
+            {"role": Role.LINK, "channels": 1, "dirty": 0}).as_value().value
+        self.bank.set("core.id", self.device_id)
+        self.bank.set("core.version", self.version)
+        self.bank.set("core.git_hash", self.git_hash)
+        self.bank.set("core.platform", platform)
+        self.bank.set("core.clk_hz", self.clk_hz)
+        self.loopback.reset()
+        self._t0 = time.monotonic()
+
+    def channels(self):
+        return [self.loopback]
+
+    def _cycles(self, index):
+        return int((time.monotonic() - self._t0) * self.clk_hz) & 0xFFFF_FFFF
+
+    def _command(self, value, index):
+        if value & 1:
+            self.board.link.clear()
+
+
+class LinkBlock(BlockModel):
+    """``link``: the frame counters; ``count(name)`` bumps one, ``clear()`` zeroes them all."""
+
+    name = "link"
+    COUNTERS = ("rx_frames", "tx_frames", "crc_errors", "cobs_errors", "uart_errors", "bad_requests")
+
+    def count(self, name, n=1):
+        """Add ``n`` to counter ``link.<name>`` (wrapping at 32 bits)."""
+        path = f"link.{name}"
+        self.bank.set(path, self.bank.get(path) + n)
+
+    def clear(self):
+        """Zero every counter of the block."""
+        for name in self.COUNTERS:
+            self.bank.set(f"link.{name}", 0)
+
+    reset = clear
+
+
+class ModelBoard:
+    """The device side of the link: decodes requests, executes them, queues replies and streams.
+
+    ``device_id`` and ``version`` (a core.version word) may be set to lie, for host error tests;
+    ``corrupt_replies`` is how many of the next reply frames get one CRC bit flipped (the host
+    then sees a CRC error and retries). Thread-safe through ``lock``.
+    """
+
+    BLOCKS = (CoreBlock, LinkBlock)
+
+    def __init__(self, *, device_id=DEVICE_ID, version=None, git_hash=None, clk_hz=CLK_HZ,
+                 loopback_depth=LOOPBACK_DEPTH, corrupt_replies=0):
+        self.lock = threading.RLock()
+        self.bank = RegisterBank(REGISTER_MAP)
+        self.core = CoreBlock(self, device_id=device_id, version=version, git_hash=git_hash,
+                              clk_hz=clk_hz, loopback_depth=loopback_depth)
+        self.link = LinkBlock(self)
+        self.blocks = [self.core, self.link]
+        self.corrupt_replies = corrupt_replies
+        self._decoder = FrameDecoder()
+        self._replies = deque()
+        self._stream_seq = {}
+        self._last_key = None
+        self._last_accepted = 0
+        self._last_reply = None
+
+    @property
+    def channels(self):
+        """Return {channel number: StreamChannelModel} over every block."""
+        return {ch.channel: ch for block in self.blocks for ch in block.channels()}
+
+    def add_block(self, block):
+        """Add a BlockModel (tagger, modulator...) built for this board."""
+        self.blocks.append(block)
+
+    def reset(self):
+        """Reset the board: registers, blocks, receiver, queued frames."""
+        with self.lock:
+            self.bank.reset()
+            for block in self.blocks:
+                block.reset()
+            self.new_host()
+            self._stream_seq.clear()
+
+    def new_host(self):
+        """Forget partial frames and unsent replies (a new host connected)."""
+        with self.lock:
+            self._decoder.reset()
+            self._replies.clear()
+            self._last_key = None
+
+    # -- receive ----------------------------------------------------------------------------------
+
+    def receive(self, data):
+        """Take bytes from the host and execute every complete frame."""
+        with self.lock:
+            crc0, cobs0 = self._decoder.crc_errors, self._decoder.cobs_errors
+            frames = self._decoder.feed(data)
+            self.link.count("crc_errors", self._decoder.crc_errors - crc0)
+            self.link.count("cobs_errors", self._decoder.cobs_errors - cobs0)
+            for frame in frames:
+                self.link.count("rx_frames")
+                self._replies.append(self._execute(frame))
+
+    def _execute(self, frame):
+        op, seq, payload = frame
+        key = (op, seq, crc16(bytes((op, seq)) + payload))
+        if key == self._last_key:
+            if op == Opcode.WRITE.value:
+                return self._last_reply
+            if op == Opcode.STREAM_H2D.value:
+                return self._stream_reply(seq, payload[0], self._last_accepted)
+        self._last_key = None
+        try:
+            reply = self._dispatch(op, seq, payload)
+        except _Refused as err:
+            self.link.count("bad_requests")
+            return encode_frame(Opcode.ERROR.value, seq,
+                                struct.pack(">BBH", op, err.code.value, err.detail & 0xFFFF))
+        if op in (Opcode.WRITE.value, Opcode.STREAM_H2D.value):
+            self._last_key, self._last_reply = key, reply
+        return reply
+
+    def _dispatch(self, op, seq, payload):
+        handler = self._HANDLERS.get(op)
+        if handler is None:
+            raise _Refused(ErrorCode.BAD_OPCODE, 0)
+        length = self._LENGTHS.get(op)
+        if (len(payload) != length) if length is not None else not payload:
+            raise _Refused(ErrorCode.BAD_LENGTH, len(payload))
+        return handler(self, seq, payload)
+
+    def _reply(self, op, seq, payload):
+        return encode_frame(reply_opcode(op).value, seq, payload)
+
+    def _read(self, seq, payload):
+        (addr,) = struct.unpack(">H", payload)
+        if not self.bank.mapped(addr):
+            raise _Refused(ErrorCode.BAD_ADDRESS, addr)
+        return self._reply(Opcode.READ, seq, struct.pack(">HI", addr, self.bank.read(addr)))
+
+    def _write(self, seq, payload):
+        addr, value = struct.unpack(">HI", payload)
+        if not self.bank.mapped(addr):
+            raise _Refused(ErrorCode.BAD_ADDRESS, addr)
+        error = self.bank.write(addr, value)
+        if error is not None:
+            raise _Refused(error, addr)
+        return self._reply(Opcode.WRITE, seq, payload[:2])
+
+    def _burst_read(self, seq, payload):
+        addr, count = struct.unpack(">HB", payload)
+        if not 1 <= count <= MAX_BURST:
+            raise _Refused(ErrorCode.BAD_COUNT, count)
+        for a in range(addr, addr + count):
+            if not self.bank.mapped(a & 0xFFFF) or a > 0xFFFF:
+                raise _Refused(ErrorCode.BAD_ADDRESS, a)
+        values = [self.bank.read(a) for a in range(addr, addr + count)]
+        return self._reply(Opcode.BURST_READ, seq, payload + struct.pack(f">{count}I", *values))
+
+    def _stream_h2d(self, seq, payload):
+        channel, data = payload[0], payload[1:]
+        ch = self.channels.get(channel)
+        if ch is None or not ch.enabled():
+            raise _Refused(ErrorCode.BAD_CHANNEL, channel)
+        free = ch.free()
+        if len(data) > free:
+            raise _Refused(ErrorCode.STREAM_FULL, free)
+        if data:
+            ch.put(data)
+        self._last_accepted = len(data)
+        return self._stream_reply(seq, channel, len(data))
+
+    def _stream_reply(self, seq, channel, accepted):
+        ch = self.channels[channel]
+        return self._reply(Opcode.STREAM_H2D, seq, struct.pack(">BHH", channel, accepted, ch.free()))
+
+    _HANDLERS = {
+        Opcode.READ.value: _read,
+        Opcode.WRITE.value: _write,
+        Opcode.BURST_READ.value: _burst_read,
+        Opcode.STREAM_H2D.value: _stream_h2d,
+    }
+    #: Exact payload length per opcode; None means "at least one byte" (STREAM_H2D: the channel).
+    _LENGTHS = {Opcode.READ.value: 2, Opcode.WRITE.value: 6, Opcode.BURST_READ.value: 3,
+                Opcode.STREAM_H2D.value: None}
+
+    # -- transmit ---------------------------------------------------------------------------------
+
+    def next_tx(self):
+        """Return the wire bytes of the next frame to send (replies first, then streams), or None."""
+        with self.lock:
+            if self._replies:
+                wire = self._replies.popleft()
+                if self.corrupt_replies > 0:
+                    self.corrupt_replies -= 1
+                    wire = _flip_crc_bit(wire)
+            else:
+                wire = self._next_stream_frame()
+                if wire is None:
+                    return None
+            self.link.count("tx_frames")
+            return wire
+
+    def _next_stream_frame(self):
+        for number, ch in sorted(self.channels.items()):
+            data = ch.pull(MAX_PAYLOAD - 1)
+            if data:
+                seq = self._stream_seq.get(number, 0)
+                self._stream_seq[number] = (seq + 1) & 0xFF
+                return encode_frame(Opcode.STREAM_D2H.value, seq, bytes((number,)) + data)
+        return None
+
+
+class _Refused(Exception):
+    def __init__(self, code, detail):
+        self.code = code
+        self.detail = detail
+
+
+def _flip_crc_bit(wire):
+    """Return ``wire`` (one encoded frame) with the low bit of its CRC flipped, re-encoded."""
+    from gateware.spec.cobs import cobs_decode, cobs_encode
+    raw = bytearray(cobs_decode(wire[:-1]))
+    raw[-1] ^= 0x01
+    return cobs_encode(bytes(raw)) + b"\x00"
+
+
+class ModelServer:
+    """Serve a ModelBoard on TCP, one client at a time (a new connection replaces the old).
+
+    ``port`` 0 picks a free port (read ``port`` after ``start()``). Runs in a daemon thread;
+    ``tx_paused`` (threading.Event) holds the board's transmitter, for tests of a full FIFO.
+    """
+
+    def __init__(self, board=None, host="127.0.0.1", port=0):
+        self.board = board or ModelBoard()
+        self.tx_paused = threading.Event()
+        self._listener = socket.create_server((host, port))
+        self._listener.setblocking(False)
+        self.host, self.port = self._listener.getsockname()[:2]
+        self._stop = threading.Event()
+        self._thread = None
+        self._conn = None
+        self._out = bytearray()
+
+    @property
+    def url(self):
+        """Return the ``socket://`` URL a client opens to reach this board."""
+        return f"socket://{self.host}:{self.port}"
+
+    def start(self):
+        """Start serving in a background thread; return self."""
+        self._thread = threading.Thread(target=self.serve_forever, name="model-board", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self):
+        """Stop serving and close the sockets."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        self._listener.close()
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+
+    def _drop(self):
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+        self._out.clear()
+
+    def serve_forever(self, poll=0.02):
+        """Serve until ``stop()`` (or KeyboardInterrupt in the caller's thread)."""
+        try:
+            while not self._stop.is_set():
+                self._step(poll)
+        finally:
+            self._drop()
+
+    def _step(self, poll):
+        while len(self._out) < 4096 and self._conn is not None and not self.tx_paused.is_set():
+            wire = self.board.next_tx()
+            if not wire:
+                break
+            self._out += wire
+        sel = selectors.DefaultSelector()
+        try:
+            sel.register(self._listener, selectors.EVENT_READ, "listen")
+            if self._conn is not None:
+                events = selectors.EVENT_READ | (selectors.EVENT_WRITE if self._out else 0)
+                sel.register(self._conn, events, "conn")
+            for key, mask in sel.select(poll):
+                if key.data == "listen":
+                    self._accept()
+                    return
+                if mask & selectors.EVENT_READ:
+                    self._recv()
+                if self._conn is not None and mask & selectors.EVENT_WRITE:
+                    self._send()
+        finally:
+            sel.close()
+
+    def _accept(self):
+        try:
+            conn, peer = self._listener.accept()
+        except BlockingIOError:
+            return
+        if self._conn is not None:
+            logger.info("new host %s:%d replaces the previous connection", *peer[:2])
+        self._drop()
+        conn.setblocking(False)
+        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self._conn = conn
+        self.board.new_host()
+
+    def _recv(self):
+        try:
+            data = self._conn.recv(65536)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self._drop()
+            return
+        self.board.receive(data)
+
+    def _send(self):
+        try:
+            sent = self._conn.send(self._out)
+        except BlockingIOError:
+            return
+        except OSError:
+            self._drop()
+            return
+        del self._out[:sent]
+
+
+def serve(port=0, host="127.0.0.1", board=None, announce=print):
+    """Serve a board on ``host:port`` until KeyboardInterrupt; ``announce`` gets the URL line."""
+    server = ModelServer(board, host=host, port=port)
+    announce(f"model board serving on {server.url} (Ctrl-C to stop)")
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop()
