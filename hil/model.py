@@ -245,7 +245,9 @@ class ModelBoard:
 
     ``device_id`` and ``version`` (a core.version word) may be set to lie, for host error tests;
     ``corrupt_replies`` is how many of the next reply frames get one CRC bit flipped (the host
-    then sees a CRC error and retries). Thread-safe through ``lock``.
+    then sees a CRC error and retries). Setting ``hold_streams`` (a threading.Event) stops the
+    device-to-host streams, as a host that stops draining them would; replies still go out.
+    Thread-safe through ``lock``.
     """
 
     BLOCKS = (CoreBlock, LinkBlock)
@@ -259,6 +261,7 @@ class ModelBoard:
         self.link = LinkBlock(self)
         self.blocks = [self.core, self.link]
         self.corrupt_replies = corrupt_replies
+        self.hold_streams = threading.Event()
         self._decoder = FrameDecoder()
         self._replies = deque()
         self._stream_seq = {}
@@ -405,6 +408,8 @@ class ModelBoard:
             return wire
 
     def _next_stream_frame(self):
+        if self.hold_streams.is_set():
+            return None
         for number, ch in sorted(self.channels.items()):
             data = ch.pull(MAX_PAYLOAD - 1)
             if data:
@@ -431,13 +436,12 @@ def _flip_crc_bit(wire):
 class ModelServer:
     """Serve a ModelBoard on TCP, one client at a time (a new connection replaces the old).
 
-    ``port`` 0 picks a free port (read ``port`` after ``start()``). Runs in a daemon thread;
-    ``tx_paused`` (threading.Event) holds the board's transmitter, for tests of a full FIFO.
+    ``port`` 0 picks a free port (read ``port`` after construction). ``start()`` runs it in a
+    daemon thread; ``serve_forever()`` in the caller's.
     """
 
     def __init__(self, board=None, host="127.0.0.1", port=0):
         self.board = board or ModelBoard()
-        self.tx_paused = threading.Event()
         self._listener = socket.create_server((host, port))
         self._listener.setblocking(False)
         self.host, self.port = self._listener.getsockname()[:2]
@@ -485,7 +489,7 @@ class ModelServer:
             self._drop()
 
     def _step(self, poll):
-        while len(self._out) < 4096 and self._conn is not None and not self.tx_paused.is_set():
+        while len(self._out) < 4096 and self._conn is not None:
             wire = self.board.next_tx()
             if not wire:
                 break

@@ -12,8 +12,6 @@ settings.register_profile("qkdnode", derandomize=True, max_examples=200, deadlin
                           suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile("qkdnode")
 
-#: Reply timeout for clients in tests, in seconds: short, the model answers in well under 1 ms.
-TIMEOUT = 0.2
 
 
 @pytest.fixture
