@@ -1,0 +1,173 @@
+"""``qkdnode``: the command-line front end, a thin layer over the library.
+
+Every command calls a function a user could call from Python; operator mistakes (a bad URL, an
+unknown bench, no board answering) end with a one-paragraph error and a non-zero exit, never a
+traceback.
+"""
+
+import importlib
+import importlib.util
+import json
+import pkgutil
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from controller import __version__
+from controller.link.errors import LinkError
+from controller.link.transport import DEFAULT_BAUD
+
+REPO = Path(__file__).resolve().parents[1]
+
+app = typer.Typer(help="qkdnode: an open QKD node, gateware and host controller.",
+                  no_args_is_help=True, pretty_exceptions_show_locals=False, add_completion=False)
+board_app = typer.Typer(help="Talk to a board (or serve the behavioural model).", no_args_is_help=True)
+docs_app = typer.Typer(help="Generated documentation.", no_args_is_help=True)
+app.add_typer(board_app, name="board")
+app.add_typer(docs_app, name="docs")
+
+if importlib.util.find_spec("controller.cli_model") is not None:
+    from controller.cli_model import app as _model_app
+    app.add_typer(_model_app, name="model")
+
+err = Console(stderr=True)
+out = Console()
+
+
+def fail(message, code=1):
+    """Print ``message`` as an error for the operator and exit with ``code``."""
+    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def _version_callback(value: bool):
+    if value:
+        from gateware.spec import GATEWARE_VERSION, PROTOCOL_VERSION
+        gw = ".".join(map(str, GATEWARE_VERSION))
+        print(f"qkdnode {__version__} (wire protocol {PROTOCOL_VERSION}, gateware spec {gw})")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(version: bool = typer.Option(False, "--version", callback=_version_callback, is_eager=True,
+                                       help="Print the package and protocol versions and exit.")):
+    """qkdnode: an open QKD node, gateware and host controller."""
+
+
+# -- board --------------------------------------------------------------------------------------
+
+@board_app.command("info")
+def board_info(
+    url: str = typer.Option(..., "--url", help="Link URL: /dev/ttyUSB1, socket://HOST:PORT, loop://."),
+    baud: int = typer.Option(DEFAULT_BAUD, help="UART rate in baud (serial ports only)."),
+    timeout: float = typer.Option(0.25, help="Reply timeout per attempt, in seconds."),
+    retries: int = typer.Option(3, help="Retries per request."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+):
+    """Print the board's identity and gateware version, read over the link."""
+    from controller.device import Device
+    try:
+        with Device(url, timeout=timeout, retries=retries, baudrate=baud) as dev:
+            info = dev.info()
+    except LinkError as exc:
+        fail(str(exc))
+    if as_json:
+        print(json.dumps(info))
+        return
+    table = Table(show_header=False, box=None)
+    for key, value in info.items():
+        table.add_row(key, str(value))
+    out.print(f"[bold]qkdnode board[/] on {url}")
+    out.print(table)
+
+
+@board_app.command("model")
+def board_model(
+    port: int = typer.Option(..., "--port", min=0, max=65535, help="TCP port on 127.0.0.1 (0: pick a free one)."),
+    loopback_depth: int = typer.Option(512, min=1, max=65535, help="LOOPBACK FIFO depth, in bytes."),
+):
+    """Serve the behavioural board on 127.0.0.1:PORT until Ctrl-C."""
+    from hil.model import ModelBoard, serve
+    try:
+        serve(port, board=ModelBoard(loopback_depth=loopback_depth),
+              announce=lambda line: print(line, flush=True))
+    except OSError as exc:
+        fail(f"cannot serve on 127.0.0.1:{port}: {exc.strerror or exc}. Choose another --port, "
+             f"or --port 0 for a free one.")
+
+
+# -- bench --------------------------------------------------------------------------------------
+
+def available_benches():
+    """Return the names of the benchmarks in ``bench/``."""
+    import bench
+    return sorted(m.name for m in pkgutil.iter_modules(bench.__path__) if not m.name.startswith("_"))
+
+
+@app.command("bench", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def bench_cmd(
+    ctx: typer.Context,
+    name: str = typer.Argument(..., help="Benchmark: a module bench/NAME.py."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object of named figures."),
+):
+    """Run benchmark NAME (its own options follow) and print its figures."""
+    names = available_benches()
+    if name not in names:
+        fail(f"no benchmark {name!r}; benchmarks are: {', '.join(names) or '(none)'}.")
+    module = importlib.import_module(f"bench.{name}")
+    try:
+        result = module.run(list(ctx.args))
+    except SystemExit as exc:          # argparse: --help, or a bad option already explained
+        raise typer.Exit(exc.code if isinstance(exc.code, int) else 2)
+    except LinkError as exc:
+        fail(str(exc))
+    if as_json:
+        print(json.dumps(result))
+        return
+    table = Table("figure", "value", title=f"bench {name}")
+    for key, value in result.items():
+        table.add_row(key, f"{value:.6g}" if isinstance(value, float) else str(value))
+    out.print(table)
+
+
+# -- docs ---------------------------------------------------------------------------------------
+
+@docs_app.command("protocol")
+def docs_protocol(
+    check: bool = typer.Option(False, "--check", help="Exit 1 if the file differs from the spec."),
+    write: Optional[Path] = typer.Option(None, "--write", help="Write the Markdown to this file."),
+):
+    """Render docs/protocol.md from gateware.spec (print, --write it, or --check it)."""
+    try:
+        from gateware.spec.doc import render_protocol
+    except ImportError as exc:
+        fail(f"the protocol document generator is not available ({exc}); expected "
+             f"gateware.spec.doc.render_protocol().")
+    text = render_protocol()
+    if check:
+        path = write or REPO / "docs" / "protocol.md"
+        current = path.read_text() if path.exists() else None
+        if current != text:
+            fail(f"{path} is {'missing' if current is None else 'stale'}: regenerate it with "
+                 f"`qkdnode docs protocol --write {path}`.")
+        out.print(f"{path} is up to date.")
+        return
+    if write is not None:
+        write.parent.mkdir(parents=True, exist_ok=True)
+        write.write_text(text)
+        err.print(f"wrote {write}")
+        return
+    sys.stdout.write(text)
+
+
+def main():
+    """Console-script entry point."""
+    app()
+
+
+if __name__ == "__main__":
+    main()
