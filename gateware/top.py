@@ -1,0 +1,136 @@
+"""Top-level gateware: the node's cores wired to the register map, for simulation and boards.
+
+``NodeCore`` is everything behind the UART as byte streams (what the Amaranth-simulator tests
+drive); ``NodeTop`` adds the UART on two pins (what cocotb on Verilator and the boards use).
+"""
+
+import subprocess
+from pathlib import Path
+
+from amaranth import *
+from amaranth.lib import wiring, stream, fifo
+from amaranth.lib.wiring import In, Out
+
+from .spec.protocol import StreamChannel
+from .spec.registers import REGISTER_MAP, Role
+from .cores.csr import RegisterBank
+from .cores.link import Link, LINK_COUNTERS
+from .cores.uart import UARTRx, UARTTx, divisor_for
+
+__all__ = ["NodeCore", "NodeTop", "git_version"]
+
+
+def git_version(repo=Path(__file__).resolve().parent.parent):
+    """Return ``(hash32, dirty)`` of the work tree the gateware is built from, or ``(0, False)``."""
+    try:
+        rev = subprocess.run(["git", "rev-parse", "--short=8", "HEAD"], cwd=repo, check=True,
+                             capture_output=True, text=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=repo,
+                               check=True, capture_output=True, text=True).stdout.strip() != ""
+        return int(rev, 16), dirty
+    except (OSError, subprocess.CalledProcessError, ValueError):
+        return 0, False
+
+
+class NodeCore(wiring.Component):
+    """The link, the register bank and the role's cores, with the host link as byte streams.
+
+    ``clk_hz`` is reported in ``core.clk_hz``; ``git_hash``/``dirty`` in ``core.git_hash`` and
+    ``core.platform``. ``loopback_depth`` is the LOOPBACK stream FIFO's size in bytes.
+    """
+
+    i_rx: In(stream.Signature(8))
+    o_tx: Out(stream.Signature(8))
+    uart_error: In(1)
+    led: Out(1)
+
+    def __init__(self, *, role=Role.LINK, clk_hz=48_000_000, git_hash=0, dirty=False,
+                 loopback_depth=512, flush_cycles=256):
+        if role != Role.LINK:
+            raise NotImplementedError(f"role {role.name} has no cores yet; build role LINK")
+        self.role = role
+        self.clk_hz = clk_hz
+        self.git_hash = git_hash
+        self.dirty = dirty
+        self.loopback_depth = loopback_depth
+        self.flush_cycles = flush_cycles
+        super().__init__()
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.bank = bank = RegisterBank(REGISTER_MAP)
+        m.submodules.link = link = Link(h2d=(StreamChannel.LOOPBACK,), d2h=(StreamChannel.LOOPBACK,),
+                                        flush_cycles=self.flush_cycles)
+        wiring.connect(m, link.bus, bank.bus)
+        wiring.connect(m, wiring.flipped(self.i_rx), link.i_rx)
+        wiring.connect(m, link.o_tx, wiring.flipped(self.o_tx))
+        m.d.comb += link.uart_error.eq(self.uart_error)
+
+        control = bank.reg("core.control")
+        command = bank.reg("core.command")
+
+        # Identity and build information.
+        platform_reg = bank.reg("core.platform")
+        m.d.comb += [
+            bank.reg("core.git_hash").eq(self.git_hash),
+            platform_reg.role.eq(self.role),
+            platform_reg.channels.eq(1),
+            platform_reg.dirty.eq(int(self.dirty)),
+            bank.reg("core.clk_hz").eq(self.clk_hz),
+        ]
+        cycles = bank.reg("core.cycles")
+        m.d.sync += cycles.eq(cycles + 1)
+        m.d.comb += self.led.eq(control.led)
+
+        # Link counters.
+        m.d.comb += link.clear_counters.eq(command.clear_counters)
+        for name in LINK_COUNTERS:
+            m.d.comb += bank.reg(f"link.{name}").eq(getattr(link, name))
+
+        # LOOPBACK: host-to-device bytes go back out as device-to-host frames.
+        m.submodules.loopback = lb = fifo.SyncFIFOBuffered(width=8, depth=self.loopback_depth)
+        free = Signal(16)
+        m.d.comb += [
+            free.eq(self.loopback_depth - lb.level),
+            lb.w_data.eq(link.h2d_loopback.payload),
+            lb.w_en.eq(link.h2d_loopback.valid),
+            link.h2d_loopback.ready.eq(lb.w_rdy),
+            link.h2d_loopback_free.eq(free),
+            link.h2d_loopback_enable.eq(control.loopback),
+            link.d2h_loopback.payload.eq(lb.r_data),
+            link.d2h_loopback.valid.eq(lb.r_rdy),
+            lb.r_en.eq(link.d2h_loopback.ready),
+            link.d2h_loopback_level.eq(lb.level),
+            bank.reg("core.status").loopback_free.eq(free),
+        ]
+        return m
+
+
+class NodeTop(wiring.Component):
+    """``NodeCore`` behind an 8N1 UART on pins ``rx`` (from the host) and ``tx`` (to the host)."""
+
+    rx: In(1, init=1)
+    tx: Out(1, init=1)
+    led: Out(1)
+
+    def __init__(self, *, clk_hz=48_000_000, baud=12_000_000, **core_args):
+        self.clk_hz = clk_hz
+        self.baud = baud
+        self.divisor = divisor_for(clk_hz, baud)
+        self._core_args = core_args
+        super().__init__()
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.core = core = NodeCore(clk_hz=self.clk_hz, **self._core_args)
+        m.submodules.uart_rx = urx = UARTRx(self.divisor)
+        m.submodules.uart_tx = utx = UARTTx(self.divisor)
+        m.d.comb += [
+            urx.rx.eq(self.rx),
+            self.tx.eq(utx.tx),
+            self.led.eq(core.led),
+            core.uart_error.eq(urx.overrun | urx.frame_error),
+        ]
+        wiring.connect(m, urx.o_stream, core.i_rx)
+        wiring.connect(m, core.o_tx, utx.i_stream)
+        return m
