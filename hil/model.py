@@ -17,6 +17,7 @@ was counted; a request answered with ERROR is not remembered for the retry rule 
 nothing, so its retry is executed afresh).
 """
 
+import functools
 import logging
 import selectors
 import socket
@@ -42,6 +43,7 @@ CLK_HZ = 48_000_000
 LOOPBACK_DEPTH = 512
 
 
+@functools.lru_cache(maxsize=None)
 def git_hash_word(repo=None):
     """Return the first 8 hex digits of the repository's HEAD commit as an int, or 0."""
     repo = repo or Path(__file__).resolve().parents[1]
@@ -244,8 +246,9 @@ class ModelBoard:
     """The device side of the link: decodes requests, executes them, queues replies and streams.
 
     ``device_id`` and ``version`` (a core.version word) may be set to lie, for host error tests;
-    ``corrupt_replies`` is how many of the next reply frames get one CRC bit flipped (the host
-    then sees a CRC error and retries). Setting ``hold_streams`` (a threading.Event) stops the
+    ``corrupt_replies`` and ``corrupt_stream_frames`` are how many of the next reply frames and
+    device-to-host stream frames get one CRC bit flipped (the host then sees a CRC error, and
+    retries a request or counts a gap in the stream). Setting ``hold_streams`` (a threading.Event) stops the
     device-to-host streams, as a host that stops draining them would; replies still go out.
     Thread-safe through ``lock``.
     """
@@ -253,7 +256,7 @@ class ModelBoard:
     BLOCKS = (CoreBlock, LinkBlock)
 
     def __init__(self, *, device_id=DEVICE_ID, version=None, git_hash=None, clk_hz=CLK_HZ,
-                 loopback_depth=LOOPBACK_DEPTH, corrupt_replies=0):
+                 loopback_depth=LOOPBACK_DEPTH, corrupt_replies=0, corrupt_stream_frames=0):
         self.lock = threading.RLock()
         self.bank = RegisterBank(REGISTER_MAP)
         self.core = CoreBlock(self, device_id=device_id, version=version, git_hash=git_hash,
@@ -261,6 +264,7 @@ class ModelBoard:
         self.link = LinkBlock(self)
         self.blocks = [self.core, self.link]
         self.corrupt_replies = corrupt_replies
+        self.corrupt_stream_frames = corrupt_stream_frames
         self.hold_streams = threading.Event()
         self._decoder = FrameDecoder()
         self._replies = deque()
@@ -404,6 +408,9 @@ class ModelBoard:
                 wire = self._next_stream_frame()
                 if wire is None:
                     return None
+                if self.corrupt_stream_frames > 0:
+                    self.corrupt_stream_frames -= 1
+                    wire = _flip_crc_bit(wire)
             self.link.count("tx_frames")
             return wire
 

@@ -1,16 +1,10 @@
-"""Fixtures of the controller tests: a behavioural board on TCP, short timeouts, seeded hypothesis."""
+"""Fixtures of the controller tests: a behavioural board on TCP, and a server that never answers."""
 
 import socket
 import threading
 
 import pytest
-from hypothesis import HealthCheck, settings
-
 from hil.model import ModelBoard, ModelServer
-
-settings.register_profile("qkdnode", derandomize=True, max_examples=200, deadline=None,
-                          suppress_health_check=[HealthCheck.too_slow])
-settings.load_profile("qkdnode")
 
 
 

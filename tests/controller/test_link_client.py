@@ -100,13 +100,23 @@ def test_stream_full_stalls_with_a_clear_error(model):
         assert dev.link.stream_query(LOOPBACK) == 0
 
 
-def test_stream_gap_is_counted(model):
-    """Drop one device-to-host frame in flight; the client counts the gap in the sequence numbers."""
-    with LinkClient(model.url, timeout=TIMEOUT) as c:
-        for seq, chunk in ((0, b"ab"), (1, b"cd"), (3, b"ef")):
-            c._on_stream(type("F", (), {"seq": seq, "payload": b"\x00" + chunk})())
-        assert c.stream_read(LOOPBACK) == b"abcdef"
-        assert c.stats.stream_gaps[0] == 1 and c.stats.stream_lost_frames[0] == 1
+def test_lost_stream_frame_shows_as_a_gap(model):
+    """A corrupted device-to-host frame is dropped; the client counts the gap in its sequence."""
+    with Device(model.url, timeout=TIMEOUT) as dev:
+        dev.write("core.control", loopback=1)
+        dev.link.stream_write(LOOPBACK, b"first")
+        assert dev.link.stream_read(LOOPBACK, 5, timeout=2) == b"first"
+        model.board.hold_streams.set()
+        data = bytes(range(256)) + bytes(range(200))           # two stream frames' worth
+        dev.link.stream_write(LOOPBACK, data)
+        model.board.corrupt_stream_frames = 1
+        model.board.hold_streams.clear()
+        got = dev.link.stream_read(LOOPBACK, len(data) - STREAM_CHUNK, timeout=2)
+        assert got == data[STREAM_CHUNK:]
+        dev.link.stream_write(LOOPBACK, b"more")
+        assert dev.link.stream_read(LOOPBACK, 4, timeout=2) == b"more"
+        assert dev.link.stats.stream_gaps[0] == 1 and dev.link.stats.stream_lost_frames[0] == 1
+        assert dev.link.crc_errors == 1
 
 
 def test_corrupt_replies_are_retried(model_factory):

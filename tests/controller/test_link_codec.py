@@ -4,13 +4,17 @@ import random
 import struct
 
 import pytest
-from hypothesis import given
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from controller.link.codec import FrameDecoder, Frame, crc16, decode_frame, encode_frame
 from gateware.spec import protocol
 from gateware.spec.cobs import cobs_decode, cobs_encode
 from gateware.spec.protocol import MAX_ENCODED, MAX_FRAME, MAX_PAYLOAD
+
+#: Deterministic property tests: the same examples on every run (derandomized), no deadline.
+DETERMINISTIC = settings(derandomize=True, max_examples=150, deadline=None,
+                         suppress_health_check=[HealthCheck.too_slow])
 
 payloads = st.binary(max_size=MAX_PAYLOAD)
 bytes8 = st.integers(0, 255)
@@ -20,6 +24,7 @@ def test_crc_check_value():
     assert crc16(b"123456789") == 0x29B1 == protocol.crc16(b"123456789")
 
 
+@DETERMINISTIC
 @given(st.binary(max_size=600), st.integers(0, 0xFFFF))
 def test_crc_matches_spec_reference(data, init):
     assert crc16(data, init) == protocol.crc16(data, init)
@@ -45,6 +50,7 @@ def test_payload_too_long_is_refused():
         encode_frame(0x10, 0, bytes(MAX_PAYLOAD + 1))
 
 
+@DETERMINISTIC
 @given(bytes8, bytes8, payloads)
 def test_round_trip(opcode, seq, payload):
     wire = encode_frame(opcode, seq, payload)
@@ -57,6 +63,7 @@ def test_round_trip(opcode, seq, payload):
 frames_st = st.lists(st.tuples(bytes8, bytes8, payloads), min_size=1, max_size=8)
 
 
+@DETERMINISTIC
 @given(frames_st, st.data())
 def test_chunking_does_not_matter(frames, data):
     wire = b"".join(encode_frame(*f) for f in frames)
@@ -69,6 +76,7 @@ def test_chunking_does_not_matter(frames, data):
     assert decoder.wire_bytes == len(wire)
 
 
+@DETERMINISTIC
 @given(st.binary(max_size=700), frames_st)
 def test_resynchronises_after_garbage(garbage, frames):
     """After any garbage and a 0x00, every later frame is recovered; the garbage yields no frame
@@ -81,6 +89,7 @@ def test_resynchronises_after_garbage(garbage, frames):
     assert len(junk) + decoder.errors == len(segments)
 
 
+@DETERMINISTIC
 @given(st.binary(min_size=1, max_size=300).filter(lambda b: 0 not in b), frames_st)
 def test_garbage_without_delimiter_costs_only_the_next_frame(garbage, frames):
     decoder = FrameDecoder()
