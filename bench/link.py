@@ -5,6 +5,7 @@ Figures (medians over ``--repeats``):
 * ``frames_per_s``: max-size frames (MAX_PAYLOAD payload bytes) encoded and then decoded by the
   host codec per second, one frame counting once for its encode plus its decode.
 * ``codec_mb_per_s``: payload megabytes (1e6 bytes) through encode plus decode per second.
+* ``encode_frames_per_s``, ``decode_frames_per_s``: the two halves on their own.
 * ``link_efficiency``: payload bits per UART bit-time for device-to-host stream frames at
   MAX_PAYLOAD, i.e. ``data bytes / wire bytes * 8 / UART_BITS_PER_BYTE`` (8N1: 10 bit-times per
   byte). The wire bytes are counted from what the behavioural board actually sent for a LOOPBACK
@@ -45,20 +46,22 @@ def _parse(argv):
 
 
 def codec_throughput(frames, repeats, seed):
-    """Return (frames_per_s, codec_mb_per_s): medians of encode+decode of max-size frames."""
+    """Return medians (frames/s) of encode+decode, encode alone and decode alone, max-size frames."""
     rng = random.Random(seed)
     payloads = [bytes(rng.getrandbits(8) for _ in range(MAX_PAYLOAD)) for _ in range(64)]
-    rates = []
+    both, enc, dec = [], [], []
     for _ in range(repeats):
         decoder = FrameDecoder()
-        start = time.perf_counter()
-        wire = b"".join(encode_frame(0x11, i & 0xFF, payloads[i & 63]) for i in range(frames))
+        t0 = time.perf_counter()
+        wire = b"".join([encode_frame(0x11, i & 0xFF, payloads[i & 63]) for i in range(frames)])
+        t1 = time.perf_counter()
         got = decoder.feed(wire)
-        elapsed = time.perf_counter() - start
+        t2 = time.perf_counter()
         assert len(got) == frames and decoder.errors == 0
-        rates.append(frames / elapsed)
-    fps = statistics.median(rates)
-    return fps, fps * MAX_PAYLOAD / 1e6
+        both.append(frames / (t2 - t0))
+        enc.append(frames / (t1 - t0))
+        dec.append(frames / (t2 - t1))
+    return statistics.median(both), statistics.median(enc), statistics.median(dec)
 
 
 def expected_efficiency():
@@ -100,7 +103,7 @@ def measured_efficiency(stream_frames, seed):
 def run(argv):
     """Run the link benchmark with command-line options ``argv``; return the figures as a dict."""
     args = _parse(argv)
-    fps, mbps = codec_throughput(args.frames, args.repeats, args.seed)
+    fps, enc_fps, dec_fps = codec_throughput(args.frames, args.repeats, args.seed)
     data, wire = measured_efficiency(args.stream_frames, args.seed)
     exp_data, exp_wire = expected_efficiency()
     per_byte = data / wire
@@ -111,7 +114,9 @@ def run(argv):
                            f"arithmetic {expected}: the model's stream frames are not full-size")
     return {
         "frames_per_s": round(fps, 1),
-        "codec_mb_per_s": round(mbps, 3),
+        "codec_mb_per_s": round(fps * MAX_PAYLOAD / 1e6, 3),
+        "encode_frames_per_s": round(enc_fps, 1),
+        "decode_frames_per_s": round(dec_fps, 1),
         "link_efficiency": round(efficiency, 6),
         "link_efficiency_expected": round(expected, 6),
         "link_efficiency_definition": DEFINITION,

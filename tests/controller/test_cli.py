@@ -107,3 +107,21 @@ def test_board_model_serves_until_interrupted():
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=10) == 0
         proc.stdout.close()
+
+
+def test_docs_protocol_write_and_check(tmp_path):
+    target = tmp_path / "protocol.md"
+    result = runner.invoke(app, ["docs", "protocol", "--write", str(target)])
+    assert result.exit_code == 0, result.output
+    assert "wire protocol" in target.read_text()
+    assert runner.invoke(app, ["docs", "protocol", "--check", "--write", str(target)]).exit_code == 0
+    target.write_text(target.read_text() + "edited by hand\n")
+    result = runner.invoke(app, ["docs", "protocol", "--check", "--write", str(target)])
+    assert result.exit_code == 1 and "stale" in result.output
+
+
+def test_model_sub_app_is_mounted_when_present():
+    import importlib.util
+    result = runner.invoke(app, ["--help"])
+    mounted = importlib.util.find_spec("controller.cli_model") is not None
+    assert ("model" in result.stdout) == mounted

@@ -235,3 +235,11 @@ def test_device_refuses_bad_names_and_values(dev):
         dev.write("core.id", 0)
     with pytest.raises(TypeError):
         dev.fields("core.scratch")
+
+
+def test_loop_transport_echoes_and_client_ignores_its_own_requests():
+    """On loop:// the client hears its own request: not a reply, so it times out cleanly."""
+    with LinkClient("loop://", timeout=0.02, retries=1) as c:
+        with pytest.raises(NoResponse, match="loop://"):
+            c.read(0)
+        assert c.stats.stale_frames == 2 and c.stats.retries == 1
