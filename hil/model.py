@@ -292,7 +292,7 @@ class ModelBoard:
             self._stream_seq.clear()
 
     def new_host(self):
-        """Forget partial frames and unsent replies (a new host connected)."""
+        """Forget partial frames, unsent replies and the retry memory (a new host connected)."""
         with self.lock:
             self._decoder.reset()
             self._replies.clear()
