@@ -75,7 +75,7 @@ def _rx_sim(divisor, seed, *, mismatch, data, p_stall=0.3, gaps=True):
 @pytest.mark.parametrize("seed", range(2))
 def test_rx_random(divisor, seed):
     rng = random.Random(seed)
-    n = 48 if divisor < 20 else 12
+    n = 32 if divisor < 20 else 6
     data = bytes(rng.getrandbits(8) for _ in range(n))
     got, pulses = _rx_sim(divisor, seed, mismatch=0.0, data=data)
     assert bytes(got) == data, f"seed={seed}"
@@ -90,7 +90,7 @@ def test_rx_baud_mismatch(divisor, mismatch):
     """The sender's bit period is off by ``mismatch``; bytes follow each other with no gap."""
     seed = 7
     rng = random.Random(seed)
-    n = 32 if divisor < 20 else 8
+    n = 24 if divisor < 20 else 6
     data = bytes(rng.getrandbits(8) for _ in range(n))
     got, pulses = _rx_sim(divisor, seed, mismatch=mismatch, data=data, gaps=False, p_stall=0.0)
     assert bytes(got) == data, f"seed={seed} mismatch={mismatch}"
