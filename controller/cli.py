@@ -150,15 +150,18 @@ def docs_protocol(
     text = render_protocol()
     if check:
         path = write or REPO / "docs" / "protocol.md"
-        current = path.read_text() if path.exists() else None
+        current = path.read_text() if path.is_file() else None
         if current != text:
             fail(f"{path} is {'missing' if current is None else 'stale'}: regenerate it with "
                  f"`qkdnode docs protocol --write {path}`.")
         out.print(f"{path} is up to date.")
         return
     if write is not None:
-        write.parent.mkdir(parents=True, exist_ok=True)
-        write.write_text(text)
+        try:
+            write.parent.mkdir(parents=True, exist_ok=True)
+            write.write_text(text)
+        except OSError as exc:
+            fail(f"cannot write {write}: {exc.strerror or exc}.")
         err.print(f"wrote {write}")
         return
     sys.stdout.write(text)

@@ -42,7 +42,8 @@ class LinkStats:
     retries: int = 0
     #: Frames whose sequence number or opcode matched no outstanding request (late replies).
     stale_frames: int = 0
-    #: Per stream channel: discontinuities in the device's stream sequence numbers.
+    #: Per stream channel: discontinuities in the device's stream sequence numbers (the first frame
+    #: the client hears on a channel sets the reference, so a loss before it cannot show).
     stream_gaps: dict = field(default_factory=lambda: defaultdict(int))
     #: Per stream channel: device-to-host frames missing, from the sizes of the gaps.
     stream_lost_frames: dict = field(default_factory=lambda: defaultdict(int))
