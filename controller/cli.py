@@ -11,7 +11,7 @@ import json
 import pkgutil
 import sys
 from pathlib import Path
-from typing import List, Optional
+from typing import Optional
 
 import typer
 from rich.console import Console
