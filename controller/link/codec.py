@@ -121,6 +121,8 @@ class FrameDecoder:
         return frames
 
     def _decode(self, body):
+        if not body:
+            return None  # a lone delimiter is a legal flush, not an error (see the spec)
         if not MIN_FRAME < len(body) <= MAX_ENCODED_BODY:
             self.cobs_errors += 1
             return None

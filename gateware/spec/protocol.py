@@ -20,6 +20,8 @@ How the device answers (the gateware and the behavioural model ``hil.model`` bot
 * A decoded frame shorter than ``HEADER_LEN + CRC_LEN`` or longer than ``MAX_FRAME``, or with bad
   COBS, is dropped and counted in ``link.cobs_errors``; one with a bad CRC is dropped and counted
   in ``link.crc_errors``. Neither is ever executed or answered: the host times out and retries.
+  An empty frame (a 0x00 right after another) is no error: a host may send a lone 0x00 to flush
+  a receiver that saw garbage.
 * Every CRC-valid frame counts in ``link.rx_frames`` and gets exactly one reply frame: the
   opcode's reply, or ``ERROR`` (counted in ``link.bad_requests``). Payload lengths must be exact
   (``BAD_LENGTH``); an opcode that is not a request is ``BAD_OPCODE``.

@@ -203,7 +203,7 @@ REGISTER_MAP = RegisterMap([
         Register("status", Access.RO, "Global status.", StatusLayout),
     )),
     Block("link", 0x0010, 0x0010, "Frame counters of the host link; cleared by core.command.clear_counters.", (
-        Register("rx_frames", Access.RO, "Frames received with a valid CRC and executed."),
+        Register("rx_frames", Access.RO, "Frames received with a valid CRC; each gets one reply."),
         Register("tx_frames", Access.RO, "Frames sent (replies and stream frames)."),
         Register("crc_errors", Access.RO, "Frames dropped for a bad CRC (never executed)."),
         Register("cobs_errors", Access.RO, "Frames dropped for bad COBS framing, or too short or too long."),

@@ -186,6 +186,8 @@ def build():
     garbage = bytes.fromhex("deadbeef") + b"\x00"
     s.step(garbage, None, "garbage bytes then 0x00: bad COBS, dropped, cobs_errors; the receiver "
            "resynchronises at the 0x00", valid=False, cobs_error=True)
+    s.step(b"\x00\x00", None, "two lone 0x00 (empty frames): a legal flush, no reply, not counted",
+           valid=False)
     a = addr("core.scratch")
     seq = s.next_seq()
     s.step(bytes.fromhex("1337") + b"\x00" + read(seq, a), read_reply(seq, a, 0x5A5A0001),
