@@ -4,7 +4,7 @@ The golden model is ``gateware.spec.cobs``; a frame on the wire is its COBS enco
 one 0x00 delimiter (see ``gateware.spec.protocol``).
 """
 
-from amaranth.hdl import Const, Module, Signal
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -81,15 +81,24 @@ class COBSDecoder(wiring.Component):
         return m
 
 
+#: What the fill side tells the drain side about a buffered block.
+_BLOCK_INFO = data.StructLayout({
+    "code": 8,       # the block's code byte
+    "length": 8,     # buffered data bytes, 0..254
+    "frame_end": 1,  # the block is the frame's last: a 0x00 delimiter follows it
+    "final": 1,      # the frame ended on a 0x00 byte: an empty block (0x01) follows first
+})
+
+
 class COBSEncoder(wiring.Component):
     """Encode frames from ``i_stream`` into COBS wire bytes on ``o_stream``, each frame followed
     by a 0x00 delimiter.
 
-    Up to 254 non-zero bytes are buffered in a memory until a 0x00, the 254th byte or the
-    frame's last byte closes the block; then the code byte and the block go out at one byte per
-    cycle. Input and output do not overlap: a block of ``n`` bytes takes ``n`` input cycles,
-    then ``n + 1`` output cycles (plus the delimiter at the end of a frame). A frame that ends on
-    a full block gets no extra code byte (see ``gateware.spec.cobs``).
+    Non-zero bytes are buffered in one of two 254-byte banks of a memory (one 512 x 8 block RAM)
+    until a 0x00, the 254th byte or the frame's last byte closes the block; then its code byte
+    and data go out at one byte per cycle while the other bank fills, so a continuous input
+    costs one cycle per output byte, and at most one more per block when the input runs dry.
+    A frame that ends on a full block gets no extra code byte (see ``gateware.spec.cobs``).
     """
 
     i_stream: In(stream.Signature(FRAME_BYTE))
@@ -97,62 +106,74 @@ class COBSEncoder(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        m.submodules.mem = mem = memory.Memory(shape=8, depth=_BLOCK, init=[])
+        m.submodules.mem = mem = memory.Memory(shape=8, depth=512, init=[])
         wr = mem.write_port()
         rd = mem.read_port(transparent_for=())
-
-        count = Signal(range(_BLOCK + 1))   # bytes in the buffered block
-        code = Signal(8)
-        index = Signal(range(_BLOCK + 1))   # next buffered byte to send
-        frame_end = Signal()                # the buffered block ends the frame
-        final_block = Signal()              # after it, an empty final block (0x01) is due
-
         i, o = self.i_stream, self.o_stream
-        m.d.comb += [wr.addr.eq(count), wr.data.eq(i.payload.data), rd.addr.eq(index),
-                     rd.en.eq(1)]
+
+        infos = Array(Signal(_BLOCK_INFO, name=f"info{n}") for n in range(2))
+        full = Array(Signal(name=f"full{n}") for n in range(2))
+
+        # Fill side: write the non-zero bytes of a block into bank ``fill``.
+        fill = Signal()
+        count = Signal(range(_BLOCK + 1))
+        is_zero = i.payload.data == 0
+        block_full = ~is_zero & (count == _BLOCK - 1)
+        m.d.comb += [i.ready.eq(~full[fill]),
+                     wr.addr.eq(Cat(count[:8], fill)), wr.data.eq(i.payload.data),
+                     wr.en.eq(i.valid & i.ready & ~is_zero)]
+        with m.If(i.valid & i.ready):
+            m.d.sync += count.eq(count + ~is_zero)
+            with m.If(is_zero | block_full | i.payload.last):
+                m.d.sync += [
+                    infos[fill].code.eq(Mux(block_full, 0xFF, count + 1 + ~is_zero)),
+                    infos[fill].length.eq(count + ~is_zero),
+                    infos[fill].frame_end.eq(i.payload.last),
+                    infos[fill].final.eq(i.payload.last & is_zero),
+                    full[fill].eq(1), fill.eq(~fill), count.eq(0),
+                ]
+
+        # Drain side: send bank ``drain``'s code byte, data, and any final block and delimiter.
+        drain = Signal()
+        index = Signal(8)
+        info = infos[drain]
+        m.d.comb += [rd.addr.eq(Cat(index, drain)), rd.en.eq(1)]
+
+        def block_done():
+            with m.If(info.final):
+                m.next = "FINAL"
+            with m.Elif(info.frame_end):
+                m.next = "DELIMIT"
+            with m.Else():
+                m.d.sync += [full[drain].eq(0), drain.eq(~drain)]
+                m.next = "CODE"
 
         with m.FSM():
-            with m.State("FILL"):
-                m.d.comb += i.ready.eq(1)
-                with m.If(i.valid):
-                    is_zero = i.payload.data == 0
-                    m.d.comb += wr.en.eq(~is_zero)
-                    m.d.sync += count.eq(count + ~is_zero)
-                    full = ~is_zero & (count == _BLOCK - 1)
-                    with m.If(is_zero | full | i.payload.last):
-                        m.d.sync += [code.eq(Const(0xFF, 8)), frame_end.eq(i.payload.last),
-                                     final_block.eq(i.payload.last & is_zero)]
-                        with m.If(~full):
-                            m.d.sync += code.eq(count + 1 + ~is_zero)
-                        m.d.sync += index.eq(0)
-                        m.next = "CODE"
             with m.State("CODE"):
-                # The read port fetches buffer[0] during this cycle.
-                m.d.comb += [o.valid.eq(1), o.payload.eq(code)]
-                with m.If(o.ready):
-                    with m.If(count != 0):
-                        m.d.comb += rd.addr.eq(0)
+                # The read port fetches the bank's first byte meanwhile (index is 0 here).
+                m.d.comb += [o.valid.eq(full[drain]), o.payload.eq(info.code)]
+                with m.If(o.valid & o.ready):
+                    with m.If(info.length != 0):
                         m.next = "DATA"
                     with m.Else():
-                        m.next = "NEXT"
+                        block_done()
             with m.State("DATA"):
                 m.d.comb += [o.valid.eq(1), o.payload.eq(rd.data)]
                 with m.If(o.ready):
-                    m.d.comb += rd.addr.eq(index + 1)
-                    m.d.sync += index.eq(index + 1)
-                    with m.If(index + 1 == count):
-                        m.next = "NEXT"
-            with m.State("NEXT"):
-                m.d.sync += count.eq(0)
-                with m.If(~frame_end):
-                    m.next = "FILL"
-                with m.Elif(final_block):
-                    m.d.sync += [code.eq(1), final_block.eq(0)]
-                    m.next = "CODE"
-                with m.Else():
+                    with m.If(index + 1 == info.length):
+                        m.d.comb += rd.addr.eq(Cat(Const(0, 8), ~drain))
+                        m.d.sync += index.eq(0)
+                        block_done()
+                    with m.Else():
+                        m.d.comb += rd.addr.eq(Cat((index + 1)[:8], drain))
+                        m.d.sync += index.eq(index + 1)
+            with m.State("FINAL"):
+                m.d.comb += [o.valid.eq(1), o.payload.eq(0x01)]
+                with m.If(o.ready):
                     m.next = "DELIMIT"
             with m.State("DELIMIT"):
-                m.d.comb += [o.valid.eq(1), o.payload.eq(0)]
+                m.d.comb += [o.valid.eq(1), o.payload.eq(0x00)]
                 with m.If(o.ready):
-                    m.next = "FILL"
+                    m.d.sync += [full[drain].eq(0), drain.eq(~drain)]
+                    m.next = "CODE"
         return m
