@@ -1,0 +1,246 @@
+"""Numba kernels of Cascade: permutations, parity oracles and Bob's bisection engine.
+
+Everything here is index arithmetic on arrays; the protocol (who sends what) lives
+in :mod:`cascade`.  Conventions: pass ``p`` permutes the key with ``perm[p]``
+(``perm[p][i]`` = key index at permuted position ``i``; ``pos[p]`` is its inverse)
+and cuts the permuted key into blocks of ``k[p]`` bits.  A block's sub-blocks form
+a binary tree (heap numbering, root 0, children 2n+1 / 2n+2, split at the middle);
+``cache`` holds Alice's parity of every tree node Bob has learned (-1 = unknown).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+_MASK64 = np.uint64(0xFFFFFFFFFFFFFFFF)
+
+
+@njit(cache=True)
+def splitmix_permutation(n, seed):
+    """Return a permutation of range(n) (int32) from a 64-bit seed (Fisher-Yates, splitmix64)."""
+    perm = np.arange(n, dtype=np.int32)
+    state = np.uint64(seed)
+    for i in range(n - 1, 0, -1):
+        state = state + np.uint64(0x9E3779B97F4A7C15)
+        z = state
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        z = z ^ (z >> np.uint64(31))
+        j = np.int64(z % np.uint64(i + 1))
+        t = perm[i]
+        perm[i] = perm[j]
+        perm[j] = t
+    return perm
+
+
+@njit(cache=True)
+def inverse_permutation(perm):
+    """Return pos with pos[perm[i]] = i."""
+    pos = np.empty_like(perm)
+    for i in range(perm.size):
+        pos[perm[i]] = i
+    return pos
+
+
+@njit(cache=True)
+def prefix_parity(bits, perm):
+    """Return px (uint8, n+1) with px[i] = parity of bits[perm[:i]] (Alice's oracle)."""
+    n = perm.size
+    px = np.zeros(n + 1, dtype=np.uint8)
+    acc = np.uint8(0)
+    for i in range(n):
+        acc ^= bits[perm[i]]
+        px[i + 1] = acc
+    return px
+
+
+@njit(cache=True)
+def answer_queries(px_all, q_pass, q_lo, q_hi):
+    """Return Alice's parities (uint8) of permuted ranges [lo, hi) in the given passes."""
+    out = np.empty(q_pass.size, dtype=np.uint8)
+    for i in range(q_pass.size):
+        out[i] = px_all[q_pass[i], q_hi[i]] ^ px_all[q_pass[i], q_lo[i]]
+    return out
+
+
+@njit(cache=True)
+def block_parities(px, n, k):
+    """Return the parity of every block of k bits of a permuted key from its prefix parity."""
+    nb = (n + k - 1) // k
+    out = np.empty(nb, dtype=np.uint8)
+    for b in range(nb):
+        out[b] = px[min((b + 1) * k, n)] ^ px[b * k]
+    return out
+
+
+@njit(cache=True)
+def fenwick_build(bits, perm, tree):
+    """Fill ``tree`` (uint8, n+1) as a XOR Fenwick tree over bits[perm]."""
+    n = perm.size
+    tree[0] = 0
+    for i in range(n):
+        tree[i + 1] = bits[perm[i]]
+    for i in range(1, n + 1):
+        j = i + (i & -i)
+        if j <= n:
+            tree[j] ^= tree[i]
+
+
+@njit(cache=True)
+def _fen_prefix(tree, i):
+    acc = np.uint8(0)
+    while i > 0:
+        acc ^= tree[i]
+        i -= i & -i
+    return acc
+
+
+@njit(cache=True)
+def _fen_flip(tree, i, n):
+    i += 1
+    while i <= n:
+        tree[i] ^= 1
+        i += i & -i
+
+
+@njit(cache=True)
+def _range(tree, lo, hi):
+    return _fen_prefix(tree, hi) ^ _fen_prefix(tree, lo)
+
+
+@njit(cache=True)
+def _block_odd(p, b, n, k, fen, cache, coff, tsz):
+    lo = b * k[p]
+    hi = min(lo + k[p], n)
+    root = cache[coff[p] + b * tsz[p]]
+    if root < 0:
+        return False
+    return (_range(fen[p], lo, hi) ^ root) == 1
+
+
+@njit(cache=True)
+def _push(p, b, n, k, wl, wl_n, active, aoff):
+    w = wl_n[0]
+    wl[w, 0] = p
+    wl[w, 1] = b
+    wl[w, 2] = 0
+    wl[w, 3] = b * k[p]
+    wl[w, 4] = min(b * k[p] + k[p], n)
+    wl[w, 5] = 0
+    wl_n[0] = w + 1
+    active[aoff[p] + b] = True
+
+
+@njit(cache=True)
+def start_passes(first, last, y, perm, fen, k, cache, coff, tsz, active, aoff, wl, wl_n, started):
+    """Build Bob's Fenwick trees for passes first..last-1 and queue their odd blocks."""
+    n = y.size
+    for p in range(first, last):
+        fenwick_build(y, perm[p], fen[p])
+    started[0] = last
+    for p in range(first, last):
+        nb = (n + k[p] - 1) // k[p]
+        for b in range(nb):
+            if _block_odd(p, b, n, k, fen, cache, coff, tsz):
+                _push(p, b, n, k, wl, wl_n, active, aoff)
+
+
+@njit(cache=True)
+def _flip(j, y, pos, fen, k, cache, coff, tsz, active, aoff, wl, wl_n, started):
+    """Correct Bob's bit j and queue every block of a started pass that turned odd."""
+    n = y.size
+    y[j] ^= 1
+    for q in range(started[0]):
+        _fen_flip(fen[q], pos[q, j], n)
+    for q in range(started[0]):
+        b = pos[q, j] // k[q]
+        if not active[aoff[q] + b] and _block_odd(q, b, n, k, fen, cache, coff, tsz):
+            _push(q, b, n, k, wl, wl_n, active, aoff)
+
+
+@njit(cache=True)
+def _ask(cidx, p, lo, hi, cache, q_cidx, q_pass, q_lo, q_hi, nq):
+    """Queue a query for cache slot cidx (range [lo, hi) of pass p) unless known."""
+    if cache[cidx] >= 0:
+        return nq
+    cache[cidx] = -2          # asked, answer pending
+    q_cidx[nq] = cidx
+    q_pass[nq] = p
+    q_lo[nq] = lo
+    q_hi[nq] = hi
+    return nq + 1
+
+
+@njit(cache=True)
+def advance(ans, y, perm, pos, fen, k, cache, coff, tsz, active, aoff, wl, wl_n, started,
+            q_cidx, q_pass, q_lo, q_hi, wide):
+    """Feed Alice's answers, run every bisection as far as the known parities allow, and
+    return the number of new queries written to q_* (q_cidx = cache slot to fill).
+
+    Nodes of at least ``wide`` bits are split four ways in one round (3 parities for
+    2 levels instead of 2 parities in 2 rounds).  Worklist rows: pass, block, node,
+    lo, hi, waiting flag.
+    """
+    n = y.size
+    for i in range(ans.size):
+        cache[q_cidx[i]] = ans[i]
+    for w in range(wl_n[0]):
+        wl[w, 5] = 0
+    nq = 0
+    w = 0
+    while w < wl_n[0]:
+        if wl[w, 5] == 1:
+            w += 1
+            continue
+        p = wl[w, 0]
+        b = wl[w, 1]
+        base = coff[p] + b * tsz[p]
+        node = wl[w, 2]
+        lo = wl[w, 3]
+        hi = wl[w, 4]
+        finished = False
+        while True:
+            a_node = cache[base + node]
+            if (_range(fen[p], lo, hi) ^ a_node) == 0:
+                finished = True      # a correction elsewhere already evened this node
+                break
+            if hi - lo == 1:
+                _flip(perm[p, lo], y, pos, fen, k, cache, coff, tsz, active, aoff, wl, wl_n, started)
+                finished = True
+                break
+            mid = lo + (hi - lo) // 2
+            lc = 2 * node + 1
+            a_left = cache[base + lc]
+            if a_left < 0:
+                nq = _ask(base + lc, p, lo, mid, cache, q_cidx, q_pass, q_lo, q_hi, nq)
+                if hi - lo >= wide:
+                    if mid - lo >= 2:
+                        nq = _ask(base + 2 * lc + 1, p, lo, lo + (mid - lo) // 2,
+                                  cache, q_cidx, q_pass, q_lo, q_hi, nq)
+                    if hi - mid >= 2:
+                        nq = _ask(base + 2 * lc + 3, p, mid, mid + (hi - mid) // 2,
+                                  cache, q_cidx, q_pass, q_lo, q_hi, nq)
+                wl[w, 5] = 1
+                break
+            if cache[base + lc + 1] < 0:
+                cache[base + lc + 1] = a_left ^ a_node
+            if (_range(fen[p], lo, mid) ^ a_left) == 1:
+                node, hi = lc, mid
+            else:
+                node, lo = lc + 1, mid
+        wl[w, 2] = node
+        wl[w, 3] = lo
+        wl[w, 4] = hi
+        if finished:
+            active[aoff[p] + b] = False
+            last = wl_n[0] - 1
+            if w != last:
+                for c in range(6):
+                    wl[w, c] = wl[last, c]
+            wl_n[0] = last
+            if _block_odd(p, b, n, k, fen, cache, coff, tsz):
+                _push(p, b, n, k, wl, wl_n, active, aoff)
+            continue      # row w now holds another bisection (or the end)
+        w += 1
+    return nq

@@ -1,0 +1,216 @@
+"""Cascade error reconciliation, Bob driving the bisections, Alice answering parities.
+
+Improvements of Martinez-Mateo, Pacher, Peev, Ciurana, Martin, "Demystifying the
+information reconciliation protocol Cascade", QIC 15, 453 (2015):
+
+* block sizes: k1 = 2^floor(log2(1/Q)), k2 = 2^ceil((log2(1/Q) + 12) / 2), then
+  k = N/2 for every later pass (16 passes in all), all capped at N/2;
+* sub-block reuse: every parity Alice has disclosed (blocks and bisection halves) is
+  kept, and the complementary half of a known node is derived, never asked for;
+  cascading back into an earlier pass starts from what is already known;
+* the many N/2 passes act as BICONF checks: Alice discloses the parity of one random
+  half only (1 bit; the other half adds nothing, a split pair makes both odd); a
+  residual error pair survives each check with probability 1/2, which sets the frame
+  error rate.
+
+Low-round mode uses k2 = 2 k1 (shorter cascade chains), runs all later passes at
+once (their bisections proceed in parallel) and splits nodes of 128 bits or more
+four ways per round: it trades some extra parities for far fewer round trips.
+
+Messages (all through the channel, which meters them): Alice -> Bob the permutation
+seed (public randomness) and the block parities of every pass (leak); then rounds
+of Bob -> Alice queries (permuted ranges, not secret) and Alice -> Bob parities (leak).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import _cascade_core as core
+from .channel import Channel
+
+MODES = ("standard", "low-round")
+# Nodes at least this large are split four ways per round (see _cascade_core.advance).
+WIDE_SPLIT = {"standard": 2**62, "low-round": 128}
+
+
+def block_schedule(n: int, qber: float, passes: int = 16, mode: str = "standard") -> list[int]:
+    """Return the block size of each pass (bits) for a frame of n bits at error rate qber."""
+    q = min(max(qber, 1e-6), 0.25)
+    alpha = math.log2(1.0 / q)
+    half = max((n + 1) // 2, 1)
+    # 2^floor(alpha) measured better than 2^ceil(alpha) at 1-8 % (docs/BENCHMARKS-postprocess.md)
+    k1 = min(2 ** math.floor(alpha), half)
+    k2 = min(2 ** math.ceil((alpha + 12.0) / 2.0), half)
+    if mode == "low-round":
+        k2 = min(2 * k1, half)
+    return [k1, k2] + [half] * (passes - 2)
+
+
+def stages_for(mode: str, passes: int) -> list[tuple[int, int]]:
+    """Return the passes started together, as [first, last) ranges, for a mode."""
+    if mode == "standard":
+        return [(p, p + 1) for p in range(passes)]
+    if mode == "low-round":
+        return [(0, 1), (1, 2), (2, passes)]
+    raise ValueError(f"unknown cascade mode {mode!r}; expected one of {MODES}")
+
+
+def revealed_blocks(n: int, k: int) -> int:
+    """Return how many block parities Alice discloses in a pass (1 for BICONF halves)."""
+    nb = (n + k - 1) // k
+    return 1 if nb == 2 else nb
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """Array geometry shared by both parties: blocks, tree caches, active flags."""
+
+    k: np.ndarray
+    coff: np.ndarray
+    tsz: np.ndarray
+    aoff: np.ndarray
+    cache_size: int
+    blocks: int
+
+    @classmethod
+    def of(cls, n: int, ks: list[int]) -> "_Layout":
+        k = np.asarray(ks, dtype=np.int64)
+        nb = (n + k - 1) // k
+        tsz = np.array([2 ** (max(int(math.ceil(math.log2(x))), 0) + 1) for x in ks], dtype=np.int64)
+        coff = np.concatenate(([0], np.cumsum(nb * tsz)[:-1])).astype(np.int64)
+        aoff = np.concatenate(([0], np.cumsum(nb)[:-1])).astype(np.int64)
+        return cls(k, coff, tsz, aoff, int(np.sum(nb * tsz)), int(np.sum(nb)))
+
+
+def _permutations(n: int, seed: int, passes: int) -> np.ndarray:
+    """Return one uniformly random permutation per pass, derived from the shared seed."""
+    perm = np.empty((passes, n), dtype=np.int32)
+    for p in range(passes):
+        perm[p] = core.splitmix_permutation(
+            n, np.uint64((seed + 0x632BE59BD9B4E019 * (p + 1)) & (2**64 - 1)))
+    return perm
+
+
+class CascadeAlice:
+    """Alice's side: holds her key, answers parity queries; never learns Bob's bits."""
+
+    def __init__(self, bits: np.ndarray, ks: list[int], seed: int):
+        self.bits = np.ascontiguousarray(bits, dtype=np.uint8)
+        n = self.bits.size
+        self.ks = list(ks)
+        passes = len(self.ks)
+        self.seed = seed
+        perm = _permutations(n, seed, passes)
+        self.px = np.empty((passes, n + 1), dtype=np.uint8)
+        for p in range(passes):
+            self.px[p] = core.prefix_parity(self.bits, perm[p])
+
+    def opening(self) -> tuple[np.ndarray, np.ndarray]:
+        """Return the public setup (seed, block sizes) and every block parity (disclosed)."""
+        n = self.bits.size
+        tops = [core.block_parities(self.px[p], n, k)[:revealed_blocks(n, k)]
+                for p, k in enumerate(self.ks)]
+        setup = np.array([self.seed] + self.ks, dtype=np.uint64)
+        return setup, np.concatenate(tops).astype(bool)
+
+    def answer(self, queries: np.ndarray) -> np.ndarray:
+        """Return the parities of queried ranges; queries rows are (pass, lo, hi)."""
+        q = np.asarray(queries, dtype=np.int64).reshape(-1, 3)
+        return core.answer_queries(self.px, q[:, 0], q[:, 1], q[:, 2]).astype(bool)
+
+
+class CascadeBob:
+    """Bob's side: corrects his key by bisection, asking Alice only for unknown parities."""
+
+    def __init__(self, bits: np.ndarray, setup: np.ndarray, tops: np.ndarray,
+                 mode: str = "standard"):
+        self.y = np.array(bits, dtype=np.uint8)
+        n = self.y.size
+        seed = int(setup[0])
+        self.ks = [int(k) for k in setup[1:]]
+        passes = len(self.ks)
+        self.perm = _permutations(n, seed, passes)
+        self.pos = np.empty_like(self.perm)
+        for p in range(passes):
+            self.pos[p] = core.inverse_permutation(self.perm[p])
+        lay = _Layout.of(n, self.ks)
+        self.lay = lay
+        self.cache = np.full(lay.cache_size, -1, dtype=np.int8)
+        tops = np.asarray(tops, dtype=np.int8)
+        shown = [revealed_blocks(n, k) for k in self.ks]
+        if tops.size != sum(shown):
+            raise ValueError(f"expected {sum(shown)} block parities from Alice, got {tops.size}")
+        at = 0
+        for p in range(passes):
+            roots = lay.coff[p] + np.arange(shown[p]) * lay.tsz[p]
+            self.cache[roots] = tops[at:at + shown[p]]
+            at += shown[p]
+        self.fen = np.zeros((passes, n + 1), dtype=np.uint8)
+        self.active = np.zeros(lay.blocks, dtype=np.bool_)
+        self.wl = np.zeros((lay.blocks + 1, 6), dtype=np.int64)
+        self.wl_n = np.zeros(1, dtype=np.int64)
+        self.started = np.zeros(1, dtype=np.int64)
+        self.q_cidx = np.zeros(3 * lay.blocks + 3, dtype=np.int64)
+        self.q = np.zeros((3, 3 * lay.blocks + 3), dtype=np.int64)
+        self.wide = WIDE_SPLIT[mode]
+        self.stages = stages_for(mode, passes)
+        self._stage = 0
+        self._answers = np.zeros(0, dtype=np.uint8)
+
+    def next_queries(self, answers: np.ndarray | None = None) -> np.ndarray | None:
+        """Consume Alice's last answers; return the next queries (rows pass, lo, hi) or None."""
+        ans = self._answers if answers is None else np.asarray(answers, dtype=np.uint8)
+        while True:
+            nq = core.advance(ans, self.y, self.perm, self.pos, self.fen, self.lay.k, self.cache,
+                              self.lay.coff, self.lay.tsz, self.active, self.lay.aoff, self.wl,
+                              self.wl_n, self.started, self.q_cidx, self.q[0], self.q[1], self.q[2],
+                              self.wide)
+            ans = np.zeros(0, dtype=np.uint8)
+            if nq:
+                return self.q[:, :nq].T.copy()
+            if self._stage == len(self.stages):
+                return None
+            first, last = self.stages[self._stage]
+            self._stage += 1
+            core.start_passes(first, last, self.y, self.perm, self.fen, self.lay.k, self.cache,
+                              self.lay.coff, self.lay.tsz, self.active, self.lay.aoff, self.wl,
+                              self.wl_n, self.started)
+
+
+def cascade(alice_bits: np.ndarray, bob_bits: np.ndarray, qber: float, channel: Channel, *,
+            seed: int = 0, mode: str = "standard", passes: int = 16,
+            schedule: list[int] | None = None) -> np.ndarray:
+    """Run Cascade between the two keys over ``channel``; return Bob's corrected key.
+
+    ``schedule`` overrides the block sizes (one per pass).  Both parties run here in
+    lockstep but exchange data only through the channel.
+    """
+    if alice_bits.shape != bob_bits.shape:
+        raise ValueError(f"keys differ in length: {alice_bits.size} vs {bob_bits.size}")
+    if mode not in MODES:
+        raise ValueError(f"unknown cascade mode {mode!r}; expected one of {MODES}")
+    n = alice_bits.size
+    ks = list(schedule) if schedule is not None else block_schedule(n, qber, passes, mode)
+    if not ks or min(ks) < 1:
+        raise ValueError(f"block sizes must be >= 1, got {ks}")
+    alice = CascadeAlice(alice_bits, ks, seed & (2**64 - 1))
+    setup, tops = alice.opening()
+    channel.send("alice", setup, tag="ec")
+    channel.send("alice", tops, leaks_key=True, tag="ec")
+    bob = CascadeBob(bob_bits, channel.recv("bob"), channel.recv("bob"), mode)
+    answers = None
+    while True:
+        queries = bob.next_queries(answers)
+        if queries is None:
+            break
+        # Bob names each range by pass and bounds; on the wire a node id would do, so
+        # each query is metered at 32 bits.
+        channel.send("bob", queries.astype(np.int32), bits=32 * len(queries), tag="ec")
+        got = channel.recv("alice")
+        channel.send("alice", alice.answer(got), leaks_key=True, tag="ec")
+        answers = channel.recv("bob")
+    return bob.y

@@ -1,0 +1,63 @@
+"""Information reconciliation front end: one call, any method, leakage from the channel.
+
+``reconcile(alice_bits, bob_bits, qber, method="cascade", channel=...)`` returns Bob's
+corrected key and a :class:`ReconcileReport`.  The leak is read from the channel's
+meter (what Alice disclosed), never from the algorithm's own bookkeeping.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .channel import Channel, LocalChannel
+from .infotheory import h2
+
+METHODS = ("cascade", "ldpc")
+
+
+@dataclass(frozen=True)
+class ReconcileReport:
+    """What reconciliation cost: bits leaked about the key, rounds, messages, wire bits."""
+
+    method: str
+    n: int
+    leaked_bits: int
+    rounds: int
+    messages: int
+    wire_bits: int
+    qber: float
+
+    @property
+    def efficiency(self) -> float:
+        """Return f = leaked / (n h(qber)) (1 is the Shannon limit)."""
+        return self.leaked_bits / (self.n * h2(self.qber)) if 0 < self.qber < 0.5 else float("inf")
+
+
+def reconcile(alice_bits: np.ndarray, bob_bits: np.ndarray, qber: float, method: str = "cascade",
+              channel: Channel | None = None, *, seed: int = 0, **options) -> tuple[np.ndarray, ReconcileReport]:
+    """Correct Bob's key towards Alice's; return (corrected key, report).
+
+    qber: the error rate to design for (from parameter estimation), 0 < qber < 0.5.
+    method: ``cascade`` (options: mode="standard"|"low-round", passes, schedule) or
+    ``ldpc`` (not available yet).  seed: public randomness for permutations.
+    """
+    alice_bits = np.asarray(alice_bits, dtype=np.uint8)
+    bob_bits = np.asarray(bob_bits, dtype=np.uint8)
+    if alice_bits.ndim != 1 or alice_bits.shape != bob_bits.shape:
+        raise ValueError(f"need two 1-D keys of equal length, got {alice_bits.shape} and {bob_bits.shape}")
+    if not 0.0 < qber < 0.5:
+        raise ValueError(f"qber must be in (0, 0.5), got {qber}")
+    if method not in METHODS:
+        raise ValueError(f"unknown reconciliation method {method!r}; expected one of {METHODS}")
+    channel = channel if channel is not None else LocalChannel()
+    before = channel.stats.snapshot()
+    if method == "cascade":
+        from .cascade import cascade
+        corrected = cascade(alice_bits, bob_bits, qber, channel, seed=seed, **options)
+    else:
+        raise NotImplementedError("LDPC reconciliation is not implemented yet; use method='cascade'")
+    used = channel.stats.since(before)
+    return corrected, ReconcileReport(method, int(alice_bits.size), used.leaked_bits, used.rounds,
+                                      used.messages, used.bits, float(qber))
