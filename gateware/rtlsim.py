@@ -164,7 +164,9 @@ def run(name, build_dir, test_module, *, test_dir, testcase=None, extra_env=None
     ``test_module`` is a module name importable from ``sys.path``, or the path of a ``.py`` file
     (its folder is added to the simulation's Python path). ``test_dir`` is where the simulation
     runs and leaves ``results.xml``, ``sim.log`` and any ``dump.vcd``; ``testcase`` picks tests
-    by name; ``seed`` is cocotb's random seed (one is chosen and reported when omitted).
+    by name; ``seed`` is cocotb's random seed (one is chosen and reported when omitted);
+    ``extra_env`` variables reach the simulation (``{"WAVES": "1"}`` records ``dump.vcd`` from a
+    model built with ``waves=True``).
     Raises ``AssertionError`` naming the failed tests, or if no test ran.
     """
     from cocotb_tools.runner import get_runner

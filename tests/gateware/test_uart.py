@@ -111,7 +111,6 @@ def test_rx_overrun_and_frame_error(divisor):
         await ctx.tick().repeat(2 * divisor)
         assert pulses == {"overrun": 1, "frame_error": 0}
         got.append(await stream_get(ctx, dut.o_stream))
-        ctx.set(dut.rx, 0)
         phase = await drive_byte(ctx, dut.rx, 0x3C, divisor, phase, stop=0)
         ctx.set(dut.rx, 0)            # hold the line low (a break) for a while
         await ctx.tick().repeat(3 * divisor)
