@@ -32,6 +32,15 @@ def git_version(repo=Path(__file__).resolve().parent.parent):
         return 0, False
 
 
+#: Stream channels each role's link serves: (host-to-device, device-to-host).
+ROLE_CHANNELS = {
+    Role.LINK: ((StreamChannel.LOOPBACK,), (StreamChannel.LOOPBACK,)),
+    Role.BOB: ((StreamChannel.LOOPBACK,), (StreamChannel.LOOPBACK, StreamChannel.EVENTS)),
+    Role.ALICE: ((StreamChannel.LOOPBACK, StreamChannel.CHOICES),
+                 (StreamChannel.LOOPBACK, StreamChannel.REPORTS)),
+}
+
+
 class NodeCore(wiring.Component):
     """The link, the register bank and the role's cores, with the host link as byte streams.
 
@@ -49,6 +58,7 @@ class NodeCore(wiring.Component):
         if role != Role.LINK:
             raise NotImplementedError(f"role {role.name} has no cores yet; build role LINK")
         self.role = role
+        self.h2d, self.d2h = ROLE_CHANNELS[role]
         self.clk_hz = clk_hz
         self.git_hash = git_hash
         self.dirty = dirty
@@ -59,8 +69,7 @@ class NodeCore(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         m.submodules.bank = bank = RegisterBank(REGISTER_MAP)
-        m.submodules.link = link = Link(h2d=(StreamChannel.LOOPBACK,), d2h=(StreamChannel.LOOPBACK,),
-                                        flush_cycles=self.flush_cycles)
+        m.submodules.link = link = Link(h2d=self.h2d, d2h=self.d2h, flush_cycles=self.flush_cycles)
         wiring.connect(m, link.bus, bank.bus)
         wiring.connect(m, wiring.flipped(self.i_rx), link.i_rx)
         wiring.connect(m, link.o_tx, wiring.flipped(self.o_tx))
@@ -74,7 +83,7 @@ class NodeCore(wiring.Component):
         m.d.comb += [
             bank.reg("core.git_hash").eq(self.git_hash),
             platform_reg.role.eq(self.role),
-            platform_reg.channels.eq(1),
+            platform_reg.channels.eq(len(set(self.h2d) | set(self.d2h))),
             platform_reg.dirty.eq(int(self.dirty)),
             bank.reg("core.clk_hz").eq(self.clk_hz),
         ]

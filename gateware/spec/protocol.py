@@ -140,6 +140,8 @@ class StreamChannel(enum.Enum, shape=8):
     EVENTS = 0x01
     #: Alice: per-slot choices, host to device (modulator issue).
     CHOICES = 0x02
+    #: Alice: underflow and status records, device to host (modulator issue).
+    REPORTS = 0x03
 
 
 def crc16(data, crc=CRC_INIT):
