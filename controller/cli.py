@@ -100,6 +100,33 @@ def board_model(
              f"or --port 0 for a free one.")
 
 
+# -- demo ---------------------------------------------------------------------------------------
+
+@app.command("demo")
+def demo_cmd(
+    url: Optional[str] = typer.Option(None, "--url", help="A board's link URL; default: serve the "
+                                      "behavioural board on a loopback port."),
+    stream_bytes: int = typer.Option(65536, min=1, help="Bytes to send round the LOOPBACK stream."),
+    seed: Optional[int] = typer.Option(None, help="Seed for the test data (default: random, printed)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the report as one JSON object."),
+):
+    """Run the end-to-end demo on this machine and print a summary."""
+    import dataclasses
+    from hil.demo import run_demo
+    try:
+        report = run_demo(url, stream_bytes=stream_bytes, seed=seed,
+                          progress=(lambda line: None) if as_json else out.print)
+    except LinkError as exc:
+        fail(str(exc))
+    if as_json:
+        print(json.dumps(dataclasses.asdict(report) | {"ok": report.ok}))
+    elif report.ok:
+        out.print(f"[bold green]demo passed[/]: {report.register_checks} register round trips, "
+                  f"{report.stream_bytes} stream bytes echoed, no link errors")
+    if not report.ok:
+        fail("demo failed: " + "; ".join(report.failures))
+
+
 # -- bench --------------------------------------------------------------------------------------
 
 def available_benches():
