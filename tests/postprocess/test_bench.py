@@ -1,0 +1,30 @@
+"""The postprocess benchmarks run and report their named figures (no timing asserted)."""
+
+import json
+import subprocess
+import sys
+
+from bench import amplify as bench_amplify
+from bench import reconcile as bench_reconcile
+
+
+def test_bench_reconcile_reports_figures():
+    out = bench_reconcile.run(["--method", "cascade", "--qber", "0.03", "--bits", "20000",
+                               "--frames", "2", "--seed", "3", "--json"])
+    for key in ("efficiency", "frame_error_rate", "rounds", "seconds_per_frame", "mbit_per_s"):
+        assert key in out
+    assert out["frame_error_rate"] == 0.0
+    assert 1.0 < out["efficiency"] < 1.2
+    assert out["rounds"] > 0 and out["seconds_per_frame"] > 0.0
+
+
+def test_bench_amplify_reports_figures():
+    out = bench_amplify.run(["--bits", "50000", "--repeats", "1"])
+    assert out["output_bits"] == 25000 and out["mbit_per_s"] > 0.0
+
+
+def test_bench_reconcile_runs_as_module():
+    proc = subprocess.run([sys.executable, "-m", "bench.reconcile", "--bits", "5000", "--frames", "1",
+                           "--mode", "low-round", "--json"], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["mode"] == "low-round"
