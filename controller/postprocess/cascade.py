@@ -3,7 +3,7 @@
 Improvements of Martinez-Mateo, Pacher, Peev, Ciurana, Martin, "Demystifying the
 information reconciliation protocol Cascade", QIC 15, 453 (2015):
 
-* block sizes: k1 = 2^floor(log2(1/Q)), k2 = 2^ceil((log2(1/Q) + 12) / 2), then
+* block sizes: k1 = 2^round(log2(1/Q)), k2 = 2^ceil((log2(1/Q) + 12) / 2), then
   k = N/2 for every later pass (16 passes in all), all capped at N/2;
 * sub-block reuse: every parity Alice has disclosed (blocks and bisection halves) is
   kept, and the complementary half of a known node is derived, never asked for;
@@ -13,7 +13,7 @@ information reconciliation protocol Cascade", QIC 15, 453 (2015):
   residual error pair survives each check with probability 1/2, which sets the frame
   error rate.
 
-Low-round mode uses k2 = 2 k1 (shorter cascade chains), runs all later passes at
+Low-round mode uses k1 = 2^floor(log2(1/Q)) and k2 = 2 k1 (shorter cascade chains), runs all later passes at
 once (their bisections proceed in parallel) and splits nodes of 128 bits or more
 four ways per round: it trades some extra parities for far fewer round trips.
 
@@ -42,10 +42,13 @@ def block_schedule(n: int, qber: float, passes: int = 16, mode: str = "standard"
     q = min(max(qber, 1e-6), 0.25)
     alpha = math.log2(1.0 / q)
     half = max((n + 1) // 2, 1)
-    # 2^floor(alpha) measured better than 2^ceil(alpha) at 1-8 % (docs/BENCHMARKS-postprocess.md)
-    k1 = min(2 ** math.floor(alpha), half)
+    # 2^round(alpha): measured best of 2^floor / 2^ceil at 1-8 % for N = 1e5..1e6
+    # (docs/BENCHMARKS-postprocess.md); the paper's 2^ceil loses at 5-8 %.
+    k1 = min(2 ** round(alpha), half)
     k2 = min(2 ** math.ceil((alpha + 12.0) / 2.0), half)
     if mode == "low-round":
+        # smaller first blocks and k2 = 2 k1 keep cascade chains (hence rounds) short
+        k1 = min(2 ** math.floor(alpha), half)
         k2 = min(2 * k1, half)
     return [k1, k2] + [half] * (passes - 2)
 
