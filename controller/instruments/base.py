@@ -147,6 +147,14 @@ class Instrument:
         """Send a query and return the reply without its termination."""
         return self.resource.query(command).strip()
 
+    def wait(self) -> None:
+        """Block until the instrument has executed everything sent before (*OPC? answers 1).
+
+        Sets are not acknowledged: call this before relying on a setting through another
+        instrument (e.g. the power meter after a VOA change).
+        """
+        self.ask("*OPC?")
+
     def reset(self) -> None:
         """Reset the instrument to its power-on settings (*RST)."""
         self.write("*RST")
