@@ -41,7 +41,8 @@ def reconcile(alice_bits: np.ndarray, bob_bits: np.ndarray, qber: float, method:
 
     qber: the error rate to design for (from parameter estimation), 0 < qber < 0.5.
     method: ``cascade`` (options: mode="standard"|"low-round", passes, schedule) or
-    ``ldpc`` (not available yet).  seed: public randomness for permutations.
+    ``ldpc`` (options: frame_bits, f_start, reveal_frac, max_retries, max_iter;
+    experimental, see docs/postprocess.md).  seed: public randomness.
     """
     alice_bits = np.asarray(alice_bits, dtype=np.uint8)
     bob_bits = np.asarray(bob_bits, dtype=np.uint8)
@@ -57,7 +58,8 @@ def reconcile(alice_bits: np.ndarray, bob_bits: np.ndarray, qber: float, method:
         from .cascade import cascade
         corrected = cascade(alice_bits, bob_bits, qber, channel, seed=seed, **options)
     else:
-        raise NotImplementedError("LDPC reconciliation is not implemented yet; use method='cascade'")
+        from .ldpc import ldpc
+        corrected = ldpc(alice_bits, bob_bits, qber, channel, seed=seed, **options)
     used = channel.stats.since(before)
     return corrected, ReconcileReport(method, int(alice_bits.size), used.leaked_bits, used.rounds,
                                       used.messages, used.bits, float(qber))

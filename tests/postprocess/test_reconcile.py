@@ -97,3 +97,24 @@ def test_cascade_frame_error_rate_and_efficiency_statistics():
         assert np.array_equal(fixed, a), f"seed {1000 + seed}"
         fs.append(rep.efficiency)
     assert np.mean(fs) < 1.10
+
+
+def test_ldpc_baseline_corrects_and_meters_its_leak():
+    a, b = _pair(21, 4000, 0.08)
+    ch = LocalChannel()
+    fixed, rep = reconcile(a, b, 0.08, method="ldpc", channel=ch, seed=21, frame_bits=4000)
+    assert np.array_equal(fixed, a), "seed 21"
+    assert rep.leaked_bits == ch.stats.leaked_bits
+    # at least the syndrome of a rate 1 - 1.1 h(Q) code was disclosed
+    assert rep.efficiency >= 1.05
+
+
+def test_ldpc_syndrome_decoder_recovers_a_lightly_corrupted_word():
+    import math
+    from controller.postprocess import ldpc
+    cp, cv, vp, ve, m = ldpc.make_code(2000, 0.5, 3)
+    a, b = _pair(5, 2000, 0.02)
+    llr = np.where(b == 0, 1.0, -1.0) * math.log(0.98 / 0.02)
+    bits, it, ok = ldpc.decode(cp, cv, vp, ve, ldpc.syndrome(cp, cv, a), llr, 50)
+    assert ok and np.array_equal(bits, a)
+    assert np.array_equal(ldpc.syndrome(cp, cv, bits), ldpc.syndrome(cp, cv, a))
