@@ -12,12 +12,13 @@ from amaranth.lib import wiring, stream, fifo
 from amaranth.lib.wiring import In, Out
 
 from .spec.protocol import StreamChannel
-from .spec.registers import REGISTER_MAP, Role
+from .spec.registers import REGISTER_MAP, Role, Access
 from .cores.csr import RegisterBank
 from .cores.link import Link, LINK_COUNTERS
 from .cores.uart import UARTRx, UARTTx, divisor_for
+from .cores.modulator import Modulator, AlicePins
 
-__all__ = ["NodeCore", "NodeTop", "git_version"]
+__all__ = ["NodeCore", "NodeTop", "git_version", "ROLE_CHANNELS", "ROLE_PINS"]
 
 
 def git_version(repo=Path(__file__).resolve().parent.parent):
@@ -40,31 +41,42 @@ ROLE_CHANNELS = {
                  (StreamChannel.LOOPBACK, StreamChannel.REPORTS)),
 }
 
+#: Signature members each role's core brings out beyond the host link (its quantum-side pins).
+ROLE_PINS = {
+    Role.LINK: {},
+    Role.ALICE: {"alice": Out(AlicePins)},
+    Role.BOB: {},
+}
+
 
 class NodeCore(wiring.Component):
     """The link, the register bank and the role's cores, with the host link as byte streams.
 
     ``clk_hz`` is reported in ``core.clk_hz``; ``git_hash``/``dirty`` in ``core.git_hash`` and
     ``core.platform``. ``loopback_depth`` is the LOOPBACK stream FIFO's size in bytes.
+    ``choices_depth`` is ALICE's choice FIFO size in bytes. The role's pins (``ROLE_PINS``)
+    join the signature.
     """
 
-    i_rx: In(stream.Signature(8))
-    o_tx: Out(stream.Signature(8))
-    uart_error: In(1)
-    led: Out(1)
-
     def __init__(self, *, role=Role.LINK, clk_hz=48_000_000, git_hash=0, dirty=False,
-                 loopback_depth=512, flush_cycles=256):
-        if role != Role.LINK:
-            raise NotImplementedError(f"role {role.name} has no cores yet; build role LINK")
+                 loopback_depth=512, flush_cycles=256, choices_depth=4096):
+        if role == Role.BOB:
+            raise NotImplementedError(f"role {role.name} has no cores yet; build role LINK or ALICE")
         self.role = role
+        self.choices_depth = choices_depth
         self.h2d, self.d2h = ROLE_CHANNELS[role]
         self.clk_hz = clk_hz
         self.git_hash = git_hash
         self.dirty = dirty
         self.loopback_depth = loopback_depth
         self.flush_cycles = flush_cycles
-        super().__init__()
+        super().__init__({
+            "i_rx": In(stream.Signature(8)),
+            "o_tx": Out(stream.Signature(8)),
+            "uart_error": In(1),
+            "led": Out(1),
+            **ROLE_PINS[role],
+        })
 
     def elaborate(self, platform):
         m = Module()
@@ -112,22 +124,45 @@ class NodeCore(wiring.Component):
             link.d2h_loopback_level.eq(lb.level),
             bank.reg("core.status").loopback_free.eq(free),
         ]
+
+        if self.role == Role.ALICE:
+            self._elaborate_alice(m, bank, link)
         return m
+
+    def _elaborate_alice(self, m, bank, link):
+        """Wire the modulator to its registers (by their spec names), streams and pins."""
+        m.submodules.modulator = mod = Modulator(choices_depth=self.choices_depth)
+        for info in REGISTER_MAP:
+            if info.block.name != "modulator":
+                continue
+            port, reg = getattr(mod, info.name), bank.reg(info.path)
+            m.d.comb += (reg.eq(port) if info.access is Access.RO else port.eq(reg))
+        wiring.connect(m, link.h2d_choices, mod.i_choices)
+        wiring.connect(m, mod.o_reports, link.d2h_reports)
+        m.d.comb += [
+            link.h2d_choices_free.eq(mod.choices_free),
+            link.h2d_choices_enable.eq(1),
+            link.d2h_reports_level.eq(mod.reports_level),
+        ]
+        wiring.connect(m, mod.pins, wiring.flipped(self.alice))
 
 
 class NodeTop(wiring.Component):
-    """``NodeCore`` behind an 8N1 UART on pins ``rx`` (from the host) and ``tx`` (to the host)."""
-
-    rx: In(1, init=1)
-    tx: Out(1, init=1)
-    led: Out(1)
+    """``NodeCore`` behind an 8N1 UART on pins ``rx`` (from the host) and ``tx`` (to the host),
+    with the role's pins (``ROLE_PINS``) passed through."""
 
     def __init__(self, *, clk_hz=48_000_000, baud=12_000_000, **core_args):
         self.clk_hz = clk_hz
         self.baud = baud
         self.divisor = divisor_for(clk_hz, baud)
         self._core_args = core_args
-        super().__init__()
+        self.role = core_args.get("role", Role.LINK)
+        super().__init__({
+            "rx": In(1, init=1),
+            "tx": Out(1, init=1),
+            "led": Out(1),
+            **ROLE_PINS[self.role],
+        })
 
     def elaborate(self, platform):
         m = Module()
@@ -142,4 +177,6 @@ class NodeTop(wiring.Component):
         ]
         wiring.connect(m, urx.o_stream, core.i_rx)
         wiring.connect(m, core.o_tx, utx.i_stream)
+        for name in ROLE_PINS[self.role]:
+            wiring.connect(m, getattr(core, name), wiring.flipped(getattr(self, name)))
         return m

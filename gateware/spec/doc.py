@@ -70,6 +70,54 @@ def _register_tables():
     return "\n".join(out)
 
 
+def _layout_table(layout):
+    """Rows ``| field | bits | shape |`` of a StructLayout (enum shapes by name)."""
+    rows = ["| field | bits | shape |", "|---|---|---|"]
+    for name, fld in layout:
+        width = data.Layout.cast(fld.shape).size if isinstance(fld.shape, data.Layout) else fld.width
+        bits = f"{fld.offset}" if width == 1 else f"{fld.offset + width - 1}:{fld.offset}"
+        shape = getattr(fld.shape, "__name__", f"unsigned({width})")
+        rows.append(f"| `{name}` | [{bits}] | {shape} |")
+    return "\n".join(rows)
+
+
+def _modulator_section():
+    """Alice's CHOICES packing and REPORTS records (``gateware.spec.modulator``)."""
+    from . import modulator as mod
+    return f"""## Alice: choices and reports
+
+{inspect.getdoc(mod)}
+
+### `ChoiceLayout` (one slot, {mod.ChoiceLayout.size} bits; {mod.SLOTS_PER_BYTE} slots per CHOICES byte, the earlier in bits 3:0)
+
+{_layout_table(mod.ChoiceLayout)}
+
+#### `Basis`
+
+{_enum_table(mod.Basis, "{}")}
+
+#### `Intensity`
+
+{_enum_table(mod.Intensity, "{}")}
+
+#### `Bb84State` (the modulator state output)
+
+{_enum_table(mod.Bb84State, "{}")}
+
+### `ReportLayout` (one REPORTS record, {mod.REPORT_BYTES} bytes, least significant byte first)
+
+{_layout_table(mod.ReportLayout)}
+
+#### `ReportKind`
+
+{_enum_table(mod.ReportKind)}
+
+The LFSR test pattern is Fibonacci, taps {mod.LFSR_TAPS} ({mod.LFSR_WIDTH} bits), shifted left;
+each slot plays the state's low 4 bits, then the state shifts 4 times. Slots are at least
+{mod.MIN_SLOT_PERIOD} clock cycles.
+"""
+
+
 def render_protocol():
     """Return the Markdown text of ``docs/protocol.md``."""
     rules = inspect.getdoc(protocol)
@@ -111,4 +159,5 @@ Protocol version {protocol.PROTOCOL_VERSION}; gateware {major}.{minor}.{patch}; 
 Registers are 32 bits wide at 16-bit word addresses; access `ro` is read-only, `rw` read-write,
 `w1p` write-one-to-pulse (reads 0). Field bit ranges are `[msb:lsb]`.
 
-{_register_tables()}"""
+{_register_tables()}
+{_modulator_section()}"""
