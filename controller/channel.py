@@ -1,0 +1,719 @@
+"""The classical channel between the two controllers: TCP, every message authenticated (Wegman-Carter).
+
+Authentication is information-theoretic: each frame's tag is ``(H_k(frame) + r_i) mod p`` with
+``p = 2^127 - 1``, ``H_k`` the polynomial hash over GF(p) of the frame cut into 15-byte blocks
+(an ε-almost-Δ-universal family, ε = L/p for L blocks) and ``r_i`` 128 fresh one-time key bits
+(127 used) taken at the frame's index from the sender's direction of the :class:`AuthKeyPool`.  The
+hash key ``k`` stays; the pads are used once.  The pool is bootstrapped from a pre-shared secret
+file (0600) and replenished from distilled key (:meth:`AuthKeyPool.replenish`); its consumption is
+counted so the operator sees the authentication budget.
+
+A frame binds its direction, lane, kind, block number, index (= sequence number, the pad index) and
+metering fields into the tag.  A tampered, replayed or reordered frame raises a typed error from
+``recv``, aborts the current block on both sides (:meth:`AuthChannel.abort_block`) and is counted.
+
+:class:`AuthChannel` implements the post-processing channel interface
+(:class:`controller.postprocess.channel.Channel`: ``send(sender, ...)``, ``recv(receiver)``,
+``stats``) for its own party, metering both directions the same way as ``LocalChannel``;
+:class:`TcpChannelPair` puts two endpoints behind that interface in one process.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import os
+import queue
+import socket
+import struct
+import threading
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from controller.kms.secretfile import read_secret, write_secret
+from controller.postprocess.channel import ChannelStats, Payload, payload_bits
+
+P127 = (1 << 127) - 1
+PAD_BYTES = 16
+HASH_KEY_BYTES = 16
+PARTIES = ("alice", "bob")
+LANE_BLOCK, LANE_KME_REQ, LANE_KME_REP = 0, 1, 2
+KIND_DATA, KIND_HELLO, KIND_ABORT, KIND_FLOOR = 0, 1, 2, 3
+MAX_PAYLOAD = 64 << 20
+MAX_SKIP = 1 << 16            # pads a peer may ask us to skip on (re)connection
+CHECKPOINT = 64               # pads reserved ahead in the state file
+
+_HDR = struct.Struct(">2sBBBBBBQQQI")   # magic ver kind dir lane flags taglen block index bits len
+MAGIC, VERSION = b"QC", 1
+
+
+# -- errors ---------------------------------------------------------------------------------------
+
+class ChannelError(RuntimeError):
+    """Base class of classical-channel errors."""
+
+
+class ChannelClosed(ChannelError):
+    """The TCP connection ended."""
+
+
+class AuthKeyExhausted(ChannelError):
+    """No one-time key left to authenticate (or check) a message."""
+
+
+class ChannelAuthError(ChannelError):
+    """A received frame failed authentication; the current block is aborted."""
+
+
+class TamperedMessage(ChannelAuthError):
+    """The tag does not match the frame (modified, forged, or wrong direction)."""
+
+
+class ReplayedMessage(ChannelAuthError):
+    """A frame with an index already used (replay)."""
+
+
+class ReorderedMessage(ChannelAuthError):
+    """An authentic frame arrived ahead of its turn (frames before it were removed)."""
+
+
+class BlockAborted(ChannelError):
+    """The current block was aborted (by this side or the peer); start a new block."""
+
+
+# -- hashing --------------------------------------------------------------------------------------
+
+def poly_hash(key: int, data: bytes) -> int:
+    """Return the polynomial hash of ``data`` over GF(2^127 - 1) at point ``key``.
+
+    15-byte blocks, each read little-endian with a 1 appended above its top byte (so blocks of
+    different lengths differ); Horner evaluation without constant term.
+    """
+    h = 0
+    for i in range(0, len(data), 15):
+        block = data[i:i + 15]
+        h = (h + int.from_bytes(block, "little") + (1 << (8 * len(block)))) * key % P127
+    return h
+
+
+def wc_tag(key: int, pad: bytes, data: bytes) -> bytes:
+    """Return the 16-byte Wegman-Carter tag of ``data`` under hash key ``key`` and one-time ``pad``."""
+    r = int.from_bytes(pad, "big") & P127
+    return ((poly_hash(key, data) + r) % P127).to_bytes(16, "big")
+
+
+# -- the authentication key pool -------------------------------------------------------------------
+
+@dataclass
+class AuthBudget:
+    """Authentication key figures: bits consumed so far and left, per direction (``alice>bob``...)."""
+
+    consumed_bits: int
+    remaining_bits: dict[str, int]
+    remaining_messages: dict[str, int]
+    replenished_bits: int
+
+
+class AuthKeyPool:
+    """One-time pads for the tags, one stream per direction, addressed by absolute index.
+
+    A pre-shared secret holds the 16-byte hash key then pad bytes; the pad bytes (and every
+    replenishment) are split in half: first half alice->bob, second half bob->alice, so both ends
+    derive the same streams.  With ``state_path`` the pool is kept in a 0600 file; the send index is
+    written ``CHECKPOINT`` pads ahead before use, so a restart never reuses a pad.
+    """
+
+    def __init__(self, secret: bytes, *, state_path: str | os.PathLike | None = None):
+        if len(secret) < HASH_KEY_BYTES + 2 * PAD_BYTES:
+            raise ChannelError(f"the pre-shared secret has {len(secret)} bytes; expected at least "
+                               f"{HASH_KEY_BYTES + 2 * PAD_BYTES} (hash key + one pad each way).")
+        self._key = int.from_bytes(secret[:HASH_KEY_BYTES], "big") & P127
+        if self._key in (0, 1):
+            raise ChannelError("the pre-shared secret's hash key is degenerate; make a new secret.")
+        self._lock = threading.RLock()
+        self._pads = {"alice": bytearray(), "bob": bytearray()}   # by sending party
+        self._base = {"alice": 0, "bob": 0}                        # index of the first pad held
+        self._next_send = {"alice": 0, "bob": 0}
+        self._floor_recv = {"alice": 0, "bob": 0}
+        self._saved_send = {"alice": 0, "bob": 0}
+        self._saved_recv = {"alice": 0, "bob": 0}
+        self.consumed_bits = 0
+        self.replenished_bits = 0
+        self.state_path = Path(state_path) if state_path else None
+        self._fingerprint = hmac.new(secret[:HASH_KEY_BYTES], b"qkdnode channel", "sha256").hexdigest()[:16]
+        if self.state_path and self.state_path.exists():
+            self._load()
+        else:
+            self._append(secret[HASH_KEY_BYTES:])
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike, *, state_path=None) -> "AuthKeyPool":
+        """Load the pre-shared secret file ``path`` (mode 0600 required)."""
+        return cls(read_secret(path, "pre-shared channel secret",
+                               min_size=HASH_KEY_BYTES + 2 * PAD_BYTES), state_path=state_path)
+
+    @staticmethod
+    def create_secret_file(path: str | os.PathLike, n_messages: int = 4096) -> Path:
+        """Write a fresh pre-shared secret for ``n_messages`` frames each way (give both ends a copy)."""
+        return write_secret(path, os.urandom(HASH_KEY_BYTES + 2 * PAD_BYTES * n_messages))
+
+    def _append(self, data: bytes) -> None:
+        half = (len(data) // 2) // PAD_BYTES * PAD_BYTES
+        self._pads["alice"] += data[:half]
+        self._pads["bob"] += data[half:2 * half]
+
+    def replenish(self, key_bits: bytes) -> int:
+        """Add distilled key to both pad streams (call with the same bytes on both ends); return bits added."""
+        with self._lock:
+            before = sum(len(v) for v in self._pads.values())
+            self._append(bytes(key_bits))
+            added = 8 * (sum(len(v) for v in self._pads.values()) - before)
+            self.replenished_bits += added
+            self._save()
+        return added
+
+    def _end(self, party: str) -> int:
+        return self._base[party] + len(self._pads[party]) // PAD_BYTES
+
+    def _pad(self, party: str, index: int) -> bytes:
+        off = (index - self._base[party]) * PAD_BYTES
+        if index < self._base[party] or index >= self._end(party):
+            raise AuthKeyExhausted(
+                f"no authentication key left for {party}->{_other(party)} frame {index} "
+                f"({self._end(party)} pads held): replenish the pool from distilled key, or "
+                f"install a new pre-shared secret on both ends.")
+        return bytes(self._pads[party][off:off + PAD_BYTES])
+
+    def _drop_below(self, party: str, index: int) -> None:
+        n = index - self._base[party]
+        if n > 0:
+            del self._pads[party][:n * PAD_BYTES]
+            self._base[party] = index
+            self.consumed_bits += 8 * PAD_BYTES * n
+
+    def take_send(self, party: str) -> tuple[int, bytes]:
+        """Return the next (index, pad) for frames sent by ``party``; the pad is gone afterwards."""
+        with self._lock:
+            index = self._next_send[party]
+            pad = self._pad(party, index)
+            self._next_send[party] = index + 1
+            if index + 1 > self._saved_send[party]:
+                self._saved_send[party] = index + CHECKPOINT
+                self._save()
+            self._drop_below(party, index + 1)
+            return index, pad
+
+    def recv_pad(self, party: str, index: int) -> bytes:
+        """Return the pad of frame ``index`` sent by ``party`` (not consumed)."""
+        with self._lock:
+            return self._pad(party, index)
+
+    def burn_recv(self, party: str, upto: int) -> None:
+        """Mark pads of ``party``'s frames below ``upto`` used (received, or burnt by a failure)."""
+        with self._lock:
+            self._floor_recv[party] = max(self._floor_recv[party], upto)
+            self._drop_below(party, upto)
+            if self._floor_recv[party] >= self._saved_recv[party] + CHECKPOINT:
+                self._save()
+
+    def recv_floor(self, party: str) -> int:
+        """Return the lowest frame index still acceptable from ``party``."""
+        return self._floor_recv[party]
+
+    def skip_send(self, party: str, floor: int) -> None:
+        """Move ``party``'s send index up to ``floor`` (the peer's receive floor)."""
+        with self._lock:
+            if floor > self._next_send[party]:
+                if floor - self._next_send[party] > MAX_SKIP:
+                    raise ChannelError(f"the peer asks to skip {floor - self._next_send[party]} "
+                                       f"authentication pads (more than {MAX_SKIP}); the two ends' "
+                                       f"channel state files disagree: reprovision the secret.")
+                self._next_send[party] = floor
+                self._drop_below(party, floor)
+                self._saved_send[party] = max(self._saved_send[party], floor)
+                self._save()
+
+    def budget(self) -> AuthBudget:
+        """Return the consumption counter and what is left each way."""
+        with self._lock:
+            rem = {f"{p}>{_other(p)}": len(self._pads[p]) * 8 for p in PARTIES}
+            return AuthBudget(self.consumed_bits, rem, {k: v // (8 * PAD_BYTES) for k, v in rem.items()},
+                              self.replenished_bits)
+
+    @property
+    def hash_key(self) -> int:
+        return self._key
+
+    # -- persistence --------------------------------------------------------------------------
+
+    def _save(self) -> None:
+        """Write the pool: per direction, the pads from max(base, saved send index) on."""
+        if not self.state_path:
+            return
+        starts = {p: max(self._base[p], self._saved_send[p]) for p in PARTIES}
+        blobs = {p: bytes(self._pads[p][(starts[p] - self._base[p]) * PAD_BYTES:]) for p in PARTIES}
+        meta = {"v": 1, "fingerprint": self._fingerprint, "consumed_bits": self.consumed_bits,
+                "replenished_bits": self.replenished_bits, "base": starts,
+                "saved_send": self._saved_send, "floor_recv": self._floor_recv}
+        self._saved_recv = dict(self._floor_recv)
+        header = json.dumps(meta).encode()
+        write_secret(self.state_path, struct.pack(">III", len(header), len(blobs["alice"]),
+                                                  len(blobs["bob"])) + header + blobs["alice"]
+                     + blobs["bob"], overwrite=True)
+
+    def _load(self) -> None:
+        data = read_secret(self.state_path, "channel state file")
+        lh, la, lb = struct.unpack(">III", data[:12])
+        meta = json.loads(data[12:12 + lh])
+        if meta.get("fingerprint") != self._fingerprint:
+            raise ChannelError(f"channel state file {self.state_path} belongs to another pre-shared "
+                               f"secret; remove it only if the secret was reprovisioned on both ends.")
+        pos = 12 + lh
+        self._pads = {"alice": bytearray(data[pos:pos + la]), "bob": bytearray(data[pos + la:pos + la + lb])}
+        self._base = {p: int(meta["base"][p]) for p in PARTIES}
+        self._next_send = dict(self._base)
+        self._saved_send = {p: int(meta["saved_send"][p]) for p in PARTIES}
+        # a frame received after the last save may have been accepted: refuse the next CHECKPOINT
+        self._floor_recv = {p: int(meta["floor_recv"][p]) + CHECKPOINT for p in PARTIES}
+        self._saved_recv = dict(self._floor_recv)
+        self.consumed_bits = int(meta["consumed_bits"])
+        self.replenished_bits = int(meta["replenished_bits"])
+
+
+def _other(party: str) -> str:
+    if party not in PARTIES:
+        raise ValueError(f"unknown party {party!r}; expected 'alice' or 'bob'")
+    return "bob" if party == "alice" else "alice"
+
+
+# -- payload encoding -----------------------------------------------------------------------------
+
+def encode_payload(payload: Payload) -> bytes:
+    """Serialise bytes or a numpy array (no pickle): kind, dtype, shape, raw data."""
+    if isinstance(payload, (bytes, bytearray, memoryview)):
+        return b"\x00" + bytes(payload)
+    if isinstance(payload, np.ndarray):
+        if payload.dtype.hasobject:
+            raise TypeError("object arrays cannot be sent on the channel")
+        arr = np.ascontiguousarray(payload)
+        dt = arr.dtype.str.encode()
+        return (b"\x01" + bytes([len(dt)]) + dt + bytes([arr.ndim])
+                + b"".join(struct.pack(">Q", d) for d in arr.shape) + arr.tobytes())
+    raise TypeError(f"channel payloads are bytes or numpy arrays, got {type(payload).__name__}")
+
+
+def decode_payload(data: bytes) -> Payload:
+    """Inverse of :func:`encode_payload`."""
+    if data[:1] == b"\x00":
+        return bytes(data[1:])
+    if data[:1] != b"\x01":
+        raise ChannelError("unknown payload encoding")
+    n = data[1]
+    dt = np.dtype(data[2:2 + n].decode())
+    if dt.hasobject:
+        raise ChannelError("object arrays are refused")
+    ndim = data[2 + n]
+    pos = 3 + n
+    shape = tuple(struct.unpack(">Q", data[pos + 8 * i:pos + 8 * i + 8])[0] for i in range(ndim))
+    return np.frombuffer(data[pos + 8 * ndim:], dtype=dt).reshape(shape).copy()
+
+
+# -- the channel endpoint ---------------------------------------------------------------------------
+
+@dataclass
+class AuthCounters:
+    """Frames sent/received and the authentication failures seen, for the operator."""
+
+    sent: int = 0
+    received: int = 0
+    tampered: int = 0
+    replayed: int = 0
+    reordered: int = 0
+    stale: int = 0
+    exhausted: int = 0
+    blocks_aborted: int = 0
+
+    @property
+    def auth_failures(self) -> int:
+        return self.tampered + self.replayed + self.reordered
+
+
+@dataclass
+class _Frame:
+    kind: int
+    lane: int
+    block: int
+    index: int
+    bits: int
+    leaks_key: bool
+    tag: str
+    body: bytes = field(repr=False)
+
+
+class AuthChannel:
+    """One party's end of the authenticated channel over a connected TCP socket.
+
+    Use :func:`listen` / :func:`connect` to make one.  ``send``/``recv`` follow the
+    post-processing :class:`~controller.postprocess.channel.Channel` interface (``sender`` /
+    ``receiver`` must be this party); :meth:`send_on` / :meth:`recv_on` reach other lanes.
+    """
+
+    def __init__(self, sock: socket.socket, party: str, pool: AuthKeyPool, *, timeout: float = 30.0):
+        self.party, self.peer = party, _other(party)
+        self.pool = pool
+        self.timeout = timeout
+        self.stats = ChannelStats()
+        self.counters = AuthCounters()
+        self.block = 0
+        self.last_error: ChannelError | None = None
+        self._sock = sock
+        self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self._send_lock = threading.Lock()
+        self._stats_lock = threading.Lock()
+        self._lanes: dict[int, queue.Queue] = {lane: queue.Queue() for lane in (0, 1, 2)}
+        self._last_dir: str | None = None
+        self._closed = threading.Event()
+        self._hello = threading.Event()
+        self._expect = pool.recv_floor(self.peer)
+        self._first = True
+        self._handshake()
+
+    # -- framing ------------------------------------------------------------------------------
+
+    def _frame_bytes(self, kind, lane, block, index, bits, leaks, tag: bytes, body: bytes) -> bytes:
+        return _HDR.pack(MAGIC, VERSION, kind, PARTIES.index(self.party), lane, int(leaks), len(tag),
+                         block, index, bits, len(body)) + tag + body
+
+    def _send_frame(self, kind: int, lane: int, body: bytes, *, bits: int = 0, leaks: bool = False,
+                    tag: str = "", block: int | None = None) -> None:
+        if len(body) > MAX_PAYLOAD:
+            raise ChannelError(f"message of {len(body)} bytes exceeds the {MAX_PAYLOAD}-byte limit")
+        tag_b = tag.encode()[:255]
+        block = self.block if block is None else block
+        with self._send_lock:
+            if self._closed.is_set():
+                raise ChannelClosed("the channel is closed")
+            if kind == KIND_FLOOR:
+                data = self._frame_bytes(kind, lane, block, 0, 0, False, tag_b, body) + bytes(16)
+            else:
+                try:
+                    index, pad = self.pool.take_send(self.party)
+                except AuthKeyExhausted:
+                    self.counters.exhausted += 1
+                    raise
+                data = self._frame_bytes(kind, lane, block, index, bits, leaks, tag_b, body)
+                data += wc_tag(self.pool.hash_key, pad, data)
+            try:
+                self._sock.sendall(data)
+            except OSError as exc:
+                self._closed.set()
+                raise ChannelClosed(f"sending to the peer failed: {exc.strerror or exc}") from None
+            self.counters.sent += 1
+
+    def _recv_exact(self, n: int) -> bytes:
+        buf = bytearray()
+        while len(buf) < n:
+            chunk = self._sock.recv(min(n - len(buf), 1 << 20))
+            if not chunk:
+                raise ChannelClosed("the peer closed the connection")
+            buf += chunk
+        return bytes(buf)
+
+    def _read_frame(self) -> tuple[_Frame, int, bytes, bytes]:
+        head = self._recv_exact(_HDR.size)
+        magic, ver, kind, direction, lane, flags, tlen, block, index, bits, blen = _HDR.unpack(head)
+        if magic != MAGIC or ver != VERSION:
+            raise ChannelClosed(f"not a qkdnode channel peer (magic {magic!r}, version {ver})")
+        if blen > MAX_PAYLOAD:
+            raise ChannelClosed(f"peer announced a {blen}-byte frame (limit {MAX_PAYLOAD})")
+        rest = self._recv_exact(tlen + blen + 16)
+        tag = rest[:tlen].decode("utf-8", "replace")
+        frame = _Frame(kind, lane, block, index, bits, bool(flags & 1), tag, rest[tlen:tlen + blen])
+        return frame, direction, head + rest[:tlen + blen], rest[tlen + blen:]
+
+    # -- handshake ----------------------------------------------------------------------------
+
+    def _handshake(self) -> None:
+        """Exchange receive floors (unauthenticated), then authenticated HELLOs."""
+        self._sock.settimeout(self.timeout)
+        self._send_frame(KIND_FLOOR, 0, struct.pack(">Q", self.pool.recv_floor(self.peer)))
+        frame, _, _, _ = self._read_frame()
+        if frame.kind != KIND_FLOOR:
+            raise ChannelClosed("peer did not start with the channel handshake")
+        self.pool.skip_send(self.party, struct.unpack(">Q", frame.body)[0])
+        self._send_frame(KIND_HELLO, 0, json.dumps({"party": self.party}).encode())
+        self._sock.settimeout(None)
+        self._reader = threading.Thread(target=self._read_loop, name=f"channel-{self.party}",
+                                        daemon=True)
+        self._reader.start()
+        if not self._hello.wait(self.timeout) or self.last_error is not None:
+            err = self.last_error
+            self.close()
+            raise err if isinstance(err, ChannelError) else ChannelClosed(
+                "no authenticated HELLO from the peer: the two ends do not share the same secret")
+
+    # -- receiving ----------------------------------------------------------------------------
+
+    def _read_loop(self) -> None:
+        try:
+            while not self._closed.is_set():
+                frame, direction, signed, mac = self._read_frame()
+                try:
+                    self._accept(frame, direction, signed, mac)
+                except ChannelAuthError as exc:
+                    self._fail(exc)
+                except AuthKeyExhausted as exc:
+                    self.counters.exhausted += 1
+                    self._fail(exc)
+        except (ChannelClosed, OSError) as exc:
+            err = exc if isinstance(exc, ChannelClosed) else ChannelClosed(f"connection lost: {exc}")
+            self._closed.set()
+            for q in self._lanes.values():
+                q.put(err)
+            if not self._hello.is_set():
+                self.last_error = self.last_error or err
+                self._hello.set()
+
+    def _accept(self, frame: _Frame, direction: int, signed: bytes, mac: bytes) -> None:
+        peer_dir = PARTIES.index(self.peer)
+        if direction != peer_dir:
+            self.counters.tampered += 1
+            raise TamperedMessage(f"frame {frame.index} claims direction {direction}, expected "
+                                  f"{self.peer}->{self.party}")
+        if frame.kind == KIND_FLOOR:
+            self.counters.tampered += 1
+            raise TamperedMessage("unexpected handshake frame in an open session")
+        idx = frame.index
+        if idx < self._expect:
+            self.counters.replayed += 1
+            raise ReplayedMessage(f"frame index {idx} from {self.peer} was already used "
+                                  f"(expecting {self._expect}): replayed")
+        pad = self.pool.recv_pad(self.peer, idx)
+        ok = hmac.compare_digest(wc_tag(self.pool.hash_key, pad, signed), mac)
+        if not ok:
+            self.counters.tampered += 1
+            if idx == self._expect:
+                self._expect = idx + 1               # that pad was spent by the sender: burn it
+                self.pool.burn_recv(self.peer, self._expect)
+            raise TamperedMessage(f"frame {idx} from {self.peer} fails authentication "
+                                  f"(modified or forged)")
+        jumped = idx > self._expect
+        self._expect = idx + 1
+        self.pool.burn_recv(self.peer, self._expect)
+        if jumped and not self._first:
+            self.counters.reordered += 1
+            raise ReorderedMessage(f"frame {idx} from {self.peer} arrived while {idx - 1} or "
+                                   f"earlier was expected: frames were removed or reordered")
+        self._first = False
+        self.counters.received += 1
+        if frame.kind == KIND_HELLO:
+            self._hello.set()
+        elif frame.kind == KIND_ABORT:
+            self.counters.blocks_aborted += 1
+            self._drain(LANE_BLOCK)
+            self._lanes[LANE_BLOCK].put(BlockAborted(
+                f"the peer aborted block {frame.block}: {frame.body.decode('utf-8', 'replace')}"))
+        elif frame.kind == KIND_DATA:
+            if frame.lane == LANE_BLOCK and frame.block != self.block:
+                self.counters.stale += 1            # a message of an aborted block still in flight
+                return
+            if frame.lane not in self._lanes:
+                return
+            if frame.lane == LANE_BLOCK:
+                self._meter(self.peer, frame.bits, frame.leaks_key, frame.tag)
+            self._lanes[frame.lane].put(frame.body)
+
+    def _fail(self, exc: ChannelError) -> None:
+        """Record an authentication failure: abort the block here and tell the peer."""
+        self.last_error = exc
+        if not self._hello.is_set():               # failed handshake: the constructor raises it
+            self._hello.set()
+            return
+        self.counters.blocks_aborted += 1
+        self._drain(LANE_BLOCK)
+        self._lanes[LANE_BLOCK].put(exc)
+        try:
+            self._send_frame(KIND_ABORT, LANE_BLOCK, f"{type(exc).__name__}".encode())
+        except ChannelError:
+            pass
+
+    def _drain(self, lane: int) -> None:
+        q = self._lanes[lane]
+        while True:
+            try:
+                q.get_nowait()
+            except queue.Empty:
+                return
+
+    def _meter(self, sender: str, bits: int, leaks: bool, tag: str) -> None:
+        with self._stats_lock:
+            s = self.stats
+            s.messages += 1
+            s.bits += bits
+            if leaks:
+                s.leaked_bits += bits
+            if tag:
+                s.by_tag[tag] = s.by_tag.get(tag, 0) + bits
+            if sender != self._last_dir:
+                s.flights += 1
+                self._last_dir = sender
+
+    # -- public API -----------------------------------------------------------------------------
+
+    def send(self, sender: str, payload: Payload, *, bits: int | None = None,
+             leaks_key: bool = False, tag: str = "") -> None:
+        """Send ``payload`` to the peer on the block lane and meter it (``sender`` is this party)."""
+        if sender != self.party:
+            raise ValueError(f"this channel end is {self.party}'s; it cannot send as {sender!r}")
+        n = payload_bits(payload) if bits is None else int(bits)
+        if n < 0:
+            raise ValueError(f"declared bit count must be >= 0, got {n}")
+        self._send_frame(KIND_DATA, LANE_BLOCK, encode_payload(payload), bits=n, leaks=leaks_key,
+                         tag=tag)
+        self._meter(self.party, n, leaks_key, tag)
+
+    def recv(self, receiver: str, timeout: float | None = None) -> Payload:
+        """Return the next block-lane message; raises a :class:`ChannelAuthError` or :class:`BlockAborted`."""
+        if receiver != self.party:
+            raise ValueError(f"this channel end is {self.party}'s; it cannot receive for {receiver!r}")
+        return decode_payload(self.recv_on(LANE_BLOCK, timeout))
+
+    def send_on(self, lane: int, body: bytes) -> None:
+        """Send raw bytes on ``lane`` (not metered as post-processing traffic)."""
+        self._send_frame(KIND_DATA, lane, bytes(body))
+
+    def recv_on(self, lane: int, timeout: float | None = None) -> bytes:
+        """Return the next message on ``lane`` (waits up to ``timeout`` s, default ``self.timeout``)."""
+        try:
+            item = self._lanes[lane].get(timeout=self.timeout if timeout is None else timeout)
+        except queue.Empty:
+            raise ChannelError(f"no message from {self.peer} within "
+                               f"{self.timeout if timeout is None else timeout} s") from None
+        if isinstance(item, Exception):
+            if isinstance(item, ChannelClosed):
+                self._lanes[lane].put(item)          # stays closed for every later call
+            raise item
+        return item
+
+    def begin_block(self, block: int) -> None:
+        """Start block number ``block`` (both ends, same number): clears the block lane."""
+        self.block = int(block)
+        self._drain(LANE_BLOCK)
+
+    def abort_block(self, reason: str = "aborted") -> None:
+        """Abort the current block here and at the peer (whose ``recv`` then raises BlockAborted)."""
+        self.counters.blocks_aborted += 1
+        self._drain(LANE_BLOCK)
+        self._send_frame(KIND_ABORT, LANE_BLOCK, reason.encode()[:200])
+
+    @property
+    def closed(self) -> bool:
+        return self._closed.is_set()
+
+    def close(self) -> None:
+        """Close the connection."""
+        self._closed.set()
+        try:
+            self._sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self._sock.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def figures(self) -> dict:
+        """Return counters and the authentication budget as one dict (for status and metrics)."""
+        return asdict(self.counters) | {"auth_failures": self.counters.auth_failures} | \
+            {"auth_" + k: v for k, v in asdict(self.pool.budget()).items()}
+
+
+# -- making connections ------------------------------------------------------------------------------
+
+class ChannelListener:
+    """A listening socket that turns each accepted connection into an :class:`AuthChannel`."""
+
+    def __init__(self, party: str, pool: AuthKeyPool, host: str = "127.0.0.1", port: int = 0,
+                 timeout: float = 30.0):
+        self.party, self.pool, self.timeout = party, pool, timeout
+        self._sock = socket.create_server((host, port))
+        self.address = self._sock.getsockname()[:2]
+
+    def accept(self, timeout: float | None = None) -> AuthChannel:
+        """Wait for the peer to connect; return the channel once the handshake is done."""
+        self._sock.settimeout(self.timeout if timeout is None else timeout)
+        try:
+            conn, _ = self._sock.accept()
+        except socket.timeout:
+            raise ChannelError(f"no peer connected to {self.address[0]}:{self.address[1]} "
+                               f"within {self._sock.gettimeout()} s") from None
+        return AuthChannel(conn, self.party, self.pool, timeout=self.timeout)
+
+    def close(self) -> None:
+        self._sock.close()
+
+
+def connect(party: str, pool: AuthKeyPool, host: str, port: int, *, timeout: float = 30.0) -> AuthChannel:
+    """Connect to the peer's :class:`ChannelListener` at ``host:port``."""
+    try:
+        sock = socket.create_connection((host, port), timeout=timeout)
+    except OSError as exc:
+        raise ChannelClosed(f"cannot reach the peer controller at {host}:{port}: "
+                            f"{exc.strerror or exc}. Is it running, and is the address right?") from None
+    return AuthChannel(sock, party, pool, timeout=timeout)
+
+
+def open_pair(secret: bytes, *, alice_state=None, bob_state=None,
+              timeout: float = 30.0) -> tuple[AuthChannel, AuthChannel]:
+    """Return connected (alice, bob) channel ends over loopback TCP sharing ``secret``."""
+    listener = ChannelListener("alice", AuthKeyPool(secret, state_path=alice_state), timeout=timeout)
+    result: dict = {}
+
+    def accept():
+        try:
+            result["alice"] = listener.accept()
+        except Exception as exc:  # noqa: BLE001 - handed to the caller below
+            result["error"] = exc
+
+    t = threading.Thread(target=accept, daemon=True)
+    t.start()
+    try:
+        bob = connect("bob", AuthKeyPool(secret, state_path=bob_state), *listener.address,
+                      timeout=timeout)
+    finally:
+        t.join(timeout)
+        listener.close()
+    if "error" in result:
+        bob.close()
+        raise result["error"]
+    return result["alice"], bob
+
+
+class TcpChannelPair:
+    """Both parties' ends in one process behind the post-processing ``Channel`` interface.
+
+    Lets the existing two-party post-processing functions run over real, authenticated TCP;
+    ``stats`` is Alice's end's (both ends meter the same traffic).
+    """
+
+    def __init__(self, alice: AuthChannel, bob: AuthChannel):
+        self.ends = {"alice": alice, "bob": bob}
+
+    @property
+    def stats(self) -> ChannelStats:
+        return self.ends["alice"].stats
+
+    def send(self, sender, payload, *, bits=None, leaks_key=False, tag=""):
+        self.ends[sender].send(sender, payload, bits=bits, leaks_key=leaks_key, tag=tag)
+
+    def recv(self, receiver):
+        return self.ends[receiver].recv(receiver)
+
+    def close(self):
+        for end in self.ends.values():
+            end.close()
