@@ -1,0 +1,177 @@
+"""Prometheus exporter: the figures an operator watches, in a registry of their own, served over HTTP.
+
+The node calls :class:`Metrics` as things happen (``record_block``, ``record_detector_rates``,
+``link_down``/``link_up``, ``update_store``, ``update_channel``, ...); :meth:`Metrics.serve` exposes
+them at ``http://ADDR:PORT/metrics``.  Units are in the metric names (``_bps``, ``_hz``, ``_seconds``,
+``_bits``, ``_ratio``).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Callable, Mapping
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+
+NS = "qkd"
+RECOVERY_BUCKETS = (0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, float("inf"))
+
+
+class MetricsServer:
+    """A running ``/metrics`` endpoint; :meth:`stop` closes it."""
+
+    def __init__(self, httpd, thread):
+        self._httpd, self._thread = httpd, thread
+        self.address = httpd.server_address[:2]
+
+    @property
+    def port(self) -> int:
+        return self.address[1]
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.address[0]}:{self.port}/metrics"
+
+    def stop(self) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
+        self._thread.join(5)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
+class Metrics:
+    """The node's metrics; ``clock`` (seconds, monotonic) is injectable for tests."""
+
+    def __init__(self, node: str = "node", *, clock: Callable[[], float] = time.monotonic):
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.clock = clock
+        self._down_since: dict[str, float] = {}
+        r, lbl = self.registry, {"node": node}
+        self.node = node
+
+        def gauge(name, doc, labels=()):
+            return Gauge(name, doc, ["node", *labels], namespace=NS, registry=r)
+
+        def counter(name, doc, labels=()):
+            return Counter(name, doc, ["node", *labels], namespace=NS, registry=r)
+
+        self._lbl = lbl
+        self.secure_key_rate = gauge("secure_key_rate_bps", "Secret key rate of the last block, bits/s.")
+        self.qber = gauge("qber_ratio", "Quantum bit error rate of the last block, per basis (0..1).",
+                          ["basis"])
+        self.sifted_bits = counter("sifted_bits", "Sifted bits, all blocks.")
+        self.secret_bits = counter("secret_bits", "Secret (distilled) bits, all blocks.")
+        self.blocks = counter("blocks", "Blocks processed, by outcome (key, aborted).", ["outcome"])
+        self.detector_rate = gauge("detector_count_rate_hz", "Detector count rate per channel, Hz.",
+                                   ["channel"])
+        self.disturbances = counter("disturbance_events", "Disturbance alarms (QBER or decoy "
+                                    "statistics over threshold, channel tampering), by kind.", ["kind"])
+        self.link_state = gauge("link_up", "1 if the link is up, 0 if down (board, channel, peer).",
+                             ["link"])
+        self.recover = Histogram("time_to_recover_seconds", "Time from a link going down to it "
+                                 "coming back, seconds.", ["node", "link"], namespace=NS, registry=r,
+                                 buckets=RECOVERY_BUCKETS)
+        self.last_recover = gauge("last_time_to_recover_seconds", "The most recent recovery time, "
+                                  "seconds.", ["link"])
+        self.store_available = gauge("keystore_available_keys", "Keys available in the key store.")
+        self.store_available_bits = gauge("keystore_available_bits", "Key bits available in the store.")
+        self.store_capacity = gauge("keystore_capacity_keys", "Key store capacity (max_key_count).")
+        self.store_fill = gauge("keystore_fill_ratio", "Available keys over capacity (0..1).")
+        self.store_delivered = gauge("keystore_delivered_keys", "Keys delivered from this store.")
+        self.store_reserved = gauge("keystore_reserved_keys", "Keys reserved, by side.", ["side"])
+        self.auth_failures = gauge("channel_auth_failures", "Classical-channel frames rejected, by "
+                                   "kind (tampered, replayed, reordered).", ["kind"])
+        self.auth_remaining = gauge("channel_auth_key_remaining_bits", "Authentication key bits "
+                                    "left, by direction.", ["direction"])
+        self.auth_consumed = gauge("channel_auth_key_consumed_bits", "Authentication key bits used.")
+        self.blocks_aborted = gauge("channel_blocks_aborted", "Blocks aborted by the channel.")
+
+    # -- recording ----------------------------------------------------------------------------
+
+    def record_block(self, *, sifted_bits: int, secret_bits: int, duration_s: float,
+                     qber_z: float | None = None, qber_x: float | None = None,
+                     aborted: bool = False, reason: str | None = None) -> None:
+        """Record one block: counts, the secret key rate over ``duration_s`` and QBER per basis.
+
+        An aborted block yields no key and counts a disturbance event of kind ``reason``.
+        """
+        n = self.node
+        self.sifted_bits.labels(n).inc(sifted_bits)
+        if qber_z is not None:
+            self.qber.labels(n, "Z").set(qber_z)
+        if qber_x is not None:
+            self.qber.labels(n, "X").set(qber_x)
+        if aborted:
+            self.blocks.labels(n, "aborted").inc()
+            self.disturbances.labels(n, reason or "abort").inc()
+            self.secure_key_rate.labels(n).set(0.0)
+            return
+        self.blocks.labels(n, "key").inc()
+        self.secret_bits.labels(n).inc(secret_bits)
+        self.secure_key_rate.labels(n).set(secret_bits / duration_s if duration_s > 0 else 0.0)
+
+    def record_detector_rates(self, rates_hz: Mapping[int | str, float]) -> None:
+        """Set the count rate (Hz) of each detector channel."""
+        for channel, rate in rates_hz.items():
+            self.detector_rate.labels(self.node, str(channel)).set(rate)
+
+    def record_disturbance(self, kind: str) -> None:
+        """Count one disturbance alarm of ``kind`` (e.g. ``qber``, ``decoy``, ``channel_tamper``)."""
+        self.disturbances.labels(self.node, kind).inc()
+
+    def link_down(self, link: str) -> None:
+        """Mark ``link`` down and start its recovery clock (a second call keeps the first time)."""
+        self.link_state.labels(self.node, link).set(0)
+        self._down_since.setdefault(link, self.clock())
+
+    def link_up(self, link: str) -> float | None:
+        """Mark ``link`` up; return and record the time to recover if it was down."""
+        self.link_state.labels(self.node, link).set(1)
+        since = self._down_since.pop(link, None)
+        if since is None:
+            return None
+        seconds = self.clock() - since
+        self.record_recovery(link, seconds)
+        return seconds
+
+    def record_recovery(self, link: str, seconds: float) -> None:
+        """Record a recovery time measured elsewhere."""
+        self.recover.labels(self.node, link).observe(seconds)
+        self.last_recover.labels(self.node, link).set(seconds)
+
+    def update_store(self, status) -> None:
+        """Copy a :class:`controller.kms.store.PoolStatus` into the key-store gauges."""
+        n = self.node
+        self.store_available.labels(n).set(status.available)
+        self.store_available_bits.labels(n).set(status.available_bits)
+        self.store_capacity.labels(n).set(status.max_key_count)
+        self.store_fill.labels(n).set(status.fill)
+        self.store_delivered.labels(n).set(status.delivered)
+        self.store_reserved.labels(n, "master").set(status.reserved_master)
+        self.store_reserved.labels(n, "slave").set(status.reserved_slave)
+
+    def update_channel(self, figures: Mapping) -> None:
+        """Copy :meth:`controller.channel.AuthChannel.figures` into the channel gauges."""
+        n = self.node
+        for kind in ("tampered", "replayed", "reordered"):
+            self.auth_failures.labels(n, kind).set(figures.get(kind, 0))
+        for direction, bits in figures.get("auth_remaining_bits", {}).items():
+            self.auth_remaining.labels(n, direction).set(bits)
+        self.auth_consumed.labels(n).set(figures.get("auth_consumed_bits", 0))
+        self.blocks_aborted.labels(n).set(figures.get("blocks_aborted", 0))
+
+    # -- serving ------------------------------------------------------------------------------
+
+    def serve(self, port: int = 0, addr: str = "127.0.0.1") -> MetricsServer:
+        """Serve ``/metrics`` on ``addr:port`` (0: a free port) in a background thread."""
+        try:
+            httpd, thread = start_http_server(port, addr=addr, registry=self.registry)
+        except OSError as exc:
+            raise OSError(f"cannot serve metrics on {addr}:{port}: {exc.strerror or exc}; choose "
+                          f"another port (0 picks a free one).") from None
+        return MetricsServer(httpd, thread)
