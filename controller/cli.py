@@ -34,6 +34,10 @@ if importlib.util.find_spec("controller.cli_model") is not None:
     from controller.cli_model import app as _model_app
     app.add_typer(_model_app, name="model")
 
+from controller.kms.cli import keys_app as _keys_app, pki_app as _pki_app  # noqa: E402
+app.add_typer(_pki_app, name="pki")
+app.add_typer(_keys_app, name="keys")
+
 err = Console(stderr=True)
 out = Console()
 
