@@ -10,6 +10,7 @@ import importlib.util
 import json
 import pkgutil
 import sys
+import time
 from pathlib import Path
 from typing import Optional
 
@@ -104,6 +105,27 @@ def board_model(
              f"or --port 0 for a free one.")
 
 
+@board_app.command("rtl")
+def board_rtl(
+    port: int = typer.Option(..., "--port", min=0, max=65535, help="TCP port on 127.0.0.1 (0: pick a free one)."),
+    role: str = typer.Option("link", help="Gateware image: link, alice or bob."),
+):
+    """Serve our gateware in Verilator (the RTL twin) on 127.0.0.1:PORT until Ctrl-C."""
+    from gateware.spec.registers import Role
+    from hil.twin import Twin
+    if role.upper() not in Role.__members__:
+        fail(f"unknown role {role!r}; expected one of: {', '.join(r.name.lower() for r in Role)}")
+    try:
+        with Twin(Role[role.upper()], port) as twin:
+            print(f"RTL twin ({role}) serving on {twin.url}", flush=True)
+            while True:
+                time.sleep(3600)
+    except RuntimeError as exc:
+        fail(str(exc))
+    except KeyboardInterrupt:
+        pass
+
+
 # -- demo ---------------------------------------------------------------------------------------
 
 @app.command("demo")
@@ -163,6 +185,71 @@ def bench_cmd(
     for key, value in result.items():
         table.add_row(key, f"{value:.6g}" if isinstance(value, float) else str(value))
     out.print(table)
+
+
+# -- bitstreams and programming (issue 4) -------------------------------------------------------
+
+ROLES = ("link", "alice", "bob")
+
+
+def _check_board_role(board, role):
+    from boards import BOARDS
+    if board not in BOARDS:
+        fail(f"no board {board!r}; boards are: {', '.join(BOARDS)}.")
+    if role not in ROLES:
+        fail(f"no role {role!r}; roles are: {', '.join(ROLES)}.")
+
+
+@app.command("bitstream")
+def bitstream_cmd(
+    board: str = typer.Option(..., "--board", help="Board: icebreaker, ulx3s, arty_a7."),
+    role: str = typer.Option(..., "--role", help="Role: link, alice or bob."),
+    build_dir: Optional[Path] = typer.Option(None, "--build-dir", help="Build folder (default build/BOARD-ROLE)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the report as one JSON object."),
+):
+    """Build ROLE for BOARD through YoWASP and write report.json (resources, Fmax per clock)."""
+    from gateware.build import BuildError, build
+    _check_board_role(board, role)
+    try:
+        report = build(board, role, build_dir=build_dir, log=lambda line: err.print(line, highlight=False))
+    except BuildError as exc:
+        fail(str(exc))
+    if as_json:
+        print(json.dumps(report))
+        return
+    out.print(f"[bold]{board}/{role}[/] ({report['device']}): {report['kind']}")
+    for name, clk in report.get("clocks", {}).items():
+        out.print(f"  {name}: {clk['fmax_mhz']} MHz (target {clk['target_mhz']} MHz) "
+                  f"{'met' if clk['met'] else 'FAILED'}")
+    for cell, use in report.get("resources", {}).items():
+        out.print(f"  {cell}: {use['used']}/{use['available']}")
+    if report["timing_met"] is False:
+        fail("timing not met at the target clock; see the report above")
+
+
+@app.command("flash")
+def flash_cmd(
+    board: str = typer.Option(..., "--board", help="Board: icebreaker, ulx3s."),
+    role: str = typer.Option(..., "--role", help="Role: link, alice or bob."),
+    build_dir: Optional[Path] = typer.Option(None, "--build-dir", help="Build folder (default build/BOARD-ROLE)."),
+    write_flash: bool = typer.Option(False, "--write-flash", help="Write the configuration flash, not SRAM."),
+    cable: Optional[str] = typer.Option(None, "--cable", help="openFPGALoader cable, if not the board's own."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print the programming command, run nothing."),
+):
+    """Program ROLE onto BOARD with openFPGALoader (building the bitstream if it is missing)."""
+    from controller.flash import FlashError, flash
+    from gateware.build import BuildError
+    _check_board_role(board, role)
+    try:
+        cmd = flash(board, role, build_dir=build_dir, write_flash=write_flash, cable=cable,
+                    dry_run=dry_run, log=lambda line: err.print(line, highlight=False))
+    except (FlashError, BuildError) as exc:
+        fail(str(exc))
+    if dry_run:
+        import shlex
+        print(shlex.join(cmd))
+    else:
+        out.print(f"programmed {board} with {role}")
 
 
 # -- docs ---------------------------------------------------------------------------------------

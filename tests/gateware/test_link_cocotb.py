@@ -5,7 +5,8 @@ from pathlib import Path
 import pytest
 
 from gateware import rtlsim
-from gateware.top import NodeTop
+from gateware.spec.registers import Role
+from hil.twin import build_twin
 
 pytestmark = pytest.mark.cocotb
 
@@ -15,14 +16,14 @@ VECTORS = HERE.parent / "vectors" / "link_session.json"
 
 @pytest.fixture(scope="module")
 def link_build():
-    # git_hash is pinned so the build (and its cache key) does not change with every commit.
-    top = NodeTop(clk_hz=48_000_000, baud=12_000_000, git_hash=0x1234ABCD, flush_cycles=64)
-    return rtlsim.build("node_top", rtlsim.verilog(top, "node_top"))
+    # The same build as the RTL twin's LINK image (one Verilator build serves both).
+    return build_twin(Role.LINK)
 
 
 @pytest.mark.parametrize("testcase", ["test_shared_vectors", "test_back_to_back_requests",
                                       "test_corruption_then_recovery", "test_loopback_stream"])
 def test_link_top(link_build, tmp_path, testcase):
-    rtlsim.run("node_top", link_build, HERE / "cocotb_link.py", test_dir=tmp_path,
+    name, build_dir, divisor = link_build
+    rtlsim.run(name, build_dir, HERE / "cocotb_link.py", test_dir=tmp_path,
                testcase=testcase, seed=20261127,
-               extra_env={"UART_DIVISOR": "4", "LINK_VECTORS": str(VECTORS)})
+               extra_env={"UART_DIVISOR": str(divisor), "LINK_VECTORS": str(VECTORS)})
