@@ -256,23 +256,30 @@ class OpticsModel:
         return out
 
     def _registered(self, raw, alice, end_ps) -> Clicks:
-        rng = self.rng
+        n_raw = raw["time"].shape[0]
         if self.bank.active:
-            times, dets, src = self.bank.process(rng, raw["time"], raw["det"], end_ps)
+            times, dets, src = self.bank.process(self.rng, raw["time"], raw["det"], end_ps)
         else:
-            times, dets, src = raw["time"], raw["det"], np.arange(raw["time"].shape[0])
+            times, dets, src = raw["time"], raw["det"], np.arange(n_raw)
         is_raw = src >= 0
         s = np.where(is_raw, src, 0)
-        slot = np.where(is_raw, raw["slot"][s] if s.size else s,
-                        np.rint((times - self.origin_ps[dets]) / self.period_ps)).astype(np.int64)
-        kind = np.where(is_raw, raw["kind"][s] if s.size else s, KIND_AFTERPULSE).astype(np.int8)
-        al = np.where(is_raw[None, :], alice[:, s] if s.size else np.zeros((3, 0)), -1)
+
+        def of_raw(values, fill):
+            # a raw click's field, or ``fill`` for afterpulses (a chunk may hold only those)
+            if n_raw == 0:
+                return np.full(src.shape, fill)
+            return np.where(is_raw, values[s], fill)
+
+        ap_slot = np.rint((times - self.origin_ps[dets]) / self.period_ps)
         return Clicks(time_ps=np.rint(times).astype(np.int64),
                       channel=self.channel_of[dets.astype(np.int64)],
-                      detector=dets.astype(np.int8), slot=slot, kind=kind,
-                      eve_knows=np.where(is_raw, raw["eve"][s] if s.size else False, False),
-                      bit=al[0].astype(np.int8), basis=al[1].astype(np.int8),
-                      intensity=al[2].astype(np.int8))
+                      detector=dets.astype(np.int8),
+                      slot=np.where(is_raw, of_raw(raw["slot"], 0), ap_slot).astype(np.int64),
+                      kind=of_raw(raw["kind"], KIND_AFTERPULSE).astype(np.int8),
+                      eve_knows=of_raw(raw["eve"], False).astype(bool),
+                      bit=of_raw(alice[0], -1).astype(np.int8),
+                      basis=of_raw(alice[1], -1).astype(np.int8),
+                      intensity=of_raw(alice[2], -1).astype(np.int8))
 
     def _sync(self, s0, s1):
         tm = self.config.timing

@@ -282,6 +282,20 @@ def test_afterpulses_count_delay_and_gates():
             assert np.abs(offset).max() <= 250 + 1
 
 
+def test_afterpulse_alone_in_a_later_chunk():
+    # chunks of 7 slots at 1 % clicks: most afterpulses (50 slots later) land in a chunk of their own
+    cfg = one_detector_config(efficiency=0.01, afterpulse_probability=0.9,
+                              afterpulse_tau_ps=50_000.0, dead_time_ps=2000.0, gated=False)
+    model = OpticsModel(cfg, seed=11, chunk_slots=7)
+    n = 7000
+    bit = np.random.default_rng(11).integers(0, 2, n, dtype=np.int8)
+    c = model.run(bit, np.zeros(n, np.int8), np.zeros(n, np.int8)).clicks
+    assert np.all(np.diff(c.time_ps) >= 0)
+    ap = c.kind == KIND_AFTERPULSE
+    assert ap.sum() > 20 and np.all(c.bit[ap] == -1)
+    assert np.array_equal(c.bit[~ap], bit[c.slot[~ap]])
+
+
 def test_jitter_spread():
     seed = 801
     sigma = 40.0
