@@ -64,7 +64,14 @@ class PeerKMEError(Exception):
 
 
 class PeerRefused(PeerKMEError):
-    """The peer answered no (keys not available there, or a configuration mismatch); nothing reserved."""
+    """The peer answered no (keys not available there, or a configuration mismatch); nothing reserved.
+
+    ``unavailable`` lists the key IDs the peer does not hold as available (empty for other reasons).
+    """
+
+    def __init__(self, message: str, unavailable: list[str] | tuple[str, ...] = ()):
+        super().__init__(message)
+        self.unavailable = list(unavailable)
 
 
 class PeerUnavailable(PeerKMEError):
@@ -126,6 +133,7 @@ class KMECounters:
     peer_refusals: int = 0
     peer_unavailable: int = 0
     short_pool: int = 0
+    discarded: int = 0
 
 
 class KME:
@@ -221,9 +229,15 @@ class KME:
             try:
                 reply = self.peer.reserve(request)
                 break
-            except PeerRefused:
+            except PeerRefused as exc:
                 self.counters.peer_refusals += 1
-                self.store.release(ids)          # nothing reserved there: the keys stay usable
+                # Nothing was reserved there.  Keys the peer does not hold as available are given
+                # up on this side too (a store gap, or the peer's own master claimed them); the
+                # others go back to the pool.
+                gone = [k for k in ids if k in set(exc.unavailable)]
+                if gone:
+                    self.counters.discarded += self.store.discard(gone)
+                self.store.release([k for k in ids if k not in set(gone)])
                 if attempt:
                     raise ApiError(503, f"peer KME {self.config.peer_kme_id} refused the keys; "
                                         f"retry the request") from None
@@ -288,7 +302,7 @@ class KME:
             self.store.reserve_for_slave(list(request.key_ids), request.master_sae,
                                          request.slave_sae, request.size_bits, secret)
         except KeysUnavailable as exc:
-            raise PeerRefused(str(exc)) from None
+            raise PeerRefused(str(exc), exc.key_ids) from None
         return ReserveReply(ct)
 
     @staticmethod

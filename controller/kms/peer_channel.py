@@ -56,7 +56,8 @@ class ChannelPeerKME(PeerKME):
             except ValueError:
                 raise PeerUnavailable("the peer KME answered something that is not JSON") from None
         if not reply.get("ok"):
-            raise PeerRefused(str(reply.get("reason", "refused")))
+            raise PeerRefused(str(reply.get("reason", "refused")),
+                              [str(k) for k in reply.get("unavailable") or []])
         return ReserveReply(_unb64(reply.get("kem_ct")))
 
 
@@ -89,7 +90,7 @@ class PeerKMEService:
         try:
             reply = self.kme.handle_reserve(request)
         except PeerRefused as exc:
-            return {"id": msg["id"], "ok": False, "reason": str(exc)}
+            return {"id": msg["id"], "ok": False, "reason": str(exc), "unavailable": exc.unavailable}
         return {"id": msg["id"], "ok": True, "kem_ct": _b64(reply.kem_ct)}
 
     def _run(self) -> None:

@@ -12,6 +12,7 @@ threads or two processes can never take the same key.  ``reserved`` carries the 
   for that slave's ``dec_keys``.
 
 A delivered key's sealed material is erased; its row stays, so the key ID can never be served again.
+A key the peer KME does not hold any more is ``discarded`` the same way (never served by either side).
 Key material never appears in a log line, an exception or a ``repr``.
 """
 
@@ -32,7 +33,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from .secretfile import SecretFileError, load_or_create_secret
 
-AVAILABLE, RESERVED, DELIVERED = "available", "reserved", "delivered"
+AVAILABLE, RESERVED, DELIVERED, DISCARDED = "available", "reserved", "delivered", "discarded"
 NODE_KEY_BYTES = 32
 DEFAULT_KEY_SIZE = 256
 _KEY_ID_NAMESPACE = uuid.UUID("6f1c8a56-3d3e-4e57-9d52-6b0c2f6b7a11")
@@ -52,7 +53,7 @@ CREATE TABLE IF NOT EXISTS keys (
     size_bits  INTEGER NOT NULL CHECK (size_bits > 0 AND size_bits % 8 = 0),
     sealed     BLOB NOT NULL,
     state      TEXT NOT NULL DEFAULT 'available'
-               CHECK (state IN ('available', 'reserved', 'delivered')),
+               CHECK (state IN ('available', 'reserved', 'delivered', 'discarded')),
     side       TEXT CHECK (side IN ('master', 'slave')),
     master_sae TEXT,
     slave_sae  TEXT,
@@ -110,6 +111,7 @@ class PoolStatus:
     available_bits: int
     blocks: int
     max_key_count: int
+    discarded: int = 0
 
     @property
     def fill(self) -> float:
@@ -155,6 +157,8 @@ class KeyStore:
         self._conns: list[sqlite3.Connection] = []
         self._conns_lock = threading.Lock()
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        if not self.path.exists():             # 0600 from the start; SQLite gives -wal/-shm the same
+            os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o600))
         self._init_db()
 
     # -- connections ------------------------------------------------------------------------
@@ -272,6 +276,8 @@ class KeyStore:
 
     def release(self, key_ids: list[str]) -> None:
         """Return keys claimed by :meth:`claim` to the pool (the peer refused them)."""
+        if not key_ids:
+            return
         with self._tx() as db:
             n = db.executemany(
                 "UPDATE keys SET state = 'available', side = NULL, master_sae = NULL, "
@@ -281,6 +287,14 @@ class KeyStore:
             if n != len(key_ids):
                 raise KeysUnavailable(f"{len(key_ids) - n} of {len(key_ids)} key(s) were not "
                                       f"claimed here; nothing released.", key_ids)
+
+    def discard(self, key_ids: list[str]) -> int:
+        """Give up keys claimed here that the peer KME cannot reserve; return how many."""
+        with self._tx() as db:
+            return db.executemany(
+                "UPDATE keys SET state = 'discarded', sealed = X'', pqc = NULL, changed_at = ? "
+                "WHERE key_id = ? AND state = 'reserved' AND side = 'master'",
+                [(time.time(), k) for k in key_ids]).rowcount
 
     def deliver_claimed(self, key_ids: list[str]) -> list[StoredKey]:
         """Mark claimed keys delivered and return them (each key at most once)."""
@@ -381,7 +395,8 @@ class KeyStore:
             available=get(AVAILABLE)[0], reserved_master=get(RESERVED, "master")[0],
             reserved_slave=get(RESERVED, "slave")[0],
             delivered=get(DELIVERED, "master")[0] + get(DELIVERED, "slave")[0],
-            available_bits=get(AVAILABLE)[1], blocks=blocks, max_key_count=self.max_key_count)
+            available_bits=get(AVAILABLE)[1], discarded=get(DISCARDED, "master")[0], blocks=blocks,
+            max_key_count=self.max_key_count)
 
     def key_state(self, key_id: str) -> str | None:
         """Return the state of one key (``None`` if unknown); for operators and tests."""
@@ -392,7 +407,7 @@ class KeyStore:
         """Return the problems found (empty if none): SQLite's own check, then every sealed key."""
         db = self._conn()
         problems = [r[0] for r in db.execute("PRAGMA integrity_check") if r[0] != "ok"]
-        for row in db.execute("SELECT * FROM keys WHERE state != 'delivered'"):
+        for row in db.execute("SELECT * FROM keys WHERE state IN ('available', 'reserved')"):
             try:
                 self._open(row["key_id"], b"raw", row["sealed"])
             except KeyStoreError as exc:

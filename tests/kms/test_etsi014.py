@@ -126,12 +126,14 @@ def test_short_pool_503(link, sae):
     assert link.alice.store.status().available == 2                       # claim rolled back
 
 
-def test_peer_disagreement_503_releases_keys(link, sae):
+def test_peer_disagreement_503_discards_keys_the_peer_lacks(link, sae):
     link.drain()
-    ids = link.fill(2)
+    ids = link.fill(3)
     link.bob.store.deliver_claimed(link.bob.store.claim(2, 256, "x", "y"))  # gone on bob's side
-    error(sae["a"].post(f"/{B}/enc_keys", json={"number": 1}), 503)
-    assert link.alice.store.key_state(ids[0]) == "available"
+    error(sae["a"].post(f"/{B}/enc_keys", json={"number": 1}), 503)         # two tries, both refused
+    assert [link.alice.store.key_state(k) for k in ids] == ["discarded", "discarded", "available"]
+    got = sae["a"].post(f"/{B}/enc_keys", json={"number": 1}).json()["keys"]  # the pools agree again
+    assert got[0]["key_ID"] == ids[2]
 
 
 def test_concurrent_requests_never_share_a_key(link, sae):

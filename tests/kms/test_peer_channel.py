@@ -48,7 +48,8 @@ def test_peer_refusal_and_peer_down(kmes):
     with pytest.raises(ApiError) as info:
         alice.enc_keys("sae-a", "sae-b", 1, 256)
     assert info.value.status == 503 and alice.counters.peer_refusals == 2
-    assert alice.store.status().available == 10                        # refused: released
+    assert alice.store.status().discarded == 2                          # bob lacks them: given up
+    assert alice.store.status().available == 8
     ch_b.close()
     alice.peer.timeout = 1
     with pytest.raises(ApiError) as info:

@@ -32,6 +32,8 @@ def test_node_key_created_0600_and_keys_sealed(tmp_path, store):
     block = material(1, 32 * 4)
     ids = store.add_block("block-1", block)
     assert ids == derive_key_ids("block-1", 4)
+    for name in ("keys.db", "keys.db-wal"):
+        assert stat.S_IMODE(os.stat(tmp_path / name).st_mode) == 0o600
     raw = (tmp_path / "keys.db").read_bytes() + (tmp_path / "keys.db-wal").read_bytes()
     for i in range(4):
         assert block[32 * i:32 * i + 16] not in raw       # nothing stored in clear
