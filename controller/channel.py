@@ -59,6 +59,10 @@ class ChannelClosed(ChannelError):
     """The TCP connection ended."""
 
 
+class ChannelTimeout(ChannelError):
+    """No message arrived in time."""
+
+
 class AuthKeyExhausted(ChannelError):
     """No one-time key left to authenticate (or check) a message."""
 
@@ -410,7 +414,8 @@ class AuthChannel:
             except OSError as exc:
                 self._closed.set()
                 raise ChannelClosed(f"sending to the peer failed: {exc.strerror or exc}") from None
-            self.counters.sent += 1
+            if kind != KIND_FLOOR:
+                self.counters.sent += 1
 
     def _recv_exact(self, n: int) -> bytes:
         buf = bytearray()
@@ -589,7 +594,7 @@ class AuthChannel:
         try:
             item = self._lanes[lane].get(timeout=self.timeout if timeout is None else timeout)
         except queue.Empty:
-            raise ChannelError(f"no message from {self.peer} within "
+            raise ChannelTimeout(f"no message from {self.peer} within "
                                f"{self.timeout if timeout is None else timeout} s") from None
         if isinstance(item, Exception):
             if isinstance(item, ChannelClosed):
