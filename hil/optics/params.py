@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 
 from controller.postprocess.link_model import GYS2005, LIM2014, LinkParameters
-from controller.postprocess.planning import DEFAULT_FINITE
+from controller.postprocess.planning import DEFAULT_ASYMPTOTIC, DEFAULT_FINITE
 
 N_DETECTORS = 4
 DETECTOR_NAMES = ("Z0", "Z1", "X0", "X1")
@@ -198,8 +198,9 @@ def preset(name: str, *, length_km: float = 25.0) -> LinkConfig:
 
     ``gys2005``: the GYS parameters (Gobby, Yuan, Shields, APL 84, 3762 (2004)) as used by Lo, Ma,
     Chen, PRL 94, 230504 (2005) and Ma, Qi, Zhao, Lo, PRA 72, 012326 (2005): 0.21 dB/km,
-    eta_Bob 4.5 %, Y0 1.7e-6, e_detector 3.3 % (1550 nm); symmetric bases (50:50 split);
-    intensities 0.5 / 0.1 / 0 (signal, weak decoy, vacuum).
+    eta_Bob 4.5 %, Y0 1.7e-6, e_detector 3.3 % (1550 nm); symmetric bases (50:50 split). The
+    intensities are the project's vacuum+weak planning defaults (signal 0.5, weak decoy 0.1,
+    vacuum), chosen 0.7 / 0.2 / 0.1.
 
     ``lim2014``: Lim, Curty, Walenta, Xu, Zbinden, PRA 89, 022307 (2014), Sec. IV: 0.2 dB/km,
     eta_Bob 10 %, p_dc 6e-7 per detector (two detectors there: Y0 = 1.2e-6), after-pulse
@@ -212,8 +213,9 @@ def preset(name: str, *, length_km: float = 25.0) -> LinkConfig:
     (``Timing()``, no jitter, no dead time; afterpulses decay with tau = 1 us).
     """
     if name == "gys2005":
+        vw = DEFAULT_ASYMPTOTIC["vacuum-weak"]
         return from_link_parameters(GYS2005, length_km=length_km,
-                                    source=Source((0.5, 0.1, 0.0), (0.7, 0.2, 0.1), 0.5))
+                                    source=Source((vw["mu"], vw["nu"], 0.0), (0.7, 0.2, 0.1), 0.5))
     if name == "lim2014":
         source = _lim_source()
         return from_link_parameters(LIM2014, length_km=length_km, source=source, p_z=source.p_z)
