@@ -12,6 +12,8 @@ if both), Eve's knowledge, and finally dead time and afterpulses (``detectors``)
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
 from .clicks import Clicks, RunResult
@@ -79,18 +81,23 @@ class OpticsModel:
     choices, same chunking: same clicks). ``attenuator``: any object with ``attenuation_db``
     (and optionally ``output_enabled``), read before every chunk, e.g. ``SimulatedVOA`` of
     ``hil.scpi``. ``attack``: an eavesdropper from ``hil.optics.eve`` or None.
+    ``detector``: optionally an object with the settings of ``hil.scpi.SimulatedDetector``
+    (``efficiency_percent``, ``dead_time_us``, ``gate_mode`` 'GATED'/'FREE', ``gate_width_ns``),
+    read before every chunk and applied to all four detectors; the model writes the total
+    click rate of the last chunk (Hz) back to its ``count_rate_hz``.
     ``source_enabled`` may be set to False at run time (the laser is off: only dark counts).
     ``chunk_slots`` bounds the slots handled at once (memory, and how often the VOA is read).
     """
 
     def __init__(self, config: LinkConfig, *, seed: int, attenuator=None, attack=None,
-                 chunk_slots: int = DEFAULT_CHUNK):
+                 detector=None, chunk_slots: int = DEFAULT_CHUNK):
         check_attack(attack)
         self.config = config
         self.seed = seed
         self.rng = np.random.default_rng(seed)
         self.attenuator = attenuator if attenuator is not None else FixedAttenuator()
         self.attack = attack
+        self.detector = detector
         self.source_enabled = True
         self.chunk_slots = int(chunk_slots)
         self.next_slot = 0
@@ -119,7 +126,7 @@ class OpticsModel:
         mus = self.config.source.intensities
         if not self.source_enabled:
             mus = tuple(0.0 for _ in mus)
-        key = (mus, self.channel_transmittance(), self.attack)
+        key = (mus, self.channel_transmittance(), self.attack, self.config.receiver)
         if self._table_key != key:      # rebuilt only when a setting changed (VOA, laser, Eve)
             dark = dark_probabilities(self.config.receiver, self.period_ps)
             self._table = build_table(mus, self.config.receiver, key[1], dark, self.attack)
@@ -168,7 +175,20 @@ class OpticsModel:
             yield self._chunk(min(self.chunk_slots, n_slots - start),
                               lambda idx: draw.draw(self.rng, idx.shape[0]))
 
+    def _apply_detector_settings(self):
+        det = self.detector
+        r = self.config.receiver
+        new = replace(r, efficiency=det.efficiency_percent / 100.0,
+                      dead_time_ps=det.dead_time_us * 1e6,
+                      gated=str(det.gate_mode).upper() == "GATED",
+                      gate_width_ps=det.gate_width_ns * 1e3)
+        if new != r:
+            self.config = replace(self.config, receiver=new)
+            self.bank.receiver = new
+
     def _chunk(self, n: int, choices) -> RunResult:
+        if self.detector is not None:
+            self._apply_detector_settings()
         rng, tab = self.rng, self.table()
         s0 = self.next_slot
         self.next_slot += n
@@ -186,6 +206,8 @@ class OpticsModel:
         alice = np.stack([bit, basis, cls])[:, raw["row"]]
         end_ps = self.next_slot * self.period_ps + float(self.origin_ps.min()) - self.period_ps / 2
         clicks = self._registered(raw, alice, end_ps)
+        if self.detector is not None and n:
+            self.detector.count_rate_hz = len(clicks) / (n * self.period_ps * 1e-12)
         return RunResult(clicks, self._sync(s0, self.next_slot), s0, self.next_slot)
 
     def _details(self, tab, t, slots):

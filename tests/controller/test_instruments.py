@@ -238,3 +238,19 @@ def test_drivers_talk_to_the_detector_over_tcp(bench, tcp_driver):
     assert det.temperature_c == pytest.approx(-40.0)        # tau 0 in this bench: at once
     assert det.count_rate_hz == pytest.approx(1234.5)
     assert det.id.startswith("qkdnode,SPD-TEC")
+
+
+def test_detector_settings_reach_the_optics_model(bench, tcp_driver):
+    from hil.optics import OpticsModel, preset
+    det = tcp_driver("detector")
+    model = OpticsModel(preset("gys2005", length_km=0), seed=2, detector=bench.detector)
+    det.efficiency_percent = 25
+    det.dead_time_us = 1.5
+    det.gate_mode = "free"
+    det.wait()
+    res = model.run_iid(100_000)
+    r = model.config.receiver
+    assert r.efficiency == (0.25,) * 4 and r.dead_time_ps == 1.5e6 and not r.gated
+    # 10 ns slots: the rate written back is the clicks of the chunk over its duration
+    assert bench.detector.count_rate_hz == pytest.approx(len(res.clicks) / (100_000 * 10e-9))
+    assert det.count_rate_hz == pytest.approx(bench.detector.count_rate_hz, rel=1e-8)
