@@ -371,6 +371,7 @@ class AuthChannel:
         self.stats = ChannelStats()
         self.counters = AuthCounters()
         self.block = 0
+        self._aborted: int | None = None
         self.last_error: ChannelError | None = None
         self._sock = sock
         self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -516,6 +517,9 @@ class AuthChannel:
         if frame.kind == KIND_HELLO:
             self._hello.set()
         elif frame.kind == KIND_ABORT:
+            if frame.block != self.block or self._aborted == self.block:
+                return                               # an old block, or aborted here already
+            self._aborted = self.block
             self.counters.blocks_aborted += 1
             self._drain(LANE_BLOCK)
             self._lanes[LANE_BLOCK].put(BlockAborted(
@@ -536,6 +540,9 @@ class AuthChannel:
         if not self._hello.is_set():               # failed handshake: the constructor raises it
             self._hello.set()
             return
+        if self._aborted == self.block:            # already aborted: report the first error only
+            return
+        self._aborted = self.block
         self.counters.blocks_aborted += 1
         self._drain(LANE_BLOCK)
         self._lanes[LANE_BLOCK].put(exc)
@@ -605,10 +612,12 @@ class AuthChannel:
     def begin_block(self, block: int) -> None:
         """Start block number ``block`` (both ends, same number): clears the block lane."""
         self.block = int(block)
+        self._aborted = None
         self._drain(LANE_BLOCK)
 
     def abort_block(self, reason: str = "aborted") -> None:
         """Abort the current block here and at the peer (whose ``recv`` then raises BlockAborted)."""
+        self._aborted = self.block
         self.counters.blocks_aborted += 1
         self._drain(LANE_BLOCK)
         self._send_frame(KIND_ABORT, LANE_BLOCK, reason.encode()[:200])

@@ -195,10 +195,10 @@ def test_reordered_messages_detected():
     try:
         b.send("bob", b"one")
         b.send("bob", b"two")
-        with pytest.raises(ChannelAuthError) as info:
+        wait_for(lambda: a.counters.replayed == 1)          # "one" arrives late: a replay too
+        with pytest.raises(ReorderedMessage):               # the block reports its first error
             a.recv("alice")
-        assert isinstance(info.value, ReorderedMessage)
-        assert a.counters.reordered == 1 and a.counters.auth_failures >= 1
+        assert a.counters.reordered == 1 and a.counters.blocks_aborted == 1
     finally:
         a.close()
         b.close()
