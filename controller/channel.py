@@ -609,6 +609,10 @@ class AuthChannel:
             raise item
         return item
 
+    def replenish(self, key_bits: bytes) -> int:
+        """Add distilled key to the authentication pool (same bits on both ends); return bits added."""
+        return self.pool.replenish(key_bits)
+
     def begin_block(self, block: int) -> None:
         """Start block number ``block`` (both ends, same number): clears the block lane."""
         self.block = int(block)

@@ -57,3 +57,23 @@ def test_peer_refusal_and_peer_down(kmes):
     assert info.value.status == 503 and "unreachable" in info.value.message
     # outcome unknown: the claimed key is given up, never served again
     assert alice.store.status().reserved_master == 1
+
+
+def test_https_on_both_kmes_over_the_channel(kmes, pki, sae_client):
+    """The whole path: SAE -> HTTPS/mTLS -> KME -> authenticated TCP channel -> peer KME -> SAE."""
+    from controller.kms.etsi014 import KMEServer, TLSFiles
+    alice, bob, _ = kmes
+    servers = [KMEServer(k, TLSFiles(*pki.kmes[k.config.kme_id], pki.ca_cert)).start()
+               for k in (alice, bob)]
+    try:
+        a = sae_client("sae-a", servers[0].url)
+        b = sae_client("sae-b", servers[1].url)
+        keys = a.post("/sae-b/enc_keys", json={"number": 2, "size": 256}).json()["keys"]
+        assert b.post("/sae-a/dec_keys", json={"key_IDs": [{"key_ID": k["key_ID"]} for k in keys]}
+                      ).json()["keys"] == keys
+        assert b.get("/sae-a/dec_keys", params={"key_ID": keys[0]["key_ID"]}).status_code == 400
+        a.close()
+        b.close()
+    finally:
+        for s in servers:
+            s.stop()
