@@ -473,8 +473,13 @@ class AuthChannel:
                 except AuthKeyExhausted as exc:
                     self.counters.exhausted += 1
                     self._fail(exc)
-        except (ChannelClosed, OSError) as exc:
-            err = exc if isinstance(exc, ChannelClosed) else ChannelClosed(f"connection lost: {exc}")
+        except Exception as exc:  # noqa: BLE001 - any reader failure ends the session
+            if isinstance(exc, ChannelClosed):
+                err = exc
+            elif isinstance(exc, OSError):
+                err = ChannelClosed(f"connection lost: {exc.strerror or exc}")
+            else:
+                err = ChannelClosed(f"channel reader failed ({type(exc).__name__}); reconnect")
             self._closed.set()
             for q in self._lanes.values():
                 q.put(err)

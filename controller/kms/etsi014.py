@@ -256,7 +256,8 @@ class KMEServer:
             done.wait(0.01)
         if not self.server.started:
             raise RuntimeError(f"KME {self.kme.config.kme_id} did not start on "
-                               f"{self.host}:{self.config.port}")
+                               f"{self.host}:{self.config.port}: is the port in use? Choose "
+                               f"another, or 0 for a free one (uvicorn's log above says more).")
         return self
 
     def stop(self) -> None:
