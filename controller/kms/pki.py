@@ -6,9 +6,9 @@ Layout written by :func:`init_pki` (private keys PKCS#8 PEM, mode 0600)::
     DIR/kme/NAME.pem  DIR/kme/NAME.key     server: SAN DNS localhost, DNS NAME, IP 127.0.0.1
     DIR/sae/NAME.pem  DIR/sae/NAME.key     client: subject CN = SAE ID, SAN URI urn:qkdnode:sae:NAME
 
-Keys are ECDSA P-256 (accepted by every TLS 1.2/1.3 stack).  The SAE ID a KME sees is the subject
-common name of the client certificate.  This is for development and tests: a deployment uses its
-own CA, with the same two rules (KME: server certificate; SAE: client certificate with CN = SAE ID).
+Keys are ECDSA P-256 (accepted by every TLS 1.2/1.3 stack).  The SAE ID a KME sees is the client
+certificate's SAN URI ``urn:qkdnode:sae:ID`` if it has one, else its subject common name.  This is for development and tests: a deployment uses its
+own CA, with the same two rules (KME: server certificate; SAE: client certificate naming the SAE ID).
 """
 
 from __future__ import annotations
@@ -223,6 +223,20 @@ def check_server_files(cert_path, key_path, ca_path) -> None:
 
 
 def sae_id_of(cert: x509.Certificate) -> str | None:
-    """Return the SAE ID a client certificate names: its subject common name."""
+    """Return the SAE ID a client certificate names.
+
+    A SAN URI ``urn:qkdnode:sae:ID`` wins; without one, the subject common name is the SAE ID
+    (what most deployments' CAs already issue).
+    """
+    try:
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        uris = [u for u in san.get_values_for_type(x509.UniformResourceIdentifier)
+                if u.startswith(SAE_URI_PREFIX)]
+    except x509.ExtensionNotFound:
+        uris = []
+    if len(uris) == 1:
+        return uris[0][len(SAE_URI_PREFIX):]
+    if len(uris) > 1:
+        return None                    # ambiguous: refuse rather than pick one
     cns = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
     return str(cns[0].value) if cns else None

@@ -47,3 +47,33 @@ def test_kme_refuses_to_serve_with_a_foreign_ca(tmp_path, pki, foreign_pki):
     cert, key = pki.kmes["alice-kme"]
     with pytest.raises(PKIError, match="alice-kme cannot serve.*not issued by the CA"):
         KMEServer(alice, TLSFiles(cert, key, foreign_pki.ca_cert))
+
+
+def test_sae_identity_from_san_uri_then_cn(tmp_path):
+    import datetime as dt
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    from controller.kms.pki import sae_id_of
+
+    key = ec.generate_private_key(ec.SECP256R1())
+
+    def cert(cn, uris):
+        now = dt.datetime.now(dt.timezone.utc)
+        b = (x509.CertificateBuilder()
+             .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)]))
+             .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "ca")]))
+             .public_key(key.public_key()).serial_number(1)
+             .not_valid_before(now).not_valid_after(now + dt.timedelta(days=1)))
+        if uris:
+            b = b.add_extension(x509.SubjectAlternativeName(
+                [x509.UniformResourceIdentifier(u) for u in uris]), critical=False)
+        return b.sign(key, hashes.SHA256())
+
+    assert sae_id_of(cert("sae-cn", [])) == "sae-cn"
+    assert sae_id_of(cert("sae-cn", ["urn:qkdnode:sae:sae-uri"])) == "sae-uri"
+    assert sae_id_of(cert("sae-cn", ["https://example.invalid/x"])) == "sae-cn"
+    assert sae_id_of(cert("sae-cn", ["urn:qkdnode:sae:a", "urn:qkdnode:sae:b"])) is None
