@@ -383,7 +383,11 @@ class AuthChannel:
         self._hello = threading.Event()
         self._expect = pool.recv_floor(self.peer)
         self._first = True
-        self._handshake()
+        try:
+            self._handshake()
+        except BaseException:
+            self.close()
+            raise
 
     # -- framing ------------------------------------------------------------------------------
 
