@@ -98,7 +98,7 @@ def test_bad_parameters_400(link, sae):
     error(a.get("/sae-nobody/status"), 400)
     error(a.get("/sae-nobody/enc_keys"), 400)
     b = sae["b"]
-    assert error(b.get(f"/{A}/dec_keys", params={"key_ID": str(uuid.uuid4())}), 400)["message"] == NOT_FOUND
+    assert error(b.get(f"/{A}/dec_keys", params={"key_ID": "0b6b2f4e-1c1e-4d55-9a6c-3f2d8e7a9b10"}), 400)["message"] == NOT_FOUND
     assert error(b.get(f"/{A}/dec_keys", params={"key_ID": "not-a-uuid"}), 400)["message"] == NOT_FOUND
     error(b.get(f"/{A}/dec_keys"), 400)
     error(b.post(f"/{A}/dec_keys", json={"key_IDs": []}), 400)

@@ -40,7 +40,7 @@ def test_node_key_created_0600_and_keys_sealed(tmp_path, store):
 
 
 def test_loose_node_key_mode_refused(tmp_path):
-    write_secret(tmp_path / "node.key", os.urandom(32))
+    write_secret(tmp_path / "node.key", material(20, 32))
     os.chmod(tmp_path / "node.key", 0o644)
     with pytest.raises(KeyStoreError, match=r"mode 0644.*expected 0600.*chmod 600"):
         KeyStore(tmp_path / "keys.db", tmp_path / "node.key")
@@ -49,7 +49,7 @@ def test_loose_node_key_mode_refused(tmp_path):
 def test_wrong_node_key_refused(tmp_path, store):
     store.add_block("b", material(2, 64))
     store.close()
-    write_secret(tmp_path / "other.key", os.urandom(32))
+    write_secret(tmp_path / "other.key", material(21, 32))
     with pytest.raises(KeyStoreError, match="does not match the key store"):
         KeyStore(tmp_path / "keys.db", tmp_path / "other.key")
 
