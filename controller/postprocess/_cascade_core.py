@@ -110,7 +110,9 @@ def _range(tree, lo, hi):
 
 
 @njit(cache=True)
-def _block_odd(p, b, n, k, fen, cache, coff, tsz):
+def _block_odd(p, b, n, k, fen, cache, coff, tsz, nrev):
+    if b >= nrev[p]:
+        return False          # Alice never disclosed this block's parity
     lo = b * k[p]
     hi = min(lo + k[p], n)
     root = cache[coff[p] + b * tsz[p]]
@@ -133,7 +135,7 @@ def _push(p, b, n, k, wl, wl_n, active, aoff):
 
 
 @njit(cache=True)
-def start_passes(first, last, y, perm, fen, k, cache, coff, tsz, active, aoff, wl, wl_n, started):
+def start_passes(first, last, y, perm, fen, k, cache, coff, tsz, nrev, active, aoff, wl, wl_n, started):
     """Build Bob's Fenwick trees for passes first..last-1 and queue their odd blocks."""
     n = y.size
     for p in range(first, last):
@@ -142,12 +144,12 @@ def start_passes(first, last, y, perm, fen, k, cache, coff, tsz, active, aoff, w
     for p in range(first, last):
         nb = (n + k[p] - 1) // k[p]
         for b in range(nb):
-            if _block_odd(p, b, n, k, fen, cache, coff, tsz):
+            if _block_odd(p, b, n, k, fen, cache, coff, tsz, nrev):
                 _push(p, b, n, k, wl, wl_n, active, aoff)
 
 
 @njit(cache=True)
-def _flip(j, y, pos, fen, k, cache, coff, tsz, active, aoff, wl, wl_n, started):
+def _flip(j, y, pos, fen, k, cache, coff, tsz, nrev, active, aoff, wl, wl_n, started):
     """Correct Bob's bit j and queue every block of a started pass that turned odd."""
     n = y.size
     y[j] ^= 1
@@ -155,7 +157,7 @@ def _flip(j, y, pos, fen, k, cache, coff, tsz, active, aoff, wl, wl_n, started):
         _fen_flip(fen[q], pos[q, j], n)
     for q in range(started[0]):
         b = pos[q, j] // k[q]
-        if not active[aoff[q] + b] and _block_odd(q, b, n, k, fen, cache, coff, tsz):
+        if b < nrev[q] and not active[aoff[q] + b] and _block_odd(q, b, n, k, fen, cache, coff, tsz, nrev):
             _push(q, b, n, k, wl, wl_n, active, aoff)
 
 
@@ -173,7 +175,7 @@ def _ask(cidx, p, lo, hi, cache, q_cidx, q_pass, q_lo, q_hi, nq):
 
 
 @njit(cache=True)
-def advance(ans, y, perm, pos, fen, k, cache, coff, tsz, active, aoff, wl, wl_n, started,
+def advance(ans, y, perm, pos, fen, k, cache, coff, tsz, nrev, active, aoff, wl, wl_n, started,
             q_cidx, q_pass, q_lo, q_hi, wide):
     """Feed Alice's answers, run every bisection as far as the known parities allow, and
     return the number of new queries written to q_* (q_cidx = cache slot to fill).
@@ -206,7 +208,7 @@ def advance(ans, y, perm, pos, fen, k, cache, coff, tsz, active, aoff, wl, wl_n,
                 finished = True      # a correction elsewhere already evened this node
                 break
             if hi - lo == 1:
-                _flip(perm[p, lo], y, pos, fen, k, cache, coff, tsz, active, aoff, wl, wl_n, started)
+                _flip(perm[p, lo], y, pos, fen, k, cache, coff, tsz, nrev, active, aoff, wl, wl_n, started)
                 finished = True
                 break
             mid = lo + (hi - lo) // 2
@@ -239,8 +241,38 @@ def advance(ans, y, perm, pos, fen, k, cache, coff, tsz, active, aoff, wl, wl_n,
                 for c in range(6):
                     wl[w, c] = wl[last, c]
             wl_n[0] = last
-            if _block_odd(p, b, n, k, fen, cache, coff, tsz):
+            if _block_odd(p, b, n, k, fen, cache, coff, tsz, nrev):
                 _push(p, b, n, k, wl, wl_n, active, aoff)
             continue      # row w now holds another bisection (or the end)
         w += 1
     return nq
+
+
+@njit(cache=True)
+def random_half_permutation(n, seed):
+    """Return a permutation listing a uniformly random subset first, each part in key order.
+
+    Every index joins the subset independently with probability 1/2 (splitmix64 bits).
+    A pass over it with blocks of ceil(n/2) checks the parity of (about) a random half,
+    as BICONF does, and keeps memory access sequential.
+    """
+    perm = np.empty(n, dtype=np.int32)
+    rest = np.empty(n, dtype=np.int32)
+    state = np.uint64(seed)
+    word = np.uint64(0)
+    j0 = 0
+    j1 = 0
+    for i in range(n):
+        if (i & 63) == 0:
+            state = state + np.uint64(0x9E3779B97F4A7C15)
+            z = state
+            z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+            z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+            word = z ^ (z >> np.uint64(31))
+        bit = np.int64((word >> np.uint64(i & 63)) & np.uint64(1))
+        perm[j0] = i
+        rest[j1] = i
+        j0 += 1 - bit
+        j1 += bit
+    perm[j0:] = rest[:j1]
+    return perm

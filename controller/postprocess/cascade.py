@@ -4,14 +4,15 @@ Improvements of Martinez-Mateo, Pacher, Peev, Ciurana, Martin, "Demystifying the
 information reconciliation protocol Cascade", QIC 15, 453 (2015):
 
 * block sizes: k1 = 2^round(log2(1/Q)), k2 = 2^ceil((log2(1/Q) + 12) / 2), then
-  k = N/2 for every later pass (16 passes in all), all capped at N/2;
+  k = N/2 for every later pass (20 passes in all), all capped at N/2;
 * sub-block reuse: every parity Alice has disclosed (blocks and bisection halves) is
   kept, and the complementary half of a known node is derived, never asked for;
   cascading back into an earlier pass starts from what is already known;
 * the many N/2 passes act as BICONF checks: Alice discloses the parity of one random
   half only (1 bit; the other half adds nothing, a split pair makes both odd); a
-  residual error pair survives each check with probability 1/2, which sets the frame
-  error rate.
+  residual error pair survives each check with probability 1/2, so 18 checks bound
+  its survival by 2^-18.  These passes use a random-subset-first order (each bit in
+  the subset with probability 1/2, both parts in key order): cheap and cache-friendly.
 
 Low-round mode uses k1 = 2^floor(log2(1/Q)) and k2 = 2 k1 (shorter cascade chains), runs all later passes at
 once (their bisections proceed in parallel) and splits nodes of 128 bits or more
@@ -37,7 +38,7 @@ MODES = ("standard", "low-round")
 WIDE_SPLIT = {"standard": 2**62, "low-round": 128}
 
 
-def block_schedule(n: int, qber: float, passes: int = 16, mode: str = "standard") -> list[int]:
+def block_schedule(n: int, qber: float, passes: int = 20, mode: str = "standard") -> list[int]:
     """Return the block size of each pass (bits) for a frame of n bits at error rate qber."""
     q = min(max(qber, 1e-6), 0.25)
     alpha = math.log2(1.0 / q)
@@ -76,25 +77,30 @@ class _Layout:
     coff: np.ndarray
     tsz: np.ndarray
     aoff: np.ndarray
+    nrev: np.ndarray
     cache_size: int
     blocks: int
 
     @classmethod
     def of(cls, n: int, ks: list[int]) -> "_Layout":
         k = np.asarray(ks, dtype=np.int64)
-        nb = (n + k - 1) // k
+        nb = np.array([revealed_blocks(n, x) for x in ks], dtype=np.int64)   # trees kept
         tsz = np.array([2 ** (max(int(math.ceil(math.log2(x))), 0) + 1) for x in ks], dtype=np.int64)
         coff = np.concatenate(([0], np.cumsum(nb * tsz)[:-1])).astype(np.int64)
         aoff = np.concatenate(([0], np.cumsum(nb)[:-1])).astype(np.int64)
-        return cls(k, coff, tsz, aoff, int(np.sum(nb * tsz)), int(np.sum(nb)))
+        return cls(k, coff, tsz, aoff, nb, int(np.sum(nb * tsz)), int(np.sum(nb)))
 
 
-def _permutations(n: int, seed: int, passes: int) -> np.ndarray:
-    """Return one uniformly random permutation per pass, derived from the shared seed."""
-    perm = np.empty((passes, n), dtype=np.int32)
-    for p in range(passes):
-        perm[p] = core.splitmix_permutation(
-            n, np.uint64((seed + 0x632BE59BD9B4E019 * (p + 1)) & (2**64 - 1)))
+def _permutations(n: int, seed: int, ks: list[int]) -> np.ndarray:
+    """Return one permutation per pass from the shared seed: uniform for passes with
+    small blocks, a random-subset-first order for the BICONF halves."""
+    perm = np.empty((len(ks), n), dtype=np.int32)
+    for p, k in enumerate(ks):
+        s = np.uint64((seed + 0x632BE59BD9B4E019 * (p + 1)) & (2**64 - 1))
+        if revealed_blocks(n, k) == 1 and n > 1:
+            perm[p] = core.random_half_permutation(n, s)
+        else:
+            perm[p] = core.splitmix_permutation(n, s)
     return perm
 
 
@@ -107,7 +113,7 @@ class CascadeAlice:
         self.ks = list(ks)
         passes = len(self.ks)
         self.seed = seed
-        perm = _permutations(n, seed, passes)
+        perm = _permutations(n, seed, self.ks)
         self.px = np.empty((passes, n + 1), dtype=np.uint8)
         for p in range(passes):
             self.px[p] = core.prefix_parity(self.bits, perm[p])
@@ -136,7 +142,7 @@ class CascadeBob:
         seed = int(setup[0])
         self.ks = [int(k) for k in setup[1:]]
         passes = len(self.ks)
-        self.perm = _permutations(n, seed, passes)
+        self.perm = _permutations(n, seed, self.ks)
         self.pos = np.empty_like(self.perm)
         for p in range(passes):
             self.pos[p] = core.inverse_permutation(self.perm[p])
@@ -144,7 +150,7 @@ class CascadeBob:
         self.lay = lay
         self.cache = np.full(lay.cache_size, -1, dtype=np.int8)
         tops = np.asarray(tops, dtype=np.int8)
-        shown = [revealed_blocks(n, k) for k in self.ks]
+        shown = [int(x) for x in lay.nrev]
         if tops.size != sum(shown):
             raise ValueError(f"expected {sum(shown)} block parities from Alice, got {tops.size}")
         at = 0
@@ -169,8 +175,8 @@ class CascadeBob:
         ans = self._answers if answers is None else np.asarray(answers, dtype=np.uint8)
         while True:
             nq = core.advance(ans, self.y, self.perm, self.pos, self.fen, self.lay.k, self.cache,
-                              self.lay.coff, self.lay.tsz, self.active, self.lay.aoff, self.wl,
-                              self.wl_n, self.started, self.q_cidx, self.q[0], self.q[1], self.q[2],
+                              self.lay.coff, self.lay.tsz, self.lay.nrev, self.active, self.lay.aoff,
+                              self.wl, self.wl_n, self.started, self.q_cidx, self.q[0], self.q[1], self.q[2],
                               self.wide)
             ans = np.zeros(0, dtype=np.uint8)
             if nq:
@@ -180,12 +186,12 @@ class CascadeBob:
             first, last = self.stages[self._stage]
             self._stage += 1
             core.start_passes(first, last, self.y, self.perm, self.fen, self.lay.k, self.cache,
-                              self.lay.coff, self.lay.tsz, self.active, self.lay.aoff, self.wl,
-                              self.wl_n, self.started)
+                              self.lay.coff, self.lay.tsz, self.lay.nrev, self.active,
+                              self.lay.aoff, self.wl, self.wl_n, self.started)
 
 
 def cascade(alice_bits: np.ndarray, bob_bits: np.ndarray, qber: float, channel: Channel, *,
-            seed: int = 0, mode: str = "standard", passes: int = 16,
+            seed: int = 0, mode: str = "standard", passes: int = 20,
             schedule: list[int] | None = None) -> np.ndarray:
     """Run Cascade between the two keys over ``channel``; return Bob's corrected key.
 

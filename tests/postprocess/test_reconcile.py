@@ -57,14 +57,18 @@ def test_low_round_mode_uses_fewer_rounds():
 
 
 def test_alice_parity_oracle_matches_direct_parity():
+    from controller.postprocess.cascade import _permutations
     rng = np.random.default_rng(5)
     a = rng.integers(0, 2, 1000, dtype=np.uint8)
-    alice = CascadeAlice(a, [16, 500], seed=99)
-    perm = core.splitmix_permutation(1000, np.uint64((99 + 0x632BE59BD9B4E019 * 2) & (2**64 - 1)))
-    q = np.array([[1, 0, 10], [1, 37, 600], [1, 999, 1000]])
+    ks = [16, 100, 500]                    # the last one is a BICONF half
+    alice = CascadeAlice(a, ks, seed=99)
+    perm = _permutations(1000, 99, ks)
+    q = np.array([[0, 0, 10], [1, 37, 600], [1, 999, 1000], [2, 3, 500], [2, 0, 1000]])
     got = alice.answer(q)
-    want = [np.bitwise_xor.reduce(a[perm[lo:hi]]) for _, lo, hi in q]
+    want = [np.bitwise_xor.reduce(a[perm[p][lo:hi]]) for p, lo, hi in q]
     assert got.tolist() == [bool(w) for w in want]
+    setup, tops = alice.opening()
+    assert tops.size == 1000 // 16 + 1 + 10 + 1     # one parity only for the BICONF half
 
 
 def test_permutation_is_a_permutation_and_seeded():
@@ -73,6 +77,11 @@ def test_permutation_is_a_permutation_and_seeded():
     assert np.array_equal(p1, core.splitmix_permutation(5000, np.uint64(1)))
     assert not np.array_equal(p1, core.splitmix_permutation(5000, np.uint64(2)))
     assert np.array_equal(core.inverse_permutation(p1)[p1], np.arange(5000))
+    h = core.random_half_permutation(5001, np.uint64(3))
+    assert np.array_equal(np.sort(h), np.arange(5001))
+    # the subset comes first, each part in increasing order; about half is in the subset
+    breaks = np.flatnonzero(np.diff(h) < 0)
+    assert breaks.size == 1 and abs(breaks[0] + 1 - 2500) < 200
 
 
 def test_reconcile_rejects_bad_input():
@@ -89,13 +98,15 @@ def test_reconcile_rejects_bad_input():
 
 @pytest.mark.slow
 def test_cascade_frame_error_rate_and_efficiency_statistics():
-    # 200 frames of 1e4 bits at 3 %: no failures, mean f below 1.10.
-    fs = []
-    for seed in range(200):
+    # 300 frames of 1e4 bits at 3 %: at most one failure (FER ~1e-4 expected), mean f < 1.10.
+    fs, failed = [], []
+    for seed in range(300):
         a, b = _pair(1000 + seed, 10_000, 0.03)
         fixed, rep = reconcile(a, b, 0.03, seed=seed)
-        assert np.array_equal(fixed, a), f"seed {1000 + seed}"
+        if not np.array_equal(fixed, a):
+            failed.append(1000 + seed)
         fs.append(rep.efficiency)
+    assert len(failed) <= 1, f"failing seeds {failed}"
     assert np.mean(fs) < 1.10
 
 
