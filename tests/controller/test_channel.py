@@ -9,7 +9,7 @@ import threading
 import numpy as np
 import pytest
 
-from controller.channel import (_HDR, P127, AuthChannel, AuthKeyExhausted, AuthKeyPool, BlockAborted,
+from controller.channel import (_HDR, P127, AuthKeyExhausted, AuthKeyPool, BlockAborted,
                                 ChannelAuthError, ChannelListener, ReorderedMessage, ReplayedMessage,
                                 TamperedMessage, TcpChannelPair, connect, open_pair, poly_hash)
 from controller.kms.secretfile import SecretFileError
