@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from controller.postprocess.amplify import amplify, toeplitz_hash, toeplitz_hash_naive
+from controller.postprocess.amplify import (amplify, modified_toeplitz_hash, toeplitz_hash,
+                                           toeplitz_hash_naive)
 from controller.postprocess.channel import LocalChannel
 from controller.postprocess.verify import P61, points_needed, tag, verify
 
@@ -74,7 +75,7 @@ def test_toeplitz_is_linear_and_checks_sizes():
     with pytest.raises(ValueError, match="n \\+ m - 1"):
         toeplitz_hash(s[:-1], x1, m)
     with pytest.raises(ValueError, match="output length"):
-        toeplitz_hash(s, x1, n + 1)
+        modified_toeplitz_hash(s[:n - 1], x1, n + 1)
 
 
 def test_amplify_gives_both_sides_the_same_balanced_key():
@@ -84,4 +85,16 @@ def test_amplify_gives_both_sides_the_same_balanced_key():
     ka, kb = amplify(key, key.copy(), 80_000, ch, rng)
     assert ka.size == 80_000 and np.array_equal(ka, kb)
     assert abs(ka.mean() - 0.5) < 0.01
-    assert ch.stats.leaked_bits == 0 and ch.stats.bits == 200_000 + 80_000 - 1
+    assert ch.stats.leaked_bits == 0 and ch.stats.bits == 200_000 - 1
+
+
+@pytest.mark.parametrize("n,m", [(2, 1), (50, 20), (3001, 1500), (4096, 4095)])
+def test_modified_toeplitz_equals_identity_plus_matrix_product(n, m):
+    rng = np.random.default_rng(SEED + m)
+    x = rng.integers(0, 2, n, dtype=np.uint8)
+    s = rng.integers(0, 2, n - 1, dtype=np.uint8)
+    want = x[:m] ^ toeplitz_hash_naive(s, x[m:], m)
+    assert np.array_equal(modified_toeplitz_hash(s, x, m), want), f"seed {SEED + m}"
+    assert np.array_equal(modified_toeplitz_hash(s, x, n), x)
+    with pytest.raises(ValueError, match="n - 1"):
+        modified_toeplitz_hash(s[:-1], x, m)
