@@ -17,8 +17,12 @@ from .cores.csr import RegisterBank
 from .cores.link import Link, LINK_COUNTERS
 from .cores.uart import UARTRx, UARTTx, divisor_for
 from .cores.modulator import Modulator, AlicePins
+from .cores.tagger import Tagger
+from .cores.tagger_records import RecordSerializer
+from .spec.tagger import TAGGER_BLOCK, CHANNELS
 
-__all__ = ["NodeCore", "NodeTop", "git_version", "ROLE_CHANNELS", "ROLE_PINS"]
+__all__ = ["NodeCore", "NodeTop", "git_version", "ROLE_CHANNELS", "ROLE_PINS", "bob_pins",
+           "role_pins"]
 
 
 def git_version(repo=Path(__file__).resolve().parent.parent):
@@ -45,8 +49,23 @@ ROLE_CHANNELS = {
 ROLE_PINS = {
     Role.LINK: {},
     Role.ALICE: {"alice": Out(AlicePins)},
-    Role.BOB: {},
+    Role.BOB: {},   # built per sampling rate: see role_pins()
 }
+
+
+def bob_pins(samples=1):
+    """Return Bob's input signature: ``det[ch]`` and ``sync`` as ``samples``-bit sample vectors
+    (bit 0 earliest; from ``gateware.cores.sampler.Sampler`` on a board, from the cocotb
+    detector model in simulation)."""
+    return wiring.Signature({"det": In(samples).array(CHANNELS), "sync": In(samples)})
+
+
+def role_pins(role, samples=1):
+    """Return the signature members of ``role``'s quantum-side pins (``ROLE_PINS``, with Bob's
+    sized for ``samples`` samples per clock)."""
+    if role == Role.BOB:
+        return {"bob": Out(bob_pins(samples))}
+    return dict(ROLE_PINS[role])
 
 
 class NodeCore(wiring.Component):
@@ -59,10 +78,11 @@ class NodeCore(wiring.Component):
     """
 
     def __init__(self, *, role=Role.LINK, clk_hz=48_000_000, git_hash=0, dirty=False,
-                 loopback_depth=512, flush_cycles=256, choices_depth=4096):
-        if role == Role.BOB:
-            raise NotImplementedError(f"role {role.name} has no cores yet; build role LINK or ALICE")
+                 loopback_depth=512, flush_cycles=256, choices_depth=4096, samples=1,
+                 events_words=512):
         self.role = role
+        self.samples = samples
+        self.events_words = events_words
         self.choices_depth = choices_depth
         self.h2d, self.d2h = ROLE_CHANNELS[role]
         self.clk_hz = clk_hz
@@ -75,7 +95,7 @@ class NodeCore(wiring.Component):
             "o_tx": Out(stream.Signature(8)),
             "uart_error": In(1),
             "led": Out(1),
-            **ROLE_PINS[role],
+            **role_pins(role, samples),
         })
 
     def elaborate(self, platform):
@@ -127,7 +147,33 @@ class NodeCore(wiring.Component):
 
         if self.role == Role.ALICE:
             self._elaborate_alice(m, bank, link)
+        if self.role == Role.BOB:
+            self._elaborate_bob(m, bank, link)
         return m
+
+    def _elaborate_bob(self, m, bank, link):
+        """Wire the tagger to its registers (by their spec names), its pins and EVENTS."""
+        m.submodules.tagger = tagger = Tagger(self.samples, fifo_words=self.events_words)
+        for reg in TAGGER_BLOCK.registers:
+            path = f"{TAGGER_BLOCK.name}.{reg.name}"
+            if reg.memory:
+                addr, data = bank.mem(path)
+                m.d.comb += [getattr(tagger, f"{reg.name}__addr").eq(addr),
+                             data.eq(getattr(tagger, f"{reg.name}__data"))]
+                continue
+            ports = getattr(tagger, reg.name)
+            for i in range(reg.count):
+                port = ports[i] if reg.count > 1 else ports
+                bank_port = bank.reg(path, i if reg.count > 1 else None)
+                m.d.comb += (bank_port.eq(port) if reg.access is Access.RO else port.eq(bank_port))
+        for ch in range(CHANNELS):
+            m.d.comb += tagger.det[ch].eq(self.bob.det[ch])
+        m.d.comb += tagger.sync.eq(self.bob.sync)
+        # EVENTS: records go out big-endian through the serialiser.
+        m.submodules.events = ser = RecordSerializer()
+        wiring.connect(m, tagger.o_records, ser.i_stream)
+        wiring.connect(m, ser.o_stream, link.d2h_events)
+        m.d.comb += [ser.i_words.eq(tagger.o_words), link.d2h_events_level.eq(ser.o_level)]
 
     def _elaborate_alice(self, m, bank, link):
         """Wire the modulator to its registers (by their spec names), streams and pins."""
@@ -161,7 +207,7 @@ class NodeTop(wiring.Component):
             "rx": In(1, init=1),
             "tx": Out(1, init=1),
             "led": Out(1),
-            **ROLE_PINS[self.role],
+            **role_pins(self.role, core_args.get("samples", 1)),
         })
 
     def elaborate(self, platform):
@@ -177,6 +223,6 @@ class NodeTop(wiring.Component):
         ]
         wiring.connect(m, urx.o_stream, core.i_rx)
         wiring.connect(m, core.o_tx, utx.i_stream)
-        for name in ROLE_PINS[self.role]:
+        for name in role_pins(self.role, self._core_args.get("samples", 1)):
             wiring.connect(m, getattr(core, name), wiring.flipped(getattr(self, name)))
         return m

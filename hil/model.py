@@ -34,13 +34,14 @@ from gateware.spec.protocol import (
     MAX_BURST, MAX_PAYLOAD, ErrorCode, Opcode, StreamChannel, reply_opcode,
 )
 from gateware.spec.registers import DEVICE_ID, REGISTER_MAP, Access, Role
+from gateware.spec.tagger import CHANNEL_COUNTERS, CHANNELS, GLOBAL_COUNTERS, HIST_BINS
 from gateware.spec.modulator import (
     MIN_SLOT_PERIOD, REPORT_BYTES, Intensity, ReportKind, ReportLayout, choice_fires, choice_state,
     lfsr_step,
 )
 
 __all__ = ["RegisterBank", "BlockModel", "CoreBlock", "LinkBlock", "StreamChannelModel",
-           "LoopbackChannel", "ChoicesChannel", "ReportsChannel", "AliceBlock", "ModelBoard", "ModelServer", "git_hash_word", "serve"]
+           "LoopbackChannel", "ChoicesChannel", "ReportsChannel", "AliceBlock", "EventsChannel", "BobBlock", "ModelBoard", "ModelServer", "git_hash_word", "serve"]
 
 logger = logging.getLogger(__name__)
 
@@ -471,6 +472,116 @@ class AliceBlock(BlockModel):
                 self.trace.append((choice_state(nibble), intensity, int(choice_fires(nibble)), sync))
 
 
+class EventsChannel(StreamChannelModel):
+    """EVENTS: Bob's 32-bit records, device to host, most significant byte first."""
+
+    channel = StreamChannel.EVENTS.value
+
+    def __init__(self):
+        self.queue = bytearray()
+
+    def pull(self, limit):
+        out = bytes(self.queue[:limit])
+        del self.queue[:len(out)]
+        return out
+
+    def reset(self):
+        self.queue.clear()
+
+
+class BobBlock(BlockModel):
+    """``tagger``: Bob's time tagger, classified by the golden model (``hil.tagger_model``).
+
+    ``inject(clicks, syncs)`` hands the block a stretch of detector clicks and sync edges (times
+    in bins, one list per channel) as the pins would see them; while ``tagger.control.enable`` is
+    1 it is classified as one run (sync acquired at its first origin, lost after its last frame),
+    its records are queued on EVENTS and its counts added to the counters and histograms. Frame
+    numbers continue from stretch to stretch. The EVENTS queue is unbounded, so the model never
+    drops (overflow is the gateware's, tested on RTL).
+    """
+
+    name = "tagger"
+
+    def __init__(self, board, *, samples=2, fifo_words=512):
+        super().__init__(board)
+        self.samples = samples
+        self.fifo_words = fifo_words
+        self.events = EventsChannel()
+        self.bank.on_write["tagger.command"] = self._command
+        self.bank.on_read["tagger.status"] = self._status
+        self.bank.on_read["tagger.hist"] = lambda index: int(self.hist.flat[index]) & 0xFFFF_FFFF
+        self.reset()
+
+    def reset(self):
+        from gateware.spec.tagger import TaggerInfo
+        self.events.reset()
+        self._clear()
+        self.bank.set("tagger.info", TaggerInfo.const({
+            "samples": self.samples, "channels": CHANNELS, "hist_bins": HIST_BINS,
+            "fifo_words_div16": self.fifo_words // 16}).as_value().value)
+        platform = REGISTER_MAP["core.platform"].layout.const(
+            {"role": Role.BOB, "channels": 2, "dirty": 0}).as_value().value
+        self.bank.set("core.platform", platform)
+
+    def channels(self):
+        return [self.events]
+
+    def _clear(self):
+        import numpy as np
+        self.hist = np.zeros((CHANNELS, HIST_BINS), dtype=np.int64)
+        self.next_frame = 0
+        for name in CHANNEL_COUNTERS:
+            for ch in range(CHANNELS):
+                self.bank.set(f"tagger.{name}", 0, ch)
+        for name in GLOBAL_COUNTERS:
+            self.bank.set(f"tagger.{name}", 0)
+
+    def _command(self, value, index):
+        if REGISTER_MAP["tagger.command"].layout.from_bits(value).clear:
+            self._clear()
+
+    def _status(self, index):
+        return REGISTER_MAP["tagger.status"].layout.const(
+            {"fifo_bytes": min(len(self.events.queue), 0xFFFF)}).as_value().value
+
+    @property
+    def enabled(self):
+        """Return True while ``tagger.control.enable`` is 1."""
+        return bool(REGISTER_MAP["tagger.control"].layout.from_bits(
+            self.bank.get("tagger.control")).enable)
+
+    def config(self):
+        """Return the registers as a ``TaggerConfig``."""
+        from hil.tagger_model import TaggerConfig
+        gate = REGISTER_MAP["tagger.gate"].layout.from_bits(self.bank.get("tagger.gate"))
+        return TaggerConfig(
+            samples=self.samples, slot_period=self.bank.get("tagger.slot_period"),
+            frame_slots=self.bank.get("tagger.frame_slots"),
+            sync_delay=self.bank.get("tagger.sync_delay"), gate_start=int(gate.start),
+            gate_width=int(gate.width), hist_shift=self.bank.get("tagger.hist_shift"),
+            dead_time=[self.bank.get("tagger.dead_time", ch) for ch in range(CHANNELS)])
+
+    def inject(self, clicks, syncs):
+        """Classify a stretch of ``clicks`` and ``syncs`` (bins); return its TaggerResult, or
+        None when the tagger is disabled (the stretch is ignored, as the gateware would)."""
+        from hil.tagger_model import TaggerModel
+        with self.board.lock:
+            if not self.enabled:
+                return None
+            result = TaggerModel(self.config()).run(clicks, syncs, first_frame=self.next_frame)
+            self.next_frame += int(result.counters["frames"])
+            self.events.queue += result.words.astype(">u4").tobytes()
+            for name, value in result.counters.items():
+                if name in CHANNEL_COUNTERS:
+                    for ch in range(CHANNELS):
+                        self.bank.set(f"tagger.{name}",
+                                      self.bank.get(f"tagger.{name}", ch) + int(value[ch]), ch)
+                else:
+                    self.bank.set(f"tagger.{name}", self.bank.get(f"tagger.{name}") + int(value))
+            self.hist += result.hist
+            return result
+
+
 class ModelBoard:
     """The device side of the link: decodes requests, executes them, queues replies and streams.
 
@@ -480,14 +591,15 @@ class ModelBoard:
     retries a request or counts a gap in the stream). Setting ``hold_streams`` (a threading.Event) stops the
     device-to-host streams, as a host that stops draining them would; replies still go out.
     ``role`` ``Role.ALICE`` adds the modulator (``AliceBlock``, built with ``alice_options``,
-    reachable as ``board.alice``). Thread-safe through ``lock``.
+    reachable as ``board.alice``); ``Role.BOB`` the tagger (``BobBlock``, built with
+    ``bob_options``, reachable as ``board.bob``). Thread-safe through ``lock``.
     """
 
     BLOCKS = (CoreBlock, LinkBlock)
 
     def __init__(self, *, device_id=DEVICE_ID, version=None, git_hash=None, clk_hz=CLK_HZ,
                  loopback_depth=LOOPBACK_DEPTH, corrupt_replies=0, corrupt_stream_frames=0,
-                 role=Role.LINK, alice_options=None):
+                 role=Role.LINK, alice_options=None, bob_options=None):
         self.lock = threading.RLock()
         self.bank = RegisterBank(REGISTER_MAP)
         self.core = CoreBlock(self, device_id=device_id, version=version, git_hash=git_hash,
@@ -498,6 +610,9 @@ class ModelBoard:
         if self.role is Role.ALICE:
             self.alice = AliceBlock(self, clk_hz=clk_hz, **(alice_options or {}))
             self.add_block(self.alice)
+        if self.role is Role.BOB:
+            self.bob = BobBlock(self, **(bob_options or {}))
+            self.add_block(self.bob)
         self.corrupt_replies = corrupt_replies
         self.corrupt_stream_frames = corrupt_stream_frames
         self.hold_streams = threading.Event()

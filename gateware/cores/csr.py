@@ -4,6 +4,11 @@ The bank owns the storage of ``rw`` registers and the strobes of ``w1p`` ones; `
 are inputs the cores drive (left undriven, they read their ``init`` from the spec, which is how
 ``core.id`` and ``core.version`` are constants). Cores reach a register by its spec name:
 ``bank.reg("core.scratch")``. Nothing here knows an address: they all come from the map.
+
+A memory-backed register (``Register(memory=True)``, e.g. a histogram) has no port per element:
+``bank.mem("block.name")`` returns its ``(addr, data)`` pair. The bank drives ``addr`` (the element
+index, from the bus address) every cycle; the owner puts it on a synchronous memory read port and
+returns the element on ``data`` one cycle later, which is when the bank answers the read.
 """
 
 from amaranth import *
@@ -49,10 +54,22 @@ class RegisterBank(wiring.Component):
             init = info.init if info.access != Access.W1P else 0
             if info.layout is not None:
                 init = info.layout.from_bits(init)
+            if info.memory:
+                members[_port_name(info.path) + "__addr"] = Out(range(info.count))
+                members[_port_name(info.path) + "__data"] = In(info.shape)
+                continue
             for i in range(info.count):
                 name = _port_name(info.path, i if info.count > 1 else None)
                 members[name] = (In if info.access == Access.RO else Out)(info.shape, init=init)
         super().__init__(members)
+
+    def mem(self, path):
+        """Return ``(addr, data)``: the read port of memory-backed register ``path``."""
+        info = self._map[path]
+        if not info.memory:
+            raise ValueError(f"{path} is not memory-backed; use reg({path!r})")
+        name = _port_name(path)
+        return getattr(self, name + "__addr"), getattr(self, name + "__data")
 
     def reg(self, path, index=None):
         """Return the port of register ``path`` (``"block.name"``), element ``index`` of an array."""
@@ -72,17 +89,33 @@ class RegisterBank(wiring.Component):
                         m.d.comb += bus.mapped.eq(1)
                         m.d.comb += bus.writable.eq(info.access != Access.RO)
 
-        # Reads are registered: the value is sampled when r_stb is high.
+        # Reads are registered: the value is sampled when r_stb is high. A memory-backed register
+        # answers from its read port's data in the next cycle instead.
+        r_data = Signal(32)
+        memories = [info for info in self._map if info.memory]
+        mem_hit = Signal(range(len(memories) + 1))   # 1 + index of the memory read, or 0
+        m.d.comb += bus.r_data.eq(r_data)
         with m.If(bus.r_stb):
-            m.d.sync += bus.r_data.eq(0)
+            m.d.sync += mem_hit.eq(0)
+        for k, info in enumerate(memories):
+            addr, data_port = self.mem(info.path)
+            offset = Signal(REGISTER_MAP.ADDRESS_WIDTH)
+            m.d.comb += [offset.eq(bus.addr - info.address), addr.eq(offset)]
+            with m.If(bus.r_stb & (bus.addr >= info.address) &
+                      (bus.addr < info.address + info.count)):
+                m.d.sync += mem_hit.eq(k + 1)
+            with m.If(mem_hit == k + 1):
+                m.d.comb += bus.r_data.eq(Value.cast(data_port))
+        with m.If(bus.r_stb):
+            m.d.sync += r_data.eq(0)
             with m.Switch(bus.addr):
                 for info in self._map:
-                    if info.access == Access.W1P:
+                    if info.access == Access.W1P or info.memory:
                         continue
                     for i in range(info.count):
                         port = self.reg(info.path, i if info.count > 1 else None)
                         with m.Case(info.address + i):
-                            m.d.sync += bus.r_data.eq(Value.cast(port))
+                            m.d.sync += r_data.eq(Value.cast(port))
 
         for info in self._map:
             if info.access == Access.RO:

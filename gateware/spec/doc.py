@@ -10,6 +10,7 @@ from amaranth.lib import data
 from . import protocol
 from .protocol import Opcode, ErrorCode, StreamChannel
 from .registers import REGISTER_MAP, DEVICE_ID, GATEWARE_VERSION, Access
+from . import tagger
 
 __all__ = ["render_protocol"]
 
@@ -64,7 +65,8 @@ def _register_tables():
             addr = f"0x{info.address:04X}"
             if info.count > 1:
                 addr += f"-0x{info.address + info.count - 1:04X}"
-            out.append(f"| {addr} | `{info.path}` | {info.access.value} | 0x{info.init:08X} "
+            access = info.access.value + (" (memory)" if getattr(info, "memory", False) else "")
+            out.append(f"| {addr} | `{info.path}` | {access} | 0x{info.init:08X} "
                        f"| {_fields(info.layout)} | {info.doc} |")
         out.append("")
     return "\n".join(out)
@@ -118,6 +120,36 @@ each slot plays the state's low 4 bits, then the state shifts 4 times. Slots are
 """
 
 
+def _record_tables():
+    """Event record layouts of the EVENTS stream: one table of fields per record kind."""
+    out = [inspect.getdoc(tagger).split("\n\n", 2)[2] + "\n",
+           _enum_table(tagger.RecordKind, "{}") + "\n",
+           "Marker codes (`MARKER` records):\n", _enum_table(tagger.MarkerCode, "{}") + "\n"]
+    for kind, layout in tagger.RECORD_LAYOUTS.items():
+        out.append(f"### `{kind.name}` record\n")
+        out.append("| bits | field | meaning |")
+        out.append("|---|---|---|")
+        for name, fld in sorted(layout, key=lambda item: -item[1].offset):
+            offset, width = tagger.field_slice(layout, name)
+            bits = f"{offset}" if width == 1 else f"{offset + width - 1}:{offset}"
+            meaning = "record kind: " + kind.name if name == "kind" else \
+                _RECORD_FIELD_DOCS.get(name, "")
+            out.append(f"| [{bits}] | `{name}` | {meaning} |")
+        out.append("")
+    return "\n".join(out)
+
+
+_RECORD_FIELD_DOCS = {
+    "mask": "channels with an accepted click in the slot (bit ch)",
+    "slot": "slot number within the frame",
+    "phase": "bins from the slot start to the earliest accepted click",
+    "frame": "frame number (FRAME: absolute since clear, wraps; MARKER: its low bits)",
+    "events": "detection events dropped here (saturates)",
+    "markers": "marker records dropped here (saturates)",
+    "code": "MarkerCode",
+}
+
+
 def render_protocol():
     """Return the Markdown text of ``docs/protocol.md``."""
     rules = inspect.getdoc(protocol)
@@ -160,4 +192,7 @@ Registers are 32 bits wide at 16-bit word addresses; access `ro` is read-only, `
 `w1p` write-one-to-pulse (reads 0). Field bit ranges are `[msb:lsb]`.
 
 {_register_tables()}
-{_modulator_section()}"""
+{_modulator_section()}
+## Event records (`EVENTS` stream, Bob's tagger)
+
+{_record_tables()}"""

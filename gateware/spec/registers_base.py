@@ -30,6 +30,14 @@ class Register:
     shape: object = 32
     init: int = 0
     count: int = 1
+    #: Backed by a memory in the gateware (an ``RO`` array read through one read port, e.g. a
+    #: histogram) instead of one port per element.
+    memory: bool = False
+
+    def __post_init__(self):
+        if self.memory and (self.access is not Access.RO or self.count < 2):
+            raise ValueError(f"register {self.name!r}: a memory-backed register must be a "
+                             f"read-only array (count >= 2)")
 
     @property
     def layout(self):

@@ -1,0 +1,153 @@
+"""Bob's photon time tagger: sample vectors in, 32-bit event records out, counters and histograms.
+
+::
+
+    det[ch] samples -> FirstEdge -> delay 1 -+
+    sync samples    -> FirstEdge -----------+-> SlotClassifier -> ItemQueue -> RecordWriter -> FIFO -> o_records
+                                                  |  flags -> counters, PhaseHistogram
+
+The ports other than the samples and ``o_records`` are the registers of ``TAGGER_BLOCK``, named
+after them (``slot_period``, ``dead_time[ch]``, ``raw[ch]``...), so ``gateware.top`` wires the
+register bank to them by name and the cocotb test top drives them the same way. Record layouts,
+widths and register shapes all come from ``gateware.spec.tagger``.
+"""
+
+from amaranth import *
+from amaranth.lib import wiring, stream, fifo
+from amaranth.lib.wiring import In, Out
+
+from ..spec.registers_base import Access
+from ..spec.tagger import (TAGGER_BLOCK, CHANNELS, HIST_BINS, CHANNEL_COUNTERS,
+                           GLOBAL_COUNTERS)
+from .sampler import FirstEdge
+from .tagger_hist import PhaseHistogram
+from .tagger_records import ITEMS, ItemKind, ItemQueue, RecordWriter
+from .tagger_slots import SlotClassifier
+
+__all__ = ["Tagger", "register_members"]
+
+
+def register_members(block=TAGGER_BLOCK):
+    """Return the signature members that mirror ``block``'s registers, from the core's view.
+
+    RW and W1P registers are inputs, RO registers outputs; arrays are member arrays. A
+    memory-backed register ``name`` becomes ``name__addr`` (in) and ``name__data`` (out).
+    """
+    members = {}
+    for reg in block.registers:
+        if reg.memory:
+            members[f"{reg.name}__addr"] = In(range(reg.count))
+            members[f"{reg.name}__data"] = Out(reg.shape)
+            continue
+        init = reg.init if reg.access is Access.RW else 0
+        if reg.layout is not None:
+            init = reg.layout.from_bits(init)
+        member = (Out if reg.access is Access.RO else In)(reg.shape, init=init)
+        members[reg.name] = member.array(reg.count) if reg.count > 1 else member
+    return members
+
+
+class Tagger(wiring.Component):
+    """The tagger for ``samples`` bins per clock, with an event FIFO of ``fifo_words`` records.
+
+    ``det[ch]`` and ``sync`` take N-bit sample vectors (bit 0 earliest) from ``Sampler`` (or
+    ``SimSampler``). ``o_records`` streams 32-bit records; ``o_words`` is how many wait in the
+    FIFO. ``queue_depth`` is the item queue's depth (the drop point).
+    """
+
+    def __init__(self, samples=1, *, fifo_words=512, queue_depth=4):
+        if fifo_words % 16 or fifo_words < 16:
+            raise ValueError(f"Tagger: fifo_words={fifo_words}; use a multiple of 16")
+        self.samples = samples
+        self.fifo_words = fifo_words
+        self.queue_depth = queue_depth
+        members = {
+            "det": In(samples).array(CHANNELS),
+            "sync": In(samples),
+            "o_records": Out(stream.Signature(32)),
+            "o_words": Out(16),
+        }
+        members.update(register_members())
+        super().__init__(members)
+
+    def elaborate(self, platform):
+        m = Module()
+        n = self.samples
+        enable = self.control.enable
+        clear = self.command.clear
+
+        # -- front end: the sync leads the clicks by one clock (see SlotClassifier)
+        m.submodules.cls = cls = SlotClassifier(n)
+        m.submodules.sync_edge = sync_edge = FirstEdge(n)
+        m.d.comb += [sync_edge.i_samples.eq(self.sync),
+                     cls.sync_edge.eq(sync_edge.o_edge), cls.sync_index.eq(sync_edge.o_index)]
+        for ch in range(CHANNELS):
+            edge = FirstEdge(n)
+            m.submodules[f"edge{ch}"] = edge
+            m.d.comb += edge.i_samples.eq(self.det[ch])
+            m.d.sync += [cls.click[ch].eq(edge.o_edge), cls.index[ch].eq(edge.o_index)]
+            m.d.comb += cls.dead_time[ch].eq(self.dead_time[ch])
+        m.d.comb += [
+            cls.enable.eq(enable), cls.clear.eq(clear),
+            cls.slot_period.eq(self.slot_period), cls.frame_slots.eq(self.frame_slots),
+            cls.sync_delay.eq(self.sync_delay),
+            cls.gate_start.eq(self.gate.start), cls.gate_width.eq(self.gate.width),
+        ]
+
+        # -- items -> records -> FIFO
+        m.submodules.queue = queue = ItemQueue(self.queue_depth)
+        m.submodules.writer = writer = RecordWriter()
+        m.submodules.fifo = buf = fifo.SyncFIFOBuffered(width=32, depth=self.fifo_words)
+        for k in range(ITEMS):
+            m.d.comb += [queue.i_valid[k].eq(cls.item_valid[k]), queue.i_item[k].eq(cls.item[k])]
+        m.d.comb += [queue.clear.eq(clear), writer.clear.eq(clear)]
+        wiring.connect(m, queue.o_stream, writer.i_stream)
+        m.d.comb += [
+            buf.w_data.eq(writer.o_stream.payload), buf.w_en.eq(writer.o_stream.valid),
+            writer.o_stream.ready.eq(buf.w_rdy),
+            self.o_records.payload.eq(buf.r_data), self.o_records.valid.eq(buf.r_rdy),
+            buf.r_en.eq(self.o_records.ready),
+            self.o_words.eq(buf.level),
+        ]
+
+        # -- histograms
+        m.submodules.hist = hist = PhaseHistogram()
+        for ch in range(CHANNELS):
+            m.d.comb += [hist.valid[ch].eq(cls.accepted[ch] | cls.out_of_gate[ch]),
+                         hist.phase[ch].eq(cls.phase[ch])]
+        m.d.comb += [hist.shift.eq(self.hist_shift), hist.clear.eq(clear),
+                     hist.r_addr.eq(self.hist__addr), self.hist__data.eq(hist.r_data)]
+
+        # -- counters (wrap at 2**32; zeroed by clear)
+        def counter(reg, inc):
+            with m.If(clear):
+                m.d.sync += reg.eq(0)
+            with m.Else():
+                m.d.sync += reg.eq(reg + inc)
+
+        for name in CHANNEL_COUNTERS:
+            for ch in range(CHANNELS):
+                counter(getattr(self, name)[ch], getattr(cls, name)[ch])
+        det_items = sum(cls.item_valid[k] & (cls.item[k].kind == ItemKind.DETECTION)
+                        for k in range(ITEMS))
+        global_inc = {
+            "events": det_items,
+            "dropped_events": queue.drop_events,
+            "dropped_markers": queue.drop_markers,
+            "frames": cls.origin,
+            "sync_losses": cls.item_valid[1],
+            "sync_acquired": cls.item_valid[3],
+            "no_sync": sum(cls.no_sync[ch] for ch in range(CHANNELS)),
+        }
+        assert set(global_inc) == set(GLOBAL_COUNTERS), "a spec counter is not driven"
+        for name, inc in global_inc.items():
+            counter(getattr(self, name), inc)
+
+        # -- identity and status
+        m.d.comb += [
+            self.info.samples.eq(n), self.info.channels.eq(CHANNELS),
+            self.info.hist_bins.eq(HIST_BINS), self.info.fifo_words_div16.eq(self.fifo_words // 16),
+            self.status.synced.eq(cls.synced), self.status.clearing.eq(hist.clearing),
+            self.status.fifo_bytes.eq(buf.level << 2),
+        ]
+        return m
