@@ -185,20 +185,26 @@ def _frame(a, b, qber, channel, rng, f_start, reveal_frac, max_retries, max_iter
     rate, n_code = best
     code_seed = CODE_SEED            # fixed public code family: built once, cached
     chk_ptr, chk_var, var_ptr, var_edge, m = _code(n_code, rate, code_seed)
-    # Public setup: code seed, layout (key positions) and the shortened filler bits.
-    layout = rng.permutation(n_code)
+    # Public setup: code, length, key bits, layout seed (key positions) and the
+    # shortened filler bits.
+    layout_seed = int(rng.integers(0, 2**62))
+    layout = np.random.default_rng(layout_seed).permutation(n_code)
     key_pos, short_pos = layout[:k], layout[k:]
     filler = rng.integers(0, 2, n_code - k, dtype=np.uint8)
-    channel.send("alice", np.array([code_seed, n_code, k], dtype=np.int64), tag="ec")
+    channel.send("alice", np.array([code_seed, n_code, k, layout_seed, round(rate * 100)],
+                                   dtype=np.int64), tag="ec")
     channel.send("alice", filler.astype(bool), tag="ec")
     word_a = np.empty(n_code, dtype=np.uint8)
     word_a[key_pos] = a
     word_a[short_pos] = filler
     channel.send("alice", syndrome(chk_ptr, chk_var, word_a).astype(bool), leaks_key=True, tag="ec")
-    channel.recv("bob")
+    # Bob's side: everything he uses comes from the channel.
+    b_seed, b_n, b_k, b_layout, b_rate = (int(v) for v in channel.recv("bob"))
     got_filler = np.asarray(channel.recv("bob"), dtype=np.uint8)
     synd = np.asarray(channel.recv("bob"), dtype=np.uint8)
-    # Bob's side.
+    chk_ptr, chk_var, var_ptr, var_edge, m = _code(b_n, round(b_rate / 100, 2), b_seed)
+    layout = np.random.default_rng(b_layout).permutation(b_n)
+    key_pos, short_pos = layout[:b_k], layout[b_k:]
     big = 50.0
     llr = np.empty(n_code, dtype=np.float64)
     l0 = math.log((1.0 - qber) / qber)
