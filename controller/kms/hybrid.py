@@ -25,7 +25,21 @@ SALT = b"qkdnode hybrid QKD+ML-KEM-768 v1"
 
 
 class HybridError(RuntimeError):
-    """An ML-KEM message of the wrong size or form."""
+    """An ML-KEM message of the wrong size or form, or no ML-KEM in this ``cryptography`` build."""
+
+
+def available() -> bool:
+    """Return True if this ``cryptography`` build has ML-KEM-768 (its PyPI wheels do)."""
+    from cryptography.hazmat.backends.openssl.backend import backend
+    return bool(getattr(backend, "mlkem_supported", lambda: False)())
+
+
+def require() -> None:
+    """Raise :class:`HybridError` with what to do if ML-KEM-768 is not available."""
+    if not available():
+        raise HybridError("hybrid mode needs ML-KEM-768, which this build of `cryptography` lacks "
+                          "(it needs OpenSSL >= 3.5 or AWS-LC): install the PyPI wheel of "
+                          "cryptography >= 47, or turn hybrid mode off on both KMEs.")
 
 
 def kem_keypair() -> tuple[MLKEM768PrivateKey, bytes]:

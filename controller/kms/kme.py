@@ -144,6 +144,8 @@ class KME:
         self.store = store
         self.peer = peer
         self.counters = KMECounters()
+        if config.hybrid:
+            hybrid.require()
         self.max_key_size = config.max_key_size or store.key_size
         if self.max_key_size > store.key_size:
             raise ValueError(f"max_key_size {self.max_key_size} bits exceeds the stored key size "
