@@ -177,7 +177,7 @@ def test_sigkill_mid_transaction_rolls_back(tmp_path, what):
     s = KeyStore(db, key)
     s.add_block("block-0", material(8, 32 * 10))
     s.close()
-    ctx = mp.get_context("fork")
+    ctx = mp.get_context("spawn")
     ready = ctx.Event()
     p = ctx.Process(target=_child_stuck_in_transaction, args=(db, key, ready, what))
     p.start()
@@ -198,7 +198,7 @@ def test_sigkill_during_delivery_never_delivers_twice(tmp_path):
     for b in range(5):
         s.add_block(f"block-{b}", material(10 + b, 32 * 20))
     s.close()
-    ctx = mp.get_context("fork")
+    ctx = mp.get_context("spawn")
     ready = ctx.Event()
     p = ctx.Process(target=_child_deliver_loop, args=(db, key, log, ready))
     p.start()
