@@ -1,0 +1,52 @@
+"""iCEBreaker (iCE40UP5K-SG48): 12 MHz oscillator, PLL to 48 MHz, FT2232H UART at 12 Mbaud.
+
+Alice on PMOD1A, Bob on PMOD1B (PMOD2 keeps the snap-off button/LED board). The tagger samples
+twice per clock (``SB_IO`` DDR input): 48 MHz x 2 gives 10.4 ns bins.
+"""
+
+from amaranth import *
+from amaranth_boards.icebreaker import ICEBreakerPlatform
+
+from .base import Board, RolePins, reset_from_lock
+
+__all__ = ["BOARD", "PLL"]
+
+#: SB_PLL40_PAD settings (icepll -i 12 -o 48): f_out = 12 MHz * (DIVF + 1) / (2**DIVQ * (DIVR + 1)).
+PLL = {"DIVR": 0, "DIVF": 63, "DIVQ": 4, "FILTER_RANGE": 1}
+REF_HZ = 12_000_000
+
+
+def clock(m, platform, board):
+    """12 MHz pin 35 -> SB_PLL40_PAD -> 48 MHz ``sync``, held in reset until the PLL locks."""
+    m.domains.sync = cd = ClockDomain("sync")
+    clk12 = platform.request("clk12", 0, dir="-")
+    locked, pll_clk = Signal(name="locked"), Signal(name="pll_clk")
+    m.d.comb += cd.clk.eq(pll_clk)
+    m.submodules.pll = Instance(
+        "SB_PLL40_PAD",
+        p_FEEDBACK_PATH="SIMPLE",
+        p_DIVR=PLL["DIVR"], p_DIVF=PLL["DIVF"], p_DIVQ=PLL["DIVQ"],
+        p_FILTER_RANGE=PLL["FILTER_RANGE"],
+        i_PACKAGEPIN=clk12.io, i_RESETB=Const(1), i_BYPASS=Const(0),
+        o_PLLOUTGLOBAL=pll_clk, o_LOCK=locked)
+    platform.add_clock_constraint(pll_clk, board.sys_hz)
+    reset_from_lock(m, locked)
+
+
+BOARD = Board(
+    name="icebreaker",
+    title="1BitSquared iCEBreaker (iCE40UP5K-SG48)",
+    platform=ICEBreakerPlatform,
+    sys_hz=48_000_000,
+    baud=12_000_000,
+    usb_uart="FTDI FT2232H, channel B: up to 12 Mbaud",
+    samples_per_clock=2,
+    clock_plan="12 MHz oscillator -> SB_PLL40_PAD (DIVR 0, DIVF 63, DIVQ 4) -> 48 MHz sync",
+    clock=clock,
+    io_attrs={"IO_STANDARD": "SB_LVCMOS"},
+    # PMOD1A pins 1-4, 7-8: state[0], state[1], intensity[0], intensity[1], laser, sync.
+    alice=RolePins(("pmod", 0), (1, 2, 3, 4, 7, 8)),
+    # PMOD1B pins 1-4: detectors 0-3; pin 7: sync in.
+    bob=RolePins(("pmod", 1), (1, 2, 3, 4, 7)),
+    loader_board="ice40_generic",
+)
