@@ -90,6 +90,10 @@ class Metrics:
                                     "left, by direction.", ["direction"])
         self.auth_consumed = gauge("channel_auth_key_consumed_bits", "Authentication key bits used.")
         self.blocks_aborted = gauge("channel_blocks_aborted", "Blocks aborted by the channel.")
+        self.kme_delivered = gauge("kme_keys_delivered", "Keys delivered by the KME, by call "
+                                   "(enc_keys, dec_keys).", ["call"])
+        self.kme_refused = gauge("kme_requests_failed", "enc_keys requests the KME could not serve, "
+                                 "by reason (short_pool, peer_refused, peer_unavailable).", ["reason"])
 
     # -- recording ----------------------------------------------------------------------------
 
@@ -164,6 +168,15 @@ class Metrics:
             self.auth_remaining.labels(n, direction).set(bits)
         self.auth_consumed.labels(n).set(figures.get("auth_consumed_bits", 0))
         self.blocks_aborted.labels(n).set(figures.get("blocks_aborted", 0))
+
+    def update_kme(self, counters) -> None:
+        """Copy a :class:`controller.kms.kme.KMECounters` into the KME gauges."""
+        n = self.node
+        self.kme_delivered.labels(n, "enc_keys").set(counters.enc_keys_delivered)
+        self.kme_delivered.labels(n, "dec_keys").set(counters.dec_keys_delivered)
+        self.kme_refused.labels(n, "short_pool").set(counters.short_pool)
+        self.kme_refused.labels(n, "peer_refused").set(counters.peer_refusals)
+        self.kme_refused.labels(n, "peer_unavailable").set(counters.peer_unavailable)
 
     # -- serving ------------------------------------------------------------------------------
 

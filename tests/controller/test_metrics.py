@@ -5,6 +5,7 @@ import urllib.request
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from controller.kms.kme import KMECounters
 from controller.kms.store import PoolStatus
 from controller.metrics import Metrics
 
@@ -39,6 +40,7 @@ def test_scrape_every_figure(clock):
     m.update_channel({"tampered": 1, "replayed": 0, "reordered": 2, "auth_consumed_bits": 1280,
                       "auth_remaining_bits": {"alice>bob": 4096, "bob>alice": 4224},
                       "blocks_aborted": 3})
+    m.update_kme(KMECounters(enc_keys_delivered=7, dec_keys_delivered=5, short_pool=2))
     with m.serve(0) as server:
         assert server.address[0] == "127.0.0.1"
         s = scrape(server.url)
@@ -59,6 +61,8 @@ def test_scrape_every_figure(clock):
     assert s[("qkd_keystore_available_keys", ())] == 250
     assert s[("qkd_channel_auth_failures", (("kind", "reordered"),))] == 2
     assert s[("qkd_channel_auth_key_remaining_bits", (("direction", "bob>alice"),))] == 4224
+    assert s[("qkd_kme_keys_delivered", (("call", "enc_keys"),))] == 7
+    assert s[("qkd_kme_requests_failed", (("reason", "short_pool"),))] == 2
 
 
 def test_key_rate_and_link_down(clock):
