@@ -45,19 +45,19 @@ ROLE_CHANNELS = {
                  (StreamChannel.LOOPBACK, StreamChannel.REPORTS)),
 }
 
-#: Signature members each role's core brings out beyond the host link (its quantum-side pins).
-ROLE_PINS = {
-    Role.LINK: {},
-    Role.ALICE: {"alice": Out(AlicePins)},
-    Role.BOB: {},   # built per sampling rate: see role_pins()
-}
-
-
 def bob_pins(samples=1):
     """Return Bob's input signature: ``det[ch]`` and ``sync`` as ``samples``-bit sample vectors
     (bit 0 earliest; from ``gateware.cores.sampler.Sampler`` on a board, from the cocotb
     detector model in simulation)."""
     return wiring.Signature({"det": In(samples).array(CHANNELS), "sync": In(samples)})
+
+
+#: Signature members each role's core brings out beyond the host link (its quantum-side pins).
+ROLE_PINS = {
+    Role.LINK: {},
+    Role.ALICE: {"alice": Out(AlicePins)},
+    Role.BOB: {},   # sized by the sampling rate: role_pins(Role.BOB, samples) / bob_pins(samples)
+}
 
 
 def role_pins(role, samples=1):

@@ -18,7 +18,7 @@ previous clock's last sample.
 """
 
 from amaranth import *
-from amaranth.lib import wiring
+from amaranth.lib import io, wiring
 from amaranth.lib.cdc import FFSynchronizer
 from amaranth.lib.wiring import In, Out
 
@@ -33,38 +33,48 @@ def _family(platform):
 
 
 class Sampler(wiring.Component):
-    """Sample pin ``i_pin`` ``samples`` times per clock onto ``o_samples`` (bit 0 earliest).
+    """Sample an input ``samples`` times per clock onto ``o_samples`` (bit 0 earliest).
 
     ``samples`` is 1 (generic), 2 (iCE40 DDR) or 4 (ECP5 IDDRX2F); the platform picks the
-    primitive. ``eclk_domain`` is the ECP5 edge clock domain (twice the ``sync`` clock).
+    primitive, which needs the pad itself: ``port``, from ``platform.request(name, dir="-")``
+    (an ``IOPort`` for iCE40's SB_IO, a port-like for ECP5). With one sample per clock and no
+    ``port``, the ``i_pin`` signal is sampled instead (an already-buffered input). ``eclk_domain``
+    is the ECP5 edge clock domain (twice the ``sync`` clock).
     """
 
-    i_pin: In(1)
-
-    def __init__(self, samples=1, *, eclk_domain="eclk"):
+    def __init__(self, samples=1, *, port=None, eclk_domain="eclk"):
         if samples not in (1, 2, 4):
             raise ValueError(f"Sampler: {samples} samples per clock; use 1 (generic), 2 (iCE40 "
                              f"SB_IO DDR) or 4 (ECP5 IDDRX2F)")
         self.samples = samples
+        self.port = port
         self.eclk_domain = eclk_domain
         super().__init__({"i_pin": In(1), "o_samples": Out(samples)})
 
     def elaborate(self, platform):
         m = Module()
         family = _family(platform)
+        if self.samples > 1 and self.port is None and family in ("ice40", "ecp5"):
+            raise ValueError(f"Sampler: {self.samples} samples per clock on {family} need the "
+                             f"pad: pass port=platform.request(name, dir='-')")
         if self.samples == 1:
-            m.d.sync += self.o_samples.eq(self.i_pin)
+            if self.port is None:
+                m.d.sync += self.o_samples.eq(self.i_pin)
+            else:
+                m.submodules.buf = buf = io.Buffer("i", self.port)
+                m.d.sync += self.o_samples.eq(buf.i)
         elif self.samples == 2 and family == "ice40":
             d0, d1 = Signal(), Signal()
             # PIN_TYPE 0b000000: registered DDR input, no output.
             m.submodules.ddr = Instance(
-                "SB_IO", p_PIN_TYPE=C(0b000000, 6), io_PACKAGE_PIN=self.i_pin,
+                "SB_IO", p_PIN_TYPE=C(0b000000, 6), io_PACKAGE_PIN=self.port,
                 i_INPUT_CLK=ClockSignal("sync"), i_CLOCK_ENABLE=1, o_D_IN_0=d0, o_D_IN_1=d1)
             m.d.comb += self.o_samples.eq(Cat(d0, d1))
         elif self.samples == 4 and family == "ecp5":
             q = Signal(4)
+            m.submodules.buf = buf = io.Buffer("i", self.port)
             m.submodules.iddr = Instance(
-                "IDDRX2F", i_D=self.i_pin, i_SCLK=ClockSignal("sync"),
+                "IDDRX2F", i_D=buf.i, i_SCLK=ClockSignal("sync"),
                 i_ECLK=ClockSignal(self.eclk_domain), i_RST=0, i_ALIGNWD=0,
                 o_Q0=q[0], o_Q1=q[1], o_Q2=q[2], o_Q3=q[3])
             m.d.comb += self.o_samples.eq(q)

@@ -3,7 +3,7 @@ the tagger configured with WRITE frames, clicks from the detector BFM, the EVENT
 STREAM_D2H frames and decoded by the host decoder, counters read with BURST_READ; everything
 compared with the golden model. Seed: COCOTB_RANDOM_SEED (logged)."""
 
-import asyncio
+import json
 import os
 import struct
 
@@ -142,3 +142,59 @@ async def test_records_over_the_link(dut):
     hist = await host.burst(A("tagger.hist", 0), model.hist.size)
     assert np.array_equal(np.array(hist).reshape(model.hist.shape), model.hist)
     dut._log.info("%d records, %d events over the link, seed %d", model.words.size, det.size, seed)
+
+
+@cocotb.test(skip=os.environ.get("BENCH_OUT") is None)
+async def test_sustained_rate(dut):
+    """Benchmark (run by ``bench/tagger.py``): clicks far above what the link carries; measure the
+    EVENTS bytes and detections that reach the host per simulated second once the FIFO is full."""
+    seed = SEED + 200
+    rng = np.random.default_rng(seed)
+    clk_hz = 48_000_000
+    cocotb.start_soon(Clock(dut.clk, 20_834, unit="ps").start())
+    pins = {f"det{ch}": getattr(dut, f"bob__det__{ch}") for ch in range(CHANNELS)}
+    pins["sync"] = dut.bob__sync
+    bfm = DetectorSource(pins, dut.clk, N)
+    dut.rx.value = 1
+    dut.rst.value = 1
+    await ClockCycles(dut.clk, 4)
+    dut.rst.value = 0
+    host = Host(dut)
+    slot_period = int(os.environ.get("BENCH_SLOT_PERIOD", "10"))
+    frame_slots = int(os.environ.get("BENCH_FRAME_SLOTS", "4000"))
+    clocks = int(os.environ.get("BENCH_CLOCKS", "120000"))
+    rate = float(os.environ.get("BENCH_CLICK_RATE", "0.01"))   # clicks per bin per channel
+    await host.write("tagger.slot_period", slot_period)
+    await host.write("tagger.frame_slots", frame_slots)
+    await host.write("tagger.control", TaggerControl.const({"enable": 1}).as_value().value)
+    bins = clocks * N
+    clicks = [poisson(rng, rate, 0, bins, N) for _ in range(CHANNELS)]
+    syncs = np.arange(5, bins, slot_period * frame_slots)
+    play = cocotb.start_soon(bfm.play({**{f"det{ch}": clicks[ch] for ch in range(CHANNELS)},
+                                       "sync": syncs}))
+    warm = clocks // 4                       # the FIFO fills long before this
+    await ClockCycles(dut.clk, warm)
+    start_bytes = len(host.events)
+    await ClockCycles(dut.clk, clocks - warm - 2000)
+    window = clocks - warm - 2000
+    data = bytes(host.events[start_bytes - start_bytes % 4:])
+    await play
+    records = decode(data[:len(data) // 4 * 4])
+    seconds = window / clk_hz
+    wire_bytes = host.sink.received
+    result = {
+        "measured_on": "rtl",
+        "clk_hz": clk_hz, "baud": clk_hz // DIVISOR, "samples_per_clock": N,
+        "slot_period_bins": slot_period, "frame_slots": frame_slots,
+        "offered_clicks_per_s": round(rate * CHANNELS * N * clk_hz),
+        "window_s": seconds,
+        "events_per_s": round(len(records) / seconds),
+        "event_bytes_per_s": round((len(host.events) - start_bytes) / seconds),
+        "records_per_event": round(records.words / max(len(records), 1), 4),
+        "uart_bytes_total": wire_bytes,
+        "stream_bytes_total": len(host.events),
+        "dropped_gaps_seen": int(len(records.gaps)),
+    }
+    with open(os.environ["BENCH_OUT"], "w") as out:
+        json.dump(result, out)
+    dut._log.info("sustained: %s", result)
