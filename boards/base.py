@@ -15,7 +15,7 @@ from amaranth.lib import io, wiring
 from amaranth.lib.cdc import ResetSynchronizer
 
 from gateware.spec.registers import Role
-from gateware.top import NodeTop, ROLE_PINS
+from gateware.top import NodeTop
 from gateware.cores.uart import divisor_for
 
 __all__ = ["Board", "RolePins", "BoardTop", "ALICE_SIGNALS", "BOB_SIGNALS"]
@@ -115,6 +115,8 @@ class BoardTop(Elaboratable):
         board = self.board
         m = Module()
         board.clock(m, platform, board)
+        if self.role == Role.BOB:
+            self.node_args.setdefault("samples", board.samples_per_clock)
         m.submodules.node = node = NodeTop(clk_hz=board.sys_hz, baud=board.baud, role=self.role,
                                            **self.node_args)
         uart = platform.request("uart", 0, dir="-")
@@ -133,8 +135,12 @@ class BoardTop(Elaboratable):
         return m
 
     def _connect_bob(self, m, platform, node):
-        """Bob's inputs: the tagger's pin names are its own; they join ``ROLE_PINS[BOB]``."""
-        members = ROLE_PINS[Role.BOB]
-        if not members:
-            raise NotImplementedError("role BOB has no pins in gateware.top.ROLE_PINS yet")
-        raise NotImplementedError("wire Bob's detector and sync inputs once the tagger exists")
+        """Bob's inputs through the tagger's ``Sampler`` (DDR on iCE40, IDDRX2F on ECP5)."""
+        from gateware.cores.sampler import Sampler
+        samples = self.node_args["samples"]
+        det = platform.request("bob_detector", 0, dir="-")
+        for ch in range(len(det)):
+            m.submodules[f"det{ch}"] = s = Sampler(samples, port=det[ch])
+            m.d.comb += node.bob.det[ch].eq(s.o_samples)
+        m.submodules.sync_in = s = Sampler(samples, port=platform.request("bob_sync", 0, dir="-"))
+        m.d.comb += node.bob.sync.eq(s.o_samples)

@@ -1,7 +1,7 @@
 """ULX3S (ECP5 LFE5U-85F): 25 MHz oscillator, PLL to 75 MHz, FT231X UART at 3 Mbaud.
 
 The FT231X on the ULX3S tops out at 3 Mbaud, so the link runs at 3 Mbaud (divisor 25 at 75 MHz).
-Alice on GPIO header pairs 0-2, Bob on pairs 3-5. Bob's tagger samples 4 times per clock
+Alice on GPIO header pairs 0-2, Bob on pairs 14-16 (right-hand banks, for IDDRX2F). Bob's tagger samples 4 times per clock
 (``IDDRX2F``) from an edge clock at 150 MHz: 75 MHz x 4 gives 3.33 ns bins.
 """
 
@@ -57,7 +57,8 @@ BOARD = Board(
     io_attrs={"IO_TYPE": "LVCMOS33"},
     # GPIO header: 0+ 0- state, 1+ 1- intensity, 2+ laser, 2- sync.
     alice=RolePins(("gpio", 0), ("0+", "0-", "1+", "1-", "2+", "2-")),
-    # 3+ 3- 4+ 4-: detectors 0-3; 5+: sync in.
-    bob=RolePins(("gpio", 0), ("3+", "3-", "4+", "4-", "5+")),
+    # 14+ 14- 15+ 15-: detectors 0-3; 16+: sync in. These sit on the right-hand I/O banks,
+    # where the ECP5 has edge clocks and IDDRX2F gearing (the top banks have neither).
+    bob=RolePins(("gpio", 0), ("14+", "14-", "15+", "15-", "16+")),
     loader_board="ulx3s",
 )

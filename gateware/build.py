@@ -105,7 +105,9 @@ def build(board_name, role, *, build_dir=None, git_hash=None, dirty=False, seed=
         if board.build_kind == "verilog":
             plan = platform.prepare(top, name=TOP_NAME)
         else:
-            plan = platform.prepare(top, name=TOP_NAME, nextpnr_opts=f"--seed {seed} --report {TOP_NAME}.report.json")
+            # Timing failures are reported (timing_met false), not fatal to the build.
+            plan = platform.prepare(top, name=TOP_NAME, nextpnr_opts=(
+                f"--seed {seed} --timing-allow-fail --report {TOP_NAME}.report.json"))
     except NotImplementedError as exc:
         raise BuildError(f"{board.name}/{role}: {exc}") from None
     plan.extract(build_dir)

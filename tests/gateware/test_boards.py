@@ -10,7 +10,7 @@ import pytest
 from boards import BOARDS, get_board
 from boards import arty_a7, icebreaker, ulx3s
 from boards.base import ALICE_SIGNALS, BOB_SIGNALS
-from gateware.build import BuildError, build
+from gateware.build import build
 from gateware.cores.uart import divisor_for
 
 
@@ -102,9 +102,20 @@ def test_arty_a7_writes_verilog(tmp_path):
     assert json.loads((tmp_path / "report.json").read_text())["board"] == "arty_a7"
 
 
-def test_bob_is_refused_until_the_tagger_exists(tmp_path):
-    with pytest.raises((BuildError, NotImplementedError), match="BOB"):
-        build("arty_a7", "bob", build_dir=tmp_path, git_hash=1)
+def test_arty_a7_bob_writes_verilog(tmp_path):
+    """Bob's detector and sync inputs on PMOD JB, sampled once per clock (generic sampler)."""
+    report = build("arty_a7", "bob", build_dir=tmp_path, git_hash=1)
+    xdc = (tmp_path / "top.xdc").read_text()
+    assert report["kind"] == "verilog"
+    assert 'LOC E15 [get_ports "bob_detector_0__io\\[0]"]' in xdc, xdc[:3000]
+    assert 'LOC J17 [get_ports "bob_sync_0__io"]' in xdc
+
+
+def test_ulx3s_bob_elaborates_with_iddrx2f():
+    board = get_board("ulx3s")
+    from boards import BoardTop
+    plan = board.make_platform().prepare(BoardTop(board, "bob", git_hash=1), name="top")
+    assert "IDDRX2F" in plan.files["top.il"] and "EHXPLLL" in plan.files["top.il"]
 
 
 @pytest.mark.slow
