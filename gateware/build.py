@@ -134,9 +134,14 @@ def build(board_name, role, *, build_dir=None, git_hash=None, dirty=False, seed=
 
 
 def _domain(net):
-    """Name the clock domain of a nextpnr clock net (Amaranth names them ``<domain>_clk``...)."""
+    """Name the clock domain of a nextpnr clock net: the boards' PLL outputs are ``pll_clk``
+    (``sync``) and ``pll_eclk`` (``eclk``); yosys may rename the system clock net ``clk``."""
     base = net.split("$")[0].split(".")[-1]
-    return base[:-4] if base.endswith("_clk") else base
+    if "eclk" in base:
+        return "eclk"
+    if base in ("clk", "pll_clk", "sync_clk", "cd_sync_clk"):
+        return "sync"
+    return base
 
 
 def _parse_nextpnr(path):

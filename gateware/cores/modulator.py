@@ -75,7 +75,11 @@ class Modulator(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        control, command, status = self.control, self.command, self.status
+        control, status = self.control, self.status
+        # Commands are registered: their strobes come combinationally from the link's register
+        # bus, which would otherwise run on through the FIFO's reset (one cycle late is harmless).
+        command = Signal.like(self.command)
+        m.d.sync += command.eq(self.command)
 
         # ------------------------------------------------------------ choice FIFO and prefetch
         running = Signal()

