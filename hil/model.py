@@ -37,7 +37,7 @@ from gateware.spec.registers import DEVICE_ID, REGISTER_MAP, Access, Role
 from gateware.spec.tagger import CHANNEL_COUNTERS, CHANNELS, GLOBAL_COUNTERS, HIST_BINS
 from gateware.spec.modulator import (
     MIN_SLOT_PERIOD, REPORT_BYTES, Intensity, ReportKind, ReportLayout, choice_fires, choice_state,
-    lfsr_step,
+    lfsr_choices, lfsr_step,
 )
 
 __all__ = ["RegisterBank", "BlockModel", "CoreBlock", "LinkBlock", "StreamChannelModel",
@@ -420,6 +420,8 @@ class AliceBlock(BlockModel):
     def _play(self, n):
         if n <= 0:
             return
+        if self.slot_listeners:
+            self._tell_slot_listeners(n)
         if self.trace is not None or self.lfsr_mode:
             for _ in range(n):
                 self._play_one()
@@ -470,6 +472,28 @@ class AliceBlock(BlockModel):
                 if intensity == Intensity.RESERVED.value:
                     intensity = Intensity.VACUUM.value
                 self.trace.append((choice_state(nibble), intensity, int(choice_fires(nibble)), sync))
+
+
+    # -- played-slot listeners (issue 5: hil.fibre drives the optics model from them) -------------
+
+    #: Callables ``f(first_slot, nibbles, underflow, frame_idx, frame_slots)``, told of every batch
+    #: of slots just before it is played: ``nibbles`` (uint8 array) are the choices of the first
+    #: ``len(nibbles)`` slots from ``first_slot``, then ``underflow`` slots go out as vacuum with
+    #: the laser off; ``frame_idx`` is the first slot's index in its frame of ``frame_slots``.
+    #: Called under the board's lock: a listener only queues the batch.
+    slot_listeners = ()
+
+    def _tell_slot_listeners(self, n):
+        import numpy as np
+        if self.lfsr_mode:
+            nibbles = np.array(lfsr_choices(self.lfsr, n), dtype=np.uint8)
+        else:
+            have = min(n, 2 * len(self.fifo) - self.half)
+            raw = np.frombuffer(bytes(self.fifo[:(self.half + have + 1) // 2]), dtype=np.uint8)
+            nibbles = np.stack([raw & 0xF, raw >> 4], axis=1).reshape(-1)[self.half:self.half + have]
+        frame_slots = max(self.bank.get("modulator.frame_slots"), 1)
+        for listener in self.slot_listeners:
+            listener(self.slot_no, nibbles, n - len(nibbles), self.frame_idx, frame_slots)
 
 
 class EventsChannel(StreamChannelModel):

@@ -1,0 +1,201 @@
+"""A whole simulated bench on loopback: Alice's and Bob's boards, the fibre, the instruments.
+
+``Testbed(...)`` starts, on 127.0.0.1 only:
+
+* Alice's board: the behavioural model (``hil.model``, role ALICE);
+* Bob's board: the behavioural model (role BOB) or the RTL twin (``hil.twin``, our gateware in
+  Verilator) with its detector pins driven from the fibre;
+* the fibre between them (``hil.fibre.Fibre``: the optics model at ``distance_km`` of the preset);
+* the instruments served as SCPI over TCP (``hil.scpi.SimulatedBench``): the VOA object is the
+  optics model's attenuator and the detector its detector settings, so a VOA set over VISA
+  changes the loss the photons see from the next batch of slots on.
+
+Alice plays her slots in real time (``realtime=True``, what ``qkdnode testbed up`` and the demo
+use: a pump thread moves the light every ``pump_interval`` s) or only when told
+(``realtime=False``: ``advance(n)`` plays n slots, which makes tests exact and fast)::
+
+    with Testbed(distance_km=25, realtime=False) as tb:
+        tb.alice_url, tb.bob_url, tb.resources     # socket://127.0.0.1:PORT, {'voa': 'TCPIP::...'}
+        tb.timebase.bob_settings()                 # Tagger.configure(**...) consistent with Alice
+        tb.advance(100_000); tb.flush()
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from gateware.spec.registers import Role
+
+from .fibre import Fibre, ModelBob, TimeBase
+
+__all__ = ["Testbed", "BOARDS"]
+
+BOARDS = ("model", "rtl")
+
+
+class Testbed:
+    """The simulated bench; a context manager (``start()``/``stop()``).
+
+    boards: ``"model"`` or ``"rtl"`` (Bob's board in Verilator; Alice stays the behavioural
+    model). preset / distance_km: the optics (``hil.optics.preset``). timebase: a ``TimeBase``
+    (default: 48-cycle slots, 1024-slot frames, 2 samples per clock). seed: the optics model's
+    seed. attack: an eavesdropper from ``hil.optics.eve``. link_detector: the simulated
+    detector's settings drive the optics model's detectors (initialised from the preset).
+    """
+
+    def __init__(self, boards="model", *, preset="gys2005", distance_km=25.0, timebase=None,
+                 seed=1, realtime=True, pump_interval=0.02, attack=None, link_detector=True,
+                 optics=None):
+        if boards not in BOARDS:
+            raise ValueError(f"boards {boards!r}: expected one of {', '.join(BOARDS)}")
+        self.boards = boards
+        self.preset = preset
+        self.distance_km = float(distance_km)
+        self.timebase = timebase or TimeBase()
+        self.seed = seed
+        self.realtime = realtime
+        self.pump_interval = pump_interval
+        self.attack = attack
+        self.link_detector = link_detector
+        self._optics = optics
+        self._thread = None
+        self._stop = threading.Event()
+        self._servers = []
+        self.twin = None
+        self.error = None
+
+    # -- life cycle ---------------------------------------------------------------------------
+
+    def start(self):
+        """Start the instruments, both boards and the fibre; return self."""
+        from hil.model import ModelBoard, ModelServer
+        from hil.optics import preset
+        from hil.scpi import SimulatedBench
+        tb = self.timebase
+        try:
+            optics = self._optics or preset(self.preset, length_km=self.distance_km)
+            self.bench = SimulatedBench().start()
+            if self.link_detector:
+                r = optics.receiver
+                det = self.bench.detector
+                det.efficiency_percent = r.efficiency[0] * 100.0
+                det.dead_time_us = r.dead_time_ps / 1e6
+                det.gate_mode = "GATED" if r.gated else "FREE"
+                det.gate_width_ns = r.gate_width_ps / 1e3
+            clock = time.monotonic if self.realtime else None
+            self.alice_board = ModelBoard(role=Role.ALICE, clk_hz=tb.clk_hz,
+                                          alice_options={"clock": clock})
+            self.alice_server = ModelServer(self.alice_board).start()
+            self._servers.append(self.alice_server)
+            if self.boards == "model":
+                self.bob_board = ModelBoard(role=Role.BOB, clk_hz=tb.clk_hz,
+                                            bob_options={"samples": tb.samples})
+                self.bob_server = ModelServer(self.bob_board).start()
+                self._servers.append(self.bob_server)
+                bob = ModelBob(self.bob_board.bob)
+                self.bob_url = self.bob_server.url
+            else:
+                from hil.twin import Twin
+                self.twin = Twin(Role.BOB, samples=tb.samples, clicks=True).start()
+                bob = self.twin.clicks
+                self.bob_url = self.twin.url
+            self.fibre = Fibre(optics, tb, seed=self.seed, bob=bob, attenuator=self.bench.voa,
+                               detector=self.bench.detector if self.link_detector else None,
+                               attack=self.attack).attach(self.alice_board.alice)
+            self.alice_url = self.alice_server.url
+            if self.realtime:
+                self._thread = threading.Thread(target=self._pump_loop, name="testbed-fibre",
+                                                daemon=True)
+                self._thread.start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def stop(self):
+        """Stop the pump, the boards and the instruments."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+        for server in self._servers:
+            server.stop()
+        self._servers.clear()
+        if self.twin is not None:
+            self.twin.stop()
+            self.twin = None
+        bench = getattr(self, "bench", None)
+        if bench is not None:
+            bench.stop()
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+
+    # -- moving light -------------------------------------------------------------------------
+
+    def _pump_loop(self):
+        while not self._stop.wait(self.pump_interval):
+            try:
+                self.pump()
+            except Exception as exc:          # keep serving; report on the next call
+                self.error = exc
+                raise
+
+    def pump(self):
+        """Let Alice catch up with her clock, and hand Bob every whole frame (everything once
+        Alice is stopped)."""
+        alice = self.alice_board.alice
+        with self.alice_board.lock:
+            alice.catch_up()
+            running = alice.running
+        self.fibre.pump()
+        if not running:
+            self.fibre.flush()
+        if self.twin is not None:
+            self.twin.clicks.check()
+
+    def advance(self, slots, *, wait=True):
+        """Play ``slots`` more slots of Alice's run (``realtime=False``) and hand Bob the whole
+        frames; with an RTL Bob, wait until his pins have played them."""
+        if self.realtime:
+            raise RuntimeError("advance() is for a testbed built with realtime=False; a realtime "
+                               "testbed plays slots on its own clock")
+        with self.alice_board.lock:
+            self.alice_board.alice.advance(int(slots))
+        self.pump()
+        if wait and self.twin is not None:
+            self.twin.clicks.wait()
+
+    def flush(self, *, wait=True):
+        """Hand Bob all the light Alice played, the frame in progress included."""
+        self.fibre.flush()
+        if wait and self.twin is not None:
+            self.twin.clicks.wait()
+
+    # -- what an operator needs ---------------------------------------------------------------
+
+    @property
+    def resources(self):
+        """Return {instrument: VISA resource} (``TCPIP::127.0.0.1::PORT::SOCKET``, backend @py)."""
+        return self.bench.resources
+
+    def info(self):
+        """Return the bench's URLs, resources and settings as plain data (``--json``)."""
+        return {
+            "boards": self.boards,
+            "alice_url": self.alice_url,
+            "bob_url": self.bob_url,
+            "visa": self.resources,
+            "visa_backend": "@py",
+            "preset": self.preset,
+            "distance_km": self.distance_km,
+            "channel_loss_db": self.fibre.model.channel_loss_db(),
+            "seed": self.seed,
+            "realtime": self.realtime,
+            "timebase": self.timebase.as_dict() | {
+                "photon_phase_bins": self.fibre.photon_phase_bins},
+        }
