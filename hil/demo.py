@@ -1,100 +1,411 @@
 """``qkdnode demo``: the project's main job, end to end on this machine.
 
-Today it exercises the control path (issue 2): it serves the behavioural board on a loopback TCP
-port (or uses the board at ``url``), identifies it, checks register access, streams data through
-the LOOPBACK channel and back, and reconciles the link counters with what the host saw. Later
-issues grow it into the full two-node key distribution demo.
+Starts a simulated bench (two behavioural boards on loopback TCP joined by the optics model:
+25 km of fibre by default, optionally an intercept-resend eavesdropper), both node controllers
+over the authenticated classical channel, both KMEs with a development PKI (HTTPS, mutual TLS),
+shows live progress, then acts as two SAEs: ``enc_keys`` on Alice's KME, ``dec_keys`` on Bob's,
+checks that the keys match and returns a summary (:class:`DemoResult`).
 """
 
-import os
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import math
+import ssl
+import tempfile
+import threading
 import time
-from dataclasses import dataclass, field
+import urllib.error
+import urllib.request
+from collections import deque
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
 
-from controller.device import Device
-from gateware.spec.protocol import StreamChannel
+import numpy as np
 
-__all__ = ["DemoReport", "run_demo"]
+from controller.alice import unpack_choices
+from controller.node.protocol import Protocol
+from gateware.spec.registers import Role
+from hil.model import CLK_HZ, AliceBlock, ModelBoard, ModelServer
+from hil.optics.clicks import RunResult
+
+__all__ = ["SimBench", "RecordingAliceBlock", "DemoResult", "run_demo", "link_plan"]
+
+logger = logging.getLogger("qkdnode.demo")
+# -- the simulated bench --------------------------------------------------------------------------
+
+class RecordingAliceBlock(AliceBlock):
+    """Alice's modulator model that hands every played slot to the bench (the fibre's input).
+
+    The clock is the bench: slots are played only by ``advance`` (``clock=None``).
+    """
+
+    def __init__(self, board, **options):
+        self.played = deque()        # ("start", first) | ("play", rel_first, bit, basis, intensity) | ("stop",)
+        super().__init__(board, clock=None, **options)
+
+    def reset(self):
+        super().reset()
+        if hasattr(self, "played"):
+            self.played.append(("stop",))
+
+    def _start(self, lfsr):
+        self.played.append(("start", self.slot_no))
+        super()._start(lfsr)
+
+    def _stop(self):
+        super()._stop()
+        self.played.append(("stop",))
+
+    def _play(self, n):
+        if n > 0 and self.running and not self.lfsr_mode:
+            have = min(n, 2 * len(self.fifo) - self.half)
+            if have > 0:
+                raw = bytes(self.fifo[:(self.half + have + 1) // 2])
+                bit, basis, intensity = (a[self.half:self.half + have] for a in unpack_choices(raw))
+                self.played.append(("play", self.slot_no - self.run_first, bit, basis, intensity))
+        super()._play(n)
+
+
+class SimBench:
+    """Two model boards on loopback TCP joined by the optics model, on simulated time.
+
+    Alice's board plays the slots her host streamed, as fast as the host streams them; the bench
+    sends each played slot through ``OpticsModel`` (fibre, detectors, an optional eavesdropper) and,
+    when her run stops, hands Bob's board the run's clicks and sync edges (in tagger bins).
+    ``sim_seconds`` is the link time played so far (slots / slot rate).  (The project's
+    ``hil.testbed.Testbed`` is the fuller bench with SCPI instruments; this is what the demo
+    and the node tests need.)
+    """
+
+    def __init__(self, *, distance_km=25.0, preset="lim2014", proto=None, slot_period=6,
+                 frame_slots=1024, eve_fraction=0.0, seed=1, choices_depth=65_000):
+        from hil.optics import InterceptResend, OpticsModel, Source, Timing, preset as link_preset
+        self.slot_period, self.frame_slots = slot_period, frame_slots
+        self.slot_hz = CLK_HZ / slot_period
+        proto = proto or Protocol()
+        cfg = link_preset(preset, length_km=distance_km)
+        period_ps = round(1e12 / self.slot_hz)
+        cfg = cfg.with_(source=Source(proto.intensities, proto.probabilities, 1 - proto.p_x),
+                        receiver=replace(cfg.receiver, p_z=1 - proto.p_x),
+                        timing=Timing(slot_period_ps=period_ps, slots_per_frame=frame_slots))
+        self.config = cfg
+        attack = InterceptResend(eve_fraction) if eve_fraction > 0 else None
+        self.optics = OpticsModel(cfg, seed=seed, attack=attack)
+        self.alice_board = ModelBoard(role=Role.LINK)
+        self.alice = RecordingAliceBlock(self.alice_board, choices_depth=choices_depth)
+        self.alice_board.alice = self.alice
+        self.alice_board.add_block(self.alice)
+        self.alice_board.role = Role.ALICE
+        self.alice.reset()
+        self.bob_board = ModelBoard(role=Role.BOB)
+        self.servers = [ModelServer(self.alice_board), ModelServer(self.bob_board)]
+        self.samples = self.bob_board.bob.samples
+        self.bin_ps = period_ps / (slot_period * self.samples)
+        self.slots_played = 0
+        self._pending = []
+        self._base = self._cursor = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="sim-bench", daemon=True)
+
+    @property
+    def alice_url(self):
+        return self.servers[0].url
+
+    @property
+    def bob_url(self):
+        return self.servers[1].url
+
+    @property
+    def sim_seconds(self) -> float:
+        """Return the link time played so far, in seconds."""
+        return self.slots_played / self.slot_hz
+
+    def start(self) -> "SimBench":
+        for s in self.servers:
+            s.start()
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        for s in self.servers:
+            s.stop()
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+
+    def reset_board(self, which: str) -> None:
+        """Reset Alice's or Bob's board, as a power glitch would (registers, FIFOs, runs)."""
+        board = self.alice_board if which == "alice" else self.bob_board
+        board.reset()
+
+    def _loop(self):
+        while not self._stop.is_set():
+            with self.alice_board.lock:
+                a = self.alice
+                if a.running and a.fifo:
+                    a.advance(2 * len(a.fifo) - a.half)
+                items = list(a.played)
+                a.played.clear()
+            for item in items:
+                if item[0] == "start":
+                    # the optics' time only moves forward (detector dead time and afterpulses
+                    # carry over); each run starts a fresh frame grid there
+                    self._base = self._cursor + self.frame_slots
+                    self._pending = []
+                elif item[0] == "play":
+                    _, rel, bit, basis, intensity = item
+                    self.optics.next_slot = self._base + rel
+                    self._pending.append(self.optics.run(bit, basis, intensity))
+                    self._cursor = self.optics.next_slot
+                    self.slots_played += len(bit)
+                elif item[0] == "stop" and self._pending:
+                    self._inject(self._pending)
+                    self._pending = []
+            if not items:
+                self._stop.wait(0.001)
+
+    def _inject(self, parts):
+        res = RunResult.concatenate(parts)
+        clicks = res.clicks
+        # half a slot late: a click sits mid-slot, never on a bin boundary with its sync
+        t = np.rint((clicks.time_ps + self.slot_period * self.samples * self.bin_ps / 2)
+                    / self.bin_ps).astype(np.int64)
+        per_channel = [np.sort(t[clicks.channel == ch]) for ch in range(4)]
+        period_ps = self.config.timing.slot_period_ps
+        frames = np.arange(-(-(res.end_slot - self._base) // self.frame_slots))
+        sync_ps = (self._base + frames * self.frame_slots) * period_ps + self.config.fibre.delay_ps()
+        syncs = np.rint(sync_ps / self.bin_ps).astype(np.int64)
+        self.bob_board.bob.inject(per_channel, syncs)
+
+
+# -- the demo ---------------------------------------------------------------------------------------
+
+def link_plan(proto: Protocol, distance_km: float, block_size: float, preset: str = "lim2014"):
+    """Return (slots per block, model secret key rate per slot) for ``block_size`` key-basis
+    detections, from the planning model (``qkdnode model rate``) with this protocol's settings."""
+    from controller.postprocess.link_model import preset as params_of
+    from controller.postprocess.planning import FiniteSettings, expected_counts, finite_rate
+    params = params_of(preset)
+    settings = FiniteSettings(1 - proto.p_x, tuple(proto.intensities), tuple(proto.probabilities))
+    _, pulses = expected_counts(params, distance_km, block_size, settings)
+    rate = finite_rate(params, distance_km, block_size, settings, proto.method)
+    return int(math.ceil(pulses / 2) * 2), max(float(rate), 0.0)
 
 
 @dataclass
-class DemoReport:
-    """What the demo did and measured; ``ok`` is False if any check failed."""
-    url: str
-    info: dict = field(default_factory=dict)
-    register_checks: int = 0
-    register_seconds_median: float = 0.0
-    stream_bytes: int = 0
-    stream_seconds: float = 0.0
-    counters: dict = field(default_factory=dict)
+class DemoResult:
+    """The demo's summary (``--json`` prints it); ``ok`` is False if a check failed."""
+
+    distance_km: float
+    eve_fraction: float
+    block_size: int
+    block_slots: int
+    blocks: int = 0
+    blocks_with_key: int = 0
+    blocks_aborted: int = 0
+    alarms: int = 0
+    sifted_bits: int = 0
+    secret_bits: int = 0
+    qber: float | None = None
+    sim_seconds: float = 0.0
+    wall_seconds: float = 0.0
+    secret_key_rate_bps: float = 0.0
+    model_key_rate_bps: float = 0.0
+    blocks_per_s: float = 0.0
+    keys_requested: int = 0
+    keys_delivered: int = 0
+    keys_match: bool = False
+    stores_agree: bool = False
+    history: list = field(default_factory=list)
     failures: list = field(default_factory=list)
 
     @property
     def ok(self):
         return not self.failures
 
+    def to_json(self) -> dict:
+        return asdict(self) | {"ok": self.ok}
 
-def run_demo(url=None, *, stream_bytes=65536, register_checks=64, seed=None, progress=print):
-    """Run the demo against ``url`` (None: a behavioural board served here) and return a report.
 
-    ``seed`` makes the data reproducible (default: random, printed). ``progress`` gets one line
-    per step.
-    """
-    server = None
-    if url is None:
-        from hil.model import ModelServer
-        server = ModelServer()
-        server.start()
-        url = server.url
-        progress(f"behavioural board serving on {url}")
-    seed = int.from_bytes(os.urandom(4), "big") if seed is None else seed
-    import random
-    rng = random.Random(seed)
-    progress(f"seed {seed}")
-    report = DemoReport(url)
+def _https_json(url, ctx, body=None):
+    data = None if body is None else json.dumps(body).encode()
+    req = urllib.request.Request(url, data=data, method="POST" if body is not None else "GET",
+                                 headers={"Content-Type": "application/json"})
     try:
-        with Device(url) as dev:
-            report.info = dev.info()
-            progress(f"identified: {report.info}")
-            dev.write("core.command", clear_counters=1)
+        with urllib.request.urlopen(req, context=ctx, timeout=10) as resp:
+            return resp.status, json.loads(resp.read() or b"null")
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read() or b"null")
 
-            times = []
-            for _ in range(register_checks):
-                value = rng.getrandbits(32)
-                start = time.perf_counter()
-                dev.write("core.scratch", value)
-                got = dev.read("core.scratch")
-                times.append(time.perf_counter() - start)
-                if got != value:
-                    report.failures.append(f"scratch: wrote {value:#010x}, read {got:#010x}")
-            times.sort()
-            report.register_checks = register_checks
-            report.register_seconds_median = times[len(times) // 2]
-            progress(f"{register_checks} scratch write/read pairs, median "
-                     f"{report.register_seconds_median * 1e3:.2f} ms a pair")
 
-            dev.write("core.control", loopback=1)
-            data = rng.randbytes(stream_bytes)
-            start = time.perf_counter()
-            dev.link.stream_write(StreamChannel.LOOPBACK.value, data)
-            echoed = dev.link.stream_read(StreamChannel.LOOPBACK.value, len(data), timeout=10.0)
-            report.stream_seconds = time.perf_counter() - start
-            report.stream_bytes = len(echoed)
-            if echoed != data:
-                report.failures.append(f"loopback: sent {len(data)} bytes, {len(echoed)} came back"
-                                       + ("" if len(echoed) != len(data) else ", with differences"))
-            progress(f"loopback stream: {len(echoed)} of {len(data)} bytes back in "
-                     f"{report.stream_seconds:.3f} s")
-            dev.write("core.control", loopback=0)
+def run_demo(*, distance_km=25.0, eve_fraction=0.0, block_size=100_000, seconds=None,
+             blocks=None, seed=None, workdir=None, progress=None, keys=4, key_size=256,
+             serve=False, max_wall_s=1800.0, proto=None) -> DemoResult:
+    """Run both nodes on the simulated bench until ``blocks`` blocks (or ``seconds`` of link
+    time) are done, then fetch ``keys`` keys through ETSI 014 on both KMEs and compare them.
 
-            report.counters = dev.read_block("link")
-            for name in ("crc_errors", "cobs_errors", "uart_errors", "bad_requests"):
-                if report.counters[f"link.{name}"]:
-                    report.failures.append(f"link.{name} = {report.counters[f'link.{name}']}")
-            if dev.link.crc_errors or dev.link.cobs_errors:
-                report.failures.append(f"host saw {dev.link.crc_errors} CRC and "
-                                       f"{dev.link.cobs_errors} COBS errors")
-            progress(f"link counters: {report.counters}")
+    ``progress(stats_dict)`` is called about twice a second; ``serve`` keeps the KMEs up until
+    Ctrl-C once the summary is made (the caller prints their URLs).
+    """
+    from controller.channel import AuthKeyPool
+    from controller.kms.etsi014 import KMEServer, TLSFiles, client_ssl_context
+    from controller.kms.kme import KME, KMEConfig
+    from controller.kms.pki import init_pki
+    from controller.kms.store import KeyStore
+    from controller.metrics import Metrics
+    from controller.node.boards import AliceBoard, BobBoard
+    from controller.node.runner import Node
+
+    proto = proto or Protocol()
+    seed = int(np.random.SeedSequence().entropy % 2**32) if seed is None else seed
+    block_slots, rate_per_slot = link_plan(proto, distance_km, block_size)
+    tmp = None
+    if workdir is None:
+        tmp = tempfile.TemporaryDirectory(prefix="qkdnode-demo-")
+        workdir = tmp.name
+    root = Path(workdir)
+    pki = init_pki(root / "pki", ["alice-kme", "bob-kme"], ["sae-a", "sae-b"])
+    psk = root / "channel.psk"
+    AuthKeyPool.create_secret_file(psk, n_messages=1 << 16)
+    bench = SimBench(distance_km=distance_km, proto=proto, eve_fraction=eve_fraction, seed=seed)
+    slot_hz = bench.slot_hz
+    if blocks is None:
+        blocks = max(1, math.ceil((seconds or 0) * slot_hz / block_slots)) if seconds else 3
+    res = DemoResult(distance_km, eve_fraction, int(block_size), block_slots)
+    res.model_key_rate_bps = rate_per_slot * slot_hz
+    nodes, servers, stores = [], [], []
+    t_wall = time.monotonic()
+    try:
+        bench.start()
+        for role, kme_id, peer_id, local, remote in (("alice", "alice-kme", "bob-kme", "sae-a", "sae-b"),
+                                                     ("bob", "bob-kme", "alice-kme", "sae-b", "sae-a")):
+            d = root / role
+            store = KeyStore(d / "keys.db", d / "node.key", key_size=key_size)
+            stores.append(store)
+            kme = KME(KMEConfig(kme_id, peer_id, {local}, {remote}, newest_first=role == "alice"),
+                      store)
+            cert, key = pki.kmes[kme_id]
+            servers.append(KMEServer(kme, TLSFiles(cert, key, pki.ca_cert)).start())
+            pool = AuthKeyPool.from_file(psk, state_path=d / "channel.state")
+            board = (AliceBoard(bench.alice_url, proto, slot_period=bench.slot_period,
+                                frame_slots=bench.frame_slots, chunk=30_000) if role == "alice" else
+                     BobBoard(bench.bob_url, slot_period=bench.slot_period,
+                              frame_slots=bench.frame_slots, seed=seed + 1))
+            node = Node(role, board, proto, block_slots, store, pool, kme=kme,
+                        metrics=Metrics(role, clock=lambda: bench.sim_seconds),
+                        listen=("127.0.0.1", 0) if role == "alice" else None,
+                        connect_to=nodes[0].address if role == "bob" else None,
+                        clock=lambda: bench.sim_seconds, name=role, slot_hz=slot_hz)
+            nodes.append(node)
+        for node in nodes:
+            node.start()
+        alice, bob = nodes
+        while alice.stats.blocks < blocks or bob.stats.blocks < blocks:
+            if time.monotonic() - t_wall > max_wall_s:
+                res.failures.append(f"the nodes did not finish {blocks} blocks within "
+                                    f"{max_wall_s:g} s of wall time")
+                break
+            err = alice.error or bob.error
+            if err:
+                res.failures.append(f"a node stopped: {err}")
+                break
+            if progress:
+                progress(_live(alice, bench))
+            time.sleep(0.5)
+        for node in nodes:
+            node.stop()
+        res.wall_seconds = time.monotonic() - t_wall
+        _summarise(res, alice, bench)
+        if progress:
+            progress(_live(alice, bench))
+        _fetch_keys(res, servers, pki, keys, key_size)
+        res.stores_agree = sorted(alice.stats.key_ids) == sorted(bob.stats.key_ids)
+        if not res.stores_agree:
+            res.failures.append("the two key stores hold different key IDs")
+        if eve_fraction == 0 and res.secret_bits == 0:
+            res.failures.append("no secret key was distilled")
+        if serve:
+            res.serve_info = {"alice_kme": servers[0].url, "bob_kme": servers[1].url,
+                              "ca": str(pki.ca_cert),
+                              "sae": {n: [str(p) for p in pki.saes[n]] for n in pki.saes}}
+            return res, (servers, stores, tmp, bench)
     finally:
-        if server is not None:
-            server.stop()
-    return report
+        for node in nodes:
+            node.stop()
+        if not serve:
+            for s in servers:
+                s.stop()
+            for s in stores:
+                s.close()
+            bench.stop()
+            if tmp is not None:
+                tmp.cleanup()
+    return res
+
+
+def _live(alice, bench) -> dict:
+    st = alice.stats
+    last = st.history[-1] if st.history else {}
+    sim = max(st.slots / bench.slot_hz, 1e-9)
+    return {"blocks": st.blocks, "keyed": st.keyed, "alarms": st.alarms, "sifted_bits": st.sifted_bits,
+            "secret_bits": st.secret_bits, "qber_x": last.get("qber_x"), "qber_z": last.get("qber_z"),
+            "key_rate_bps": st.secret_bits / sim if st.slots else 0.0,
+            "sim_seconds": bench.sim_seconds, "last_abort": last.get("abort")}
+
+
+def _summarise(res: DemoResult, alice, bench) -> None:
+    st = alice.stats
+    res.blocks, res.blocks_with_key, res.alarms = st.blocks, st.keyed, st.alarms
+    res.blocks_aborted = st.aborted
+    res.sifted_bits, res.secret_bits = st.sifted_bits, st.secret_bits
+    res.sim_seconds = st.slots / bench.slot_hz
+    res.secret_key_rate_bps = st.secret_bits / res.sim_seconds if res.sim_seconds else 0.0
+    res.blocks_per_s = st.blocks / res.wall_seconds if res.wall_seconds else 0.0
+    q = [h["qber_z"] for h in st.history if h.get("qber_z") is not None] or \
+        [h["qber_x"] for h in st.history if h.get("qber_x") is not None]
+    res.qber = float(np.mean(q)) if q else None
+    res.history = [{k: h.get(k) for k in ("block", "slots", "sifted_bits", "qber_x", "qber_z",
+                                          "secret_bits", "abort")} for h in st.history]
+
+
+def _fetch_keys(res: DemoResult, servers, pki, number, key_size) -> None:
+    """Act as the two SAEs: enc_keys on Alice's KME (sae-a), dec_keys on Bob's (sae-b)."""
+    from controller.kms.etsi014 import client_ssl_context
+    alice_url, bob_url = servers[0].url, servers[1].url
+    ctx_a = client_ssl_context(pki.ca_cert, *pki.saes["sae-a"])
+    ctx_b = client_ssl_context(pki.ca_cert, *pki.saes["sae-b"])
+    status, body = _https_json(f"{alice_url}/sae-b/status", ctx_a)
+    available = body.get("stored_key_count", 0) if status == 200 else 0
+    number = min(number, available)
+    res.keys_requested = number
+    if number == 0:
+        if res.eve_fraction == 0:
+            res.failures.append(f"Alice's KME has no key to deliver (status {status})")
+        return
+    status, enc = _https_json(f"{alice_url}/sae-b/enc_keys", ctx_a, {"number": number, "size": key_size})
+    if status != 200:
+        res.failures.append(f"enc_keys on Alice's KME answered {status}: {enc}")
+        return
+    ids = [{"key_ID": k["key_ID"]} for k in enc["keys"]]
+    status, dec = _https_json(f"{bob_url}/sae-a/dec_keys", ctx_b, {"key_IDs": ids})
+    if status != 200:
+        res.failures.append(f"dec_keys on Bob's KME answered {status}: {dec}")
+        return
+    a = {k["key_ID"]: base64.b64decode(k["key"]) for k in enc["keys"]}
+    b = {k["key_ID"]: base64.b64decode(k["key"]) for k in dec["keys"]}
+    res.keys_delivered = len(b)
+    res.keys_match = a == b and len(a) == number
+    if not res.keys_match:
+        res.failures.append("the keys delivered to the two SAEs differ")
+    # each key once per side: asking again must fail
+    status, _ = _https_json(f"{bob_url}/sae-a/dec_keys", ctx_b, {"key_IDs": ids[:1]})
+    if status != 400:
+        res.failures.append(f"a key was delivered twice to the slave SAE (status {status})")

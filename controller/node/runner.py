@@ -1,0 +1,385 @@
+"""The run loop of each role: sessions, blocks, commits, alarms and automatic recovery.
+
+Alice leads.  Per block (one modulator run, ``block_slots`` slots):
+
+    Alice -> {"prepare": n, "session", "n_slots", ...}   Bob clears and arms his tagger
+    Bob   -> {"ready": true | false, "reason"}
+    Alice plays the run                                  Bob's tagger records it
+    Alice -> {"run": n, "played"}                        Bob collects the run's detections
+    Bob   -> {"ok": true | false, "reason"}
+    distillation (``protocol.alice_block`` / ``bob_block``)
+    Alice -> {"replenish": bits}                          both top up the channel's pads first
+    Bob commits, then -> {"committed": n}; Alice commits.
+
+Both stores get the block under the same block ID (``SESSION-n``), hence the same key IDs.
+A block whose QBER or decoy statistics are over the thresholds yields no key and raises a
+disturbance alarm (metrics and a log line with its figures; key material is never logged).
+A channel failure (closed, timed out, tampered, replayed, reordered) voids the block, closes the
+connection and reconnects; a board fault voids the block and reopens the board.  The time from
+failure to the next completed block is the time to recover (``qkd_time_to_recover_seconds``,
+and ``NodeStats.recoveries``), measured on ``clock``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from controller.channel import (AuthChannel, ChannelAuthError, ChannelError, ChannelListener,
+                                connect)
+from controller.kms.kme import PeerKME, PeerUnavailable
+from controller.kms.peer_channel import ChannelPeerKME, PeerKMEService
+
+from .boards import BoardFault
+from .protocol import ALICE, BOB, BlockOutcome, Protocol, alice_block, bob_block
+
+logger = logging.getLogger("qkdnode.node")
+ALARMS = ("qber", "decoy")
+
+
+class ProtocolMismatch(RuntimeError):
+    """The two nodes are configured differently; the operator must fix one of them."""
+
+
+class SwitchablePeer(PeerKME):
+    """The peer KME over whichever channel is connected now (reservations fail while down)."""
+
+    def __init__(self):
+        self.current: ChannelPeerKME | None = None
+
+    def reserve(self, request):
+        peer = self.current
+        if peer is None:
+            raise PeerUnavailable("the classical channel to the peer node is down")
+        return peer.reserve(request)
+
+
+@dataclass
+class NodeStats:
+    """What a node has done; ``history`` holds one dict of figures per block (no key material)."""
+
+    blocks: int = 0
+    keyed: int = 0
+    aborted: int = 0
+    alarms: int = 0
+    void: int = 0
+    secret_bits: int = 0
+    sifted_bits: int = 0
+    slots: int = 0
+    sessions: int = 0
+    history: list = field(default_factory=list)
+    recoveries: list = field(default_factory=list)
+    key_ids: list = field(default_factory=list)
+
+
+class Node:
+    """One end of a link.  ``board``: ``AliceBoard``/``BobBoard``; ``store``: a ``KeyStore``;
+    ``pool``: the channel's ``AuthKeyPool``; ``listen``/``connect``: (host, port)."""
+
+    def __init__(self, role, board, proto: Protocol, block_slots: int, store, pool, *,
+                 listen=None, connect_to=None, kme=None, metrics=None, clock=time.monotonic,
+                 name=None, timeout_s=30.0, run_timeout_s=600.0, low_water_msgs=8192,
+                 rng_seed=None, slot_hz=None):
+        if role not in (ALICE, BOB):
+            raise ValueError(f"role must be 'alice' or 'bob', got {role!r}")
+        self.role, self.board, self.proto, self.block_slots = role, board, proto, block_slots
+        self.store, self.pool, self.kme, self.metrics, self.clock = store, pool, kme, metrics, clock
+        self.name = name or role
+        self.listen, self.connect_to = listen, connect_to
+        self.timeout_s, self.run_timeout_s, self.low_water_msgs = timeout_s, run_timeout_s, low_water_msgs
+        self.slot_hz = slot_hz
+        self.stats = NodeStats()
+        self.peer = SwitchablePeer()
+        if kme is not None:
+            kme.peer = self.peer
+        self.channel: AuthChannel | None = None
+        self._service = None
+        self._listener = ChannelListener(role, pool, *listen, timeout=timeout_s) if listen else None
+        self.address = self._listener.address if self._listener else None
+        self._stop = threading.Event()
+        self._thread = None
+        self._down: dict[str, float] = {}
+        self._lost: dict[str, int] = {}
+        # public randomness (Cascade seed, verification points, Toeplitz seed): OS CSPRNG
+        self._rng = np.random.default_rng(rng_seed if rng_seed is not None
+                                          else int.from_bytes(__import__("os").urandom(16), "big"))
+        self.session = None
+        self.block_no = 0
+        self.error: BaseException | None = None
+
+    # -- life cycle -------------------------------------------------------------------------------
+
+    def start(self) -> "Node":
+        self._thread = threading.Thread(target=self.run, name=f"node-{self.name}", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self, timeout=30.0) -> None:
+        """Stop after the current step; close the channel and the board (not the store)."""
+        self._stop.set()
+        self._drop_channel()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout)
+        if self._listener is not None:
+            self._listener.close()
+        self.board.close()
+
+    def run(self) -> None:
+        """Run blocks until :meth:`stop`; recover from channel and board faults by themselves."""
+        logger.info("%s: node starting as %s", self.name, self.role)
+        try:
+            while not self._stop.is_set():
+                if not self._ensure_channel():
+                    continue
+                try:
+                    if self.role == ALICE:
+                        self._alice_block()
+                    else:
+                        self._bob_block()
+                except ChannelError as exc:
+                    if self._stop.is_set():
+                        break
+                    self._channel_failed(exc)
+                except BoardFault as exc:
+                    if self._stop.is_set():
+                        break
+                    self._board_failed(exc)
+        except ProtocolMismatch as exc:
+            self.error = exc
+            logger.error("%s: %s", self.name, exc)
+        except Exception as exc:  # noqa: BLE001 - reported to whoever started the node
+            self.error = exc
+            logger.exception("%s: node stopped by an unexpected error", self.name)
+        finally:
+            self._drop_channel()
+
+    # -- faults and recovery ----------------------------------------------------------------------
+
+    def _mark_down(self, link: str) -> None:
+        self._down.setdefault(link, self.clock())
+        self._lost[link] = self._lost.get(link, 0) + 1
+        if self.metrics is not None:
+            self.metrics.link_down(link)
+
+    def _mark_recovered(self) -> None:
+        """A block completed: every link that was down is up again."""
+        for link, since in list(self._down.items()):
+            seconds = self.clock() - since
+            self.stats.recoveries.append({"link": link, "seconds": seconds,
+                                          "blocks_lost": self._lost.get(link, 0)})
+            logger.info("%s: %s recovered in %.3f s (%d block(s) lost)", self.name, link, seconds,
+                        self._lost.get(link, 0))
+            if self.metrics is not None:
+                self.metrics.link_up(link)
+            del self._down[link]
+            self._lost.pop(link, None)
+
+    def _channel_failed(self, exc: ChannelError) -> None:
+        self.stats.void += 1
+        if isinstance(exc, ChannelAuthError):
+            logger.warning("%s: channel authentication failure, block voided: %s", self.name, exc)
+            if self.metrics is not None:
+                self.metrics.record_disturbance("channel_tamper")
+        else:
+            logger.warning("%s: classical channel lost (%s); reconnecting", self.name, exc)
+        self._mark_down("channel")
+        self._drop_channel()
+
+    def _board_failed(self, exc: BoardFault) -> None:
+        self.stats.void += 1
+        logger.warning("%s: board fault, block voided: %s; reopening the board", self.name, exc)
+        self._mark_down("board")
+        self.board.close()
+        self._stop.wait(0.05)
+
+    def _drop_channel(self) -> None:
+        self.peer.current = None
+        if self._service is not None:
+            self._service.stop()
+            self._service = None
+        if self.channel is not None:
+            self.channel.close()
+            self.channel = None
+
+    def _ensure_channel(self) -> bool:
+        if self.channel is not None and not self.channel.closed:
+            return True
+        self._drop_channel()
+        try:
+            if self._listener is not None:
+                ch = self._listener.accept(timeout=0.5)
+            else:
+                ch = connect(self.role, self.pool, *self.connect_to,
+                             timeout=self.timeout_s)
+        except (ChannelError, OSError) as exc:
+            if not self._listener:
+                logger.debug("%s: peer not reachable yet: %s", self.name, exc)
+                self._stop.wait(0.2)
+            return False
+        self.channel = ch
+        if self.kme is not None:
+            self._service = PeerKMEService(ch, self.kme).start()
+            self.peer.current = ChannelPeerKME(ch, timeout=self.timeout_s)
+        self.stats.sessions += 1
+        if self.metrics is not None:
+            self.metrics.link_up("peer")
+        logger.info("%s: authenticated channel to the peer is up", self.name)
+        if self.role == ALICE:
+            self.session = uuid.uuid4().hex[:12]
+            self.block_no = 0
+        return True
+
+    # -- messages ---------------------------------------------------------------------------------
+
+    def _send(self, obj) -> None:
+        self.channel.send(self.role, json.dumps(obj).encode(), tag="node")
+
+    def _recv(self, timeout=None) -> dict:
+        return json.loads(bytes(self.channel.recv(self.role, timeout=timeout)).decode())
+
+    # -- Alice ------------------------------------------------------------------------------------
+
+    def _alice_block(self) -> None:
+        n = self.block_no
+        self.block_no += 1
+        self._send({"prepare": n, "session": self.session, "n_slots": self.block_slots,
+                    "protocol": self.proto.to_json()})
+        reply = self._recv(self.run_timeout_s)
+        if not reply.get("ready"):
+            raise ProtocolMismatch(reply.get("reason", "Bob refused the block")) \
+                if reply.get("fatal") else BoardFault(f"Bob is not ready: {reply.get('reason')}")
+        t0 = self.clock()
+        try:
+            record, _first = self.board.run_block(self.block_slots, self._stop)
+        except BoardFault as exc:
+            self._send({"void": n, "reason": str(exc)})
+            raise
+        self._send({"run": n, "played": int(record.bits.size)})
+        got = self._recv(self.run_timeout_s)
+        if not got.get("ok"):
+            self._finish_void(n, f"Bob: {got.get('reason')}", link="board")
+            return
+        outcome = alice_block(self.channel, record, self.proto, self._rng)
+        self._conclude(n, outcome, t0, record.bits.size)
+
+    # -- Bob --------------------------------------------------------------------------------------
+
+    def _bob_block(self) -> None:
+        msg = self._recv(self.run_timeout_s)
+        if "prepare" not in msg:
+            raise ChannelError(f"protocol out of step: expected a block, got {sorted(msg)}")
+        n, self.session = msg["prepare"], msg["session"]
+        theirs = Protocol.from_json(msg["protocol"])
+        if theirs != self.proto:
+            self._send({"ready": False, "fatal": True,
+                        "reason": f"protocol settings differ between the nodes (Alice {theirs}, "
+                                  f"Bob {self.proto}); make [protocol] the same in both node.toml"})
+            raise ProtocolMismatch("protocol settings differ from Alice's; fix [protocol] in node.toml")
+        n_slots = int(msg["n_slots"])
+        try:
+            self.board.arm()
+        except BoardFault as exc:
+            self._send({"ready": False, "reason": str(exc)})
+            raise
+        self._send({"ready": True})
+        t0 = self.clock()
+        msg = self._recv(self.run_timeout_s)
+        if "void" in msg:
+            self._finish_void(n, f"Alice: {msg.get('reason')}", link="board", tell=False)
+            return
+        played = int(msg["played"])
+        try:
+            det = self.board.collect(played, timeout_s=self.timeout_s, stop_event=self._stop)
+        except BoardFault as exc:
+            self._send({"ok": False, "reason": str(exc)})
+            raise
+        self._send({"ok": True})
+        del n_slots
+        outcome = bob_block(self.channel, det, self.proto)
+        self._conclude(n, outcome, t0, played)
+
+    # -- the end of a block -----------------------------------------------------------------------
+
+    def _finish_void(self, n, reason, *, link, tell=False):
+        self.stats.void += 1
+        logger.warning("%s: block %s-%s void: %s", self.name, self.session, n, reason)
+        self._mark_down(link)
+
+    def _replenish_bits(self, key_bits: int) -> int:
+        left = min(self.pool.budget().remaining_messages.values())
+        want = max(0, self.low_water_msgs - left) * 256
+        return min(want, key_bits // 2) // 256 * 256
+
+    def _conclude(self, n, outcome: BlockOutcome, t0, slots) -> None:
+        block_id = f"{self.session}-{n}"
+        fig = dict(outcome.figures)
+        key = outcome.key
+        if key is not None:
+            if self.role == ALICE:
+                r = self._replenish_bits(key.size)
+                self._send({"replenish": r})
+            else:
+                r = int(self._recv()["replenish"])
+            if r:
+                self.pool.replenish(np.packbits(key[:r]).tobytes())
+            stored = key[r:]
+            fig["replenished_bits"] = r
+            if self.role == BOB:
+                ids = self._commit(block_id, stored)
+                self._send({"committed": n})
+            else:
+                if self._recv().get("committed") != n:
+                    raise ChannelError("Bob did not confirm the commit of this block")
+                ids = self._commit(block_id, stored)
+            fig["keys"] = len(ids)
+        duration = (self.clock() - t0)
+        sim_s = slots / self.slot_hz if self.slot_hz else duration
+        fig.update({"block": block_id, "slots": int(slots), "seconds": sim_s,
+                    "abort": outcome.abort, "secret_bits": outcome.secret_bits})
+        st = self.stats
+        st.blocks += 1
+        st.slots += int(slots)
+        st.sifted_bits += int(fig.get("sifted_bits", 0))
+        st.history.append(fig)
+        alarm = outcome.abort in ALARMS
+        if key is not None:
+            st.keyed += 1
+            st.secret_bits += outcome.secret_bits
+        elif alarm:
+            st.aborted += 1
+            st.alarms += 1
+            logger.warning("%s: DISTURBANCE ALARM: block %s aborted (%s): QBER_X %.4f, QBER_Z %s, "
+                           "n_key %s, n_test %s, s1 %s, phi %s; no key from this block", self.name,
+                           block_id, outcome.abort, fig.get("qber_x", float("nan")),
+                           fig.get("qber_z"), fig.get("n_key"), fig.get("n_test"), fig.get("s1"),
+                           fig.get("phi"))
+        else:
+            logger.info("%s: block %s gave no key (%s): %s", self.name, block_id, outcome.abort,
+                        {k: fig.get(k) for k in ("qber_x", "n_key", "secret_bits")})
+        if key is not None:
+            logger.info("%s: block %s: %d secret bits, QBER_X %.4f, QBER_Z %.4f", self.name,
+                        block_id, outcome.secret_bits, fig.get("qber_x", 0), fig.get("qber_z", 0))
+        if self.metrics is not None:
+            self.metrics.record_block(sifted_bits=int(fig.get("sifted_bits", 0)),
+                                      secret_bits=outcome.secret_bits, duration_s=sim_s,
+                                      qber_z=fig.get("qber_z"), qber_x=fig.get("qber_x"),
+                                      aborted=alarm, reason=outcome.abort if alarm else None)
+            self.metrics.update_store(self.store.status())
+            self.metrics.update_channel(self.channel.figures())
+            if self.kme is not None:
+                self.metrics.update_kme(self.kme.counters)
+        self._mark_recovered()
+
+    def _commit(self, block_id, bits: np.ndarray) -> list[str]:
+        usable = bits.size // self.store.key_size * self.store.key_size
+        if not usable:
+            return []
+        ids = self.store.add_block(block_id, np.packbits(bits[:usable]).tobytes())
+        self.stats.key_ids.extend(ids)
+        return ids
