@@ -39,7 +39,7 @@ NODE_ARGS = dict(clk_hz=CLK_HZ, baud=BAUD, git_hash=0x1234ABCD, flush_cycles=64,
 
 def _parse(argv):
     parser = argparse.ArgumentParser(prog="qkdnode bench tagger", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--clocks", type=int, default=120_000, help="simulated clocks (48 MHz)")
+    parser.add_argument("--clocks", type=int, default=240_000, help="simulated clocks (48 MHz)")
     parser.add_argument("--click-rate", type=float, default=0.01,
                         help="offered clicks per bin per channel")
     parser.add_argument("--slot-period", type=int, default=10, help="slot length in bins")

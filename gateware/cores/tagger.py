@@ -101,6 +101,17 @@ class Tagger(wiring.Component):
         for k in range(ITEMS):
             m.d.comb += [queue.i_valid[k].eq(cls.item_valid[k]), queue.i_item[k].eq(cls.item[k])]
         m.d.comb += [queue.clear.eq(clear), writer.clear.eq(clear)]
+        # After a drop with the FIFO over half full, keep dropping until it is half empty: under
+        # sustained overload the stream then has a few long gaps instead of many short ones,
+        # each of which costs an OVERFLOW and a FRAME record. (A burst that overfills the queue
+        # while the FIFO has room does not start this.)
+        dropping = Signal()
+        half = self.fifo_words // 2
+        with m.If(((queue.drop_events != 0) | (queue.drop_markers != 0)) & (buf.level > half)):
+            m.d.sync += dropping.eq(1)
+        with m.Elif(buf.level <= half):
+            m.d.sync += dropping.eq(0)
+        m.d.comb += queue.hold.eq(dropping)
         wiring.connect(m, queue.o_stream, writer.i_stream)
         m.d.comb += [
             buf.w_data.eq(writer.o_stream.payload), buf.w_en.eq(writer.o_stream.valid),

@@ -64,7 +64,9 @@ class ItemQueue(wiring.Component):
     """A ``depth``-entry queue taking up to ``ITEMS`` items a clock, in order, one out a clock.
 
     Items take the free entries in index order; the rest are dropped and counted (``drop_events``
-    and ``drop_markers`` say how many this clock). ``clear`` forgets a pending gap.
+    and ``drop_markers`` say how many this clock). A pending gap rides on the next item taken, or
+    on a GAP item of its own in the first clock with room and no item. ``hold`` drops every item
+    as if the queue were full. ``clear`` forgets the gap.
     """
 
     def __init__(self, depth=4):
@@ -76,6 +78,7 @@ class ItemQueue(wiring.Component):
             "drop_events": Out(range(ITEMS + 1)),
             "drop_markers": Out(range(ITEMS + 1)),
             "clear": In(1),
+            "hold": In(1),
         })
 
     def elaborate(self, platform):
@@ -101,7 +104,7 @@ class ItemQueue(wiring.Component):
         first = [Signal(name=f"first{k}") for k in range(ITEMS)]
         for k in range(ITEMS):
             m.d.comb += pos[k].eq(sum((self.i_valid[i] for i in range(k)), Const(0, range(ITEMS + 1))))
-            m.d.comb += fits[k].eq(self.i_valid[k] & (base + pos[k] < d))
+            m.d.comb += fits[k].eq(self.i_valid[k] & (base + pos[k] < d) & ~self.hold)
             m.d.comb += first[k].eq(fits[k] & (pos[k] == 0))
         taken = Signal(range(ITEMS + 1))
         m.d.comb += taken.eq(sum((fits[k] for k in range(ITEMS)), Const(0, range(ITEMS + 1))))
@@ -125,7 +128,7 @@ class ItemQueue(wiring.Component):
                                  entries[i].gap_markers.eq(Mux(first[k], gap_markers, 0))]
         # Room again and nothing arriving: send the gap on its own.
         gap_only = Signal()
-        m.d.comb += gap_only.eq(~Cat(*self.i_valid).any() & (base < d) &
+        m.d.comb += gap_only.eq(~Cat(*self.i_valid).any() & (base < d) & ~self.hold &
                                 ((gap_events != 0) | (gap_markers != 0)))
         with m.If(gap_only):
             m.d.sync += [entries[base].item.kind.eq(ItemKind.GAP),

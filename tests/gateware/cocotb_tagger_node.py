@@ -11,6 +11,7 @@ import cocotb
 import numpy as np
 from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, Event
+from cocotb.utils import get_sim_time
 
 from controller.link.codec import FrameDecoder, encode_frame
 from controller.tagger import decode, reconcile
@@ -39,6 +40,7 @@ class Host:
         self.decoder = FrameDecoder()
         self.events = bytearray()
         self.event_seqs = []
+        self.event_times = []   # (sim time in ns, EVENTS bytes so far) at the end of each frame
         self.replies = {}
         self.got = Event()
         self.seq = 0
@@ -52,6 +54,7 @@ class Host:
                     assert frame.payload[0] == StreamChannel.EVENTS.value, frame
                     self.events += frame.payload[1:]
                     self.event_seqs.append(frame.seq)
+                    self.event_times.append((get_sim_time("ns"), len(self.events)))
                 else:
                     self.replies[frame.seq] = frame
                     self.got.set()
@@ -174,13 +177,15 @@ async def test_sustained_rate(dut):
                                        "sync": syncs}))
     warm = clocks // 4                       # the FIFO fills long before this
     await ClockCycles(dut.clk, warm)
-    start_bytes = len(host.events)
+    n0 = len(host.event_times)
     await ClockCycles(dut.clk, clocks - warm - 2000)
-    window = clocks - warm - 2000
-    data = bytes(host.events[start_bytes - start_bytes % 4:])
+    # Rate between the ends of the first and last EVENTS frames in the window (frames arrive
+    # whole, so counting at frame ends avoids a frame's worth of error at each edge).
+    (t0, b0), (t1, b1) = host.event_times[n0], host.event_times[-1]
+    data = bytes(host.events[b0 - b0 % 4:b1 - b1 % 4])
     await play
-    records = decode(data[:len(data) // 4 * 4])
-    seconds = window / clk_hz
+    records = decode(data)
+    seconds = (t1 - t0) * 1e-9
     wire_bytes = host.sink.received
     result = {
         "measured_on": "rtl",
@@ -189,7 +194,8 @@ async def test_sustained_rate(dut):
         "offered_clicks_per_s": round(rate * CHANNELS * N * clk_hz),
         "window_s": seconds,
         "events_per_s": round(len(records) / seconds),
-        "event_bytes_per_s": round((len(host.events) - start_bytes) / seconds),
+        "event_bytes_per_s": round((b1 - b0) / seconds),
+        "frames_in_window": len(host.event_times) - 1 - n0,
         "records_per_event": round(records.words / max(len(records), 1), 4),
         "uart_bytes_total": wire_bytes,
         "stream_bytes_total": len(host.events),
