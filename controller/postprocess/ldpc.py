@@ -136,7 +136,7 @@ def decode(chk_ptr, chk_var, var_ptr, var_edge, synd, llr, max_iter):
     return bits, max_iter, False
 
 
-RATES = tuple(round(0.30 + 0.05 * i, 2) for i in range(13))   # 0.30 .. 0.90 mother codes
+RATES = tuple(round(0.30 + 0.01 * i, 2) for i in range(61))   # 0.30 .. 0.90 mother codes
 CODE_SEED = 12345
 _CODES: dict[tuple[int, float, int], tuple] = {}
 
