@@ -94,11 +94,15 @@ def board_info(
 def board_model(
     port: int = typer.Option(..., "--port", min=0, max=65535, help="TCP port on 127.0.0.1 (0: pick a free one)."),
     loopback_depth: int = typer.Option(512, min=1, max=65535, help="LOOPBACK FIFO depth, in bytes."),
+    role: str = typer.Option("link", "--role", help="Role of the model: link or alice."),
 ):
     """Serve the behavioural board on 127.0.0.1:PORT until Ctrl-C."""
+    from gateware.spec.registers import Role
     from hil.model import ModelBoard, serve
+    if role not in ("link", "alice"):
+        fail(f"the model serves roles link and alice here, not {role!r}.")
     try:
-        serve(port, board=ModelBoard(loopback_depth=loopback_depth),
+        serve(port, board=ModelBoard(loopback_depth=loopback_depth, role=Role[role.upper()]),
               announce=lambda line: print(line, flush=True))
     except OSError as exc:
         fail(f"cannot serve on 127.0.0.1:{port}: {exc.strerror or exc}. Choose another --port, "
@@ -130,27 +134,75 @@ def board_rtl(
 
 @app.command("demo")
 def demo_cmd(
-    url: Optional[str] = typer.Option(None, "--url", help="A board's link URL; default: serve the "
-                                      "behavioural board on a loopback port."),
-    stream_bytes: int = typer.Option(65536, min=1, help="Bytes to send round the LOOPBACK stream."),
-    seed: Optional[int] = typer.Option(None, help="Seed for the test data (default: random, printed)."),
-    as_json: bool = typer.Option(False, "--json", help="Print the report as one JSON object."),
+    seconds: Optional[float] = typer.Option(None, "--seconds", min=0.0, help="Link time to run, in "
+                                            "simulated seconds (default: --blocks blocks)."),
+    blocks: int = typer.Option(2, "--blocks", min=1, help="Blocks to distil (when --seconds is not given)."),
+    distance_km: float = typer.Option(25.0, "--distance-km", min=0.0, help="Fibre length, km."),
+    block_size: int = typer.Option(100_000, "--block-size", min=1000, help="Key-basis detections per "
+                                   "block (n_Z); the block's slot count follows from the link model."),
+    eve: Optional[str] = typer.Option(None, "--eve", help="Eavesdropper: intercept-resend:FRACTION "
+                                      "(0..1), e.g. intercept-resend:0.3."),
+    board: str = typer.Option("model", "--board", help="Board target: model (rtl is not wired "
+                              "into the demo yet)."),
+    seed: Optional[int] = typer.Option(None, help="Seed of the simulated optics (default: random, printed)."),
+    keys: int = typer.Option(4, "--keys", min=1, max=128, help="Keys the SAEs fetch at the end."),
+    plot: Optional[Path] = typer.Option(None, "--plot", help="Write a PNG of key rate and QBER per block."),
+    serve: bool = typer.Option(False, "--serve", help="Keep both KMEs up afterwards (until Ctrl-C) and "
+                               "print their URLs and the SAE certificate paths."),
+    as_json: bool = typer.Option(False, "--json", help="Print the summary as one JSON object."),
 ):
-    """Run the end-to-end demo on this machine and print a summary."""
-    import dataclasses
+    """Run two nodes over a simulated 25 km link, fetch keys through ETSI 014 and compare them."""
     from hil.demo import run_demo
+    from hil.demo import parse_eve
+    from controller.node.view import DemoView, write_plot
+    if board != "model":
+        fail(f"--board {board}: only the behavioural model is wired into the demo; use --board model.")
     try:
-        report = run_demo(url, stream_bytes=stream_bytes, seed=seed,
-                          progress=(lambda line: None) if as_json else out.print)
-    except LinkError as exc:
+        fraction = parse_eve(eve)
+    except ValueError as exc:
         fail(str(exc))
+    view = None if as_json else DemoView(out)
+    try:
+        if view:
+            view.start(distance_km, fraction, seed)
+        result = run_demo(distance_km=distance_km, eve_fraction=fraction, block_size=block_size,
+                          seconds=seconds, blocks=blocks, seed=seed, keys=keys, serve=serve,
+                          progress=view.update if view else None)
+    except KeyboardInterrupt:
+        fail("interrupted")
+    finally:
+        if view:
+            view.stop()
+    handles = None
+    if serve:
+        result, handles = result
+    if plot is not None:
+        write_plot(result, plot)
     if as_json:
-        print(json.dumps(dataclasses.asdict(report) | {"ok": report.ok}))
-    elif report.ok:
-        out.print(f"[bold green]demo passed[/]: {report.register_checks} register round trips, "
-                  f"{report.stream_bytes} stream bytes echoed, no link errors")
-    if not report.ok:
-        fail("demo failed: " + "; ".join(report.failures))
+        print(json.dumps(result.to_json()))
+    else:
+        view.summary(result)
+    if serve and handles is not None:
+        info = result.serve_info
+        out.print(f"Alice's KME: {info['alice_kme']}  (master SAE sae-a)\nBob's KME:   {info['bob_kme']}"
+                  f"  (slave SAE sae-b)\nCA: {info['ca']}\nSAE certificates: {info['sae']}\n"
+                  f"Ctrl-C to stop.")
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            pass
+        finally:
+            servers, stores, tmp, bench = handles
+            for s in servers:
+                s.stop()
+            for s in stores:
+                s.close()
+            bench.stop()
+            if tmp is not None:
+                tmp.cleanup()
+    if not result.ok:
+        fail("demo failed: " + "; ".join(result.failures))
 
 
 # -- bench --------------------------------------------------------------------------------------

@@ -81,7 +81,7 @@ class SimBench:
     """
 
     def __init__(self, *, distance_km=25.0, preset="lim2014", proto=None, slot_period=6,
-                 frame_slots=1024, eve_fraction=0.0, seed=1, choices_depth=65_000):
+                 frame_slots=1024, eve_fraction=0.0, seed=1, choices_depth=65_000, efficiency=None):
         from hil.optics import InterceptResend, OpticsModel, Source, Timing, preset as link_preset
         self.slot_period, self.frame_slots = slot_period, frame_slots
         self.slot_hz = CLK_HZ / slot_period
@@ -89,7 +89,9 @@ class SimBench:
         cfg = link_preset(preset, length_km=distance_km)
         period_ps = round(1e12 / self.slot_hz)
         cfg = cfg.with_(source=Source(proto.intensities, proto.probabilities, 1 - proto.p_x),
-                        receiver=replace(cfg.receiver, p_z=1 - proto.p_x),
+                        receiver=replace(cfg.receiver, p_z=1 - proto.p_x,
+                                         efficiency=cfg.receiver.efficiency if efficiency is None
+                                         else efficiency),
                         timing=Timing(slot_period_ps=period_ps, slots_per_frame=frame_slots))
         self.config = cfg
         attack = InterceptResend(eve_fraction) if eve_fraction > 0 else None
@@ -170,7 +172,7 @@ class SimBench:
                     self._inject(self._pending)
                     self._pending = []
             if not items:
-                self._stop.wait(0.001)
+                self._stop.wait(0.01)
 
     def _inject(self, parts):
         res = RunResult.concatenate(parts)
@@ -226,13 +228,17 @@ class DemoResult:
     stores_agree: bool = False
     history: list = field(default_factory=list)
     failures: list = field(default_factory=list)
+    seed: int | None = None
+    delivered_keys: dict = field(default_factory=dict, repr=False)   # for tests; never printed
 
     @property
     def ok(self):
         return not self.failures
 
     def to_json(self) -> dict:
-        return asdict(self) | {"ok": self.ok}
+        out = asdict(self) | {"ok": self.ok}
+        out.pop("delivered_keys")
+        return out
 
 
 def _https_json(url, ctx, body=None):
@@ -248,7 +254,8 @@ def _https_json(url, ctx, body=None):
 
 def run_demo(*, distance_km=25.0, eve_fraction=0.0, block_size=100_000, seconds=None,
              blocks=None, seed=None, workdir=None, progress=None, keys=4, key_size=256,
-             serve=False, max_wall_s=1800.0, proto=None) -> DemoResult:
+             serve=False, max_wall_s=1800.0, proto=None, block_slots=None,
+             bench_options=None) -> DemoResult:
     """Run both nodes on the simulated bench until ``blocks`` blocks (or ``seconds`` of link
     time) are done, then fetch ``keys`` keys through ETSI 014 on both KMEs and compare them.
 
@@ -266,7 +273,8 @@ def run_demo(*, distance_km=25.0, eve_fraction=0.0, block_size=100_000, seconds=
 
     proto = proto or Protocol()
     seed = int(np.random.SeedSequence().entropy % 2**32) if seed is None else seed
-    block_slots, rate_per_slot = link_plan(proto, distance_km, block_size)
+    planned, rate_per_slot = link_plan(proto, distance_km, block_size)
+    block_slots = block_slots or planned
     tmp = None
     if workdir is None:
         tmp = tempfile.TemporaryDirectory(prefix="qkdnode-demo-")
@@ -275,12 +283,14 @@ def run_demo(*, distance_km=25.0, eve_fraction=0.0, block_size=100_000, seconds=
     pki = init_pki(root / "pki", ["alice-kme", "bob-kme"], ["sae-a", "sae-b"])
     psk = root / "channel.psk"
     AuthKeyPool.create_secret_file(psk, n_messages=1 << 16)
-    bench = SimBench(distance_km=distance_km, proto=proto, eve_fraction=eve_fraction, seed=seed)
+    bench = SimBench(distance_km=distance_km, proto=proto, eve_fraction=eve_fraction, seed=seed,
+                     **(bench_options or {}))
     slot_hz = bench.slot_hz
     if blocks is None:
         blocks = max(1, math.ceil((seconds or 0) * slot_hz / block_slots)) if seconds else 3
     res = DemoResult(distance_km, eve_fraction, int(block_size), block_slots)
     res.model_key_rate_bps = rate_per_slot * slot_hz
+    res.seed = seed
     nodes, servers, stores = [], [], []
     t_wall = time.monotonic()
     try:
@@ -402,6 +412,7 @@ def _fetch_keys(res: DemoResult, servers, pki, number, key_size) -> None:
     a = {k["key_ID"]: base64.b64decode(k["key"]) for k in enc["keys"]}
     b = {k["key_ID"]: base64.b64decode(k["key"]) for k in dec["keys"]}
     res.keys_delivered = len(b)
+    res.delivered_keys = {"alice": a, "bob": b}
     res.keys_match = a == b and len(a) == number
     if not res.keys_match:
         res.failures.append("the keys delivered to the two SAEs differ")
@@ -409,3 +420,20 @@ def _fetch_keys(res: DemoResult, servers, pki, number, key_size) -> None:
     status, _ = _https_json(f"{bob_url}/sae-a/dec_keys", ctx_b, {"key_IDs": ids[:1]})
     if status != 400:
         res.failures.append(f"a key was delivered twice to the slave SAE (status {status})")
+
+
+def parse_eve(spec: str | None) -> float:
+    """Return the intercept-resend fraction of ``--eve intercept-resend:FRACTION`` (0 for None)."""
+    if not spec:
+        return 0.0
+    kind, _, frac = spec.partition(":")
+    if kind != "intercept-resend":
+        raise ValueError(f"--eve {spec}: the demo knows intercept-resend:FRACTION, e.g. "
+                         f"intercept-resend:0.3")
+    try:
+        value = float(frac or 1.0)
+    except ValueError:
+        raise ValueError(f"--eve {spec}: FRACTION must be a number between 0 and 1") from None
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(f"--eve {spec}: FRACTION must be between 0 and 1")
+    return value

@@ -20,6 +20,7 @@ from controller.link.errors import LinkError
 from controller.postprocess.sift import AliceRecord, BobDetections, squash_clicks
 from controller.tagger import Records, Tagger
 from gateware.spec.modulator import SLOTS_PER_BYTE
+from gateware.spec.protocol import StreamChannel
 from gateware.spec.tagger import MarkerCode
 
 
@@ -70,6 +71,13 @@ class AliceBoard:
         if self.feeder is None:
             self.open()
         f = self.feeder
+        try:
+            if f.device.read("modulator.slot_period") != self.slot_period:
+                self.close()
+                raise BoardFault("Alice's modulator lost its settings: the board was reset")
+        except (LinkError, OSError) as exc:
+            self.close()
+            raise BoardFault(f"Alice's board: {exc}") from None
         f.record, f._runs = SentRecord(), 0
         left = n_slots // SLOTS_PER_BYTE
         try:
@@ -139,13 +147,19 @@ class BobBoard:
     def arm(self) -> None:
         """Get ready for the next run: stop, clear, drain, re-enable (reconfigures after a reset)."""
         try:
-            if self.tagger is None or not self.device.fields("tagger.control")["enable"]:
+            if self.tagger is None:
                 self.open()
+            elif not self.device.fields("tagger.control")["enable"]:
+                self.close()
+                raise BoardFault("Bob's tagger lost its settings: the board was reset")
             t = self.tagger
             t.stop()
+            # drain what is left of earlier runs (whole words, through the same decoder), then
+            # clear: frame numbers restart at 0 with the next run's first sync
+            while len(t.read_records(size=1 << 16, timeout=0.02)) or \
+                    t.device.link.stream_pending(StreamChannel.EVENTS):
+                pass
             t.clear()
-            t.read_records(timeout=0.01)
-            t.decoder.reset()
             t.start()
         except (LinkError, OSError, TimeoutError) as exc:
             self.close()
@@ -158,7 +172,7 @@ class BobBoard:
         deadline = time.monotonic() + timeout_s
         try:
             while True:
-                recs = self.tagger.read_records(timeout=0.05)
+                recs = self.tagger.read_records(size=1 << 16, timeout=0.05)
                 parts.append(recs)
                 lost = recs.markers[recs.markers[:, 1] == MarkerCode.SYNC_LOST.value] \
                     if recs.markers.size else recs.markers

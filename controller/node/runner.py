@@ -31,8 +31,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from controller.channel import (AuthChannel, ChannelAuthError, ChannelError, ChannelListener,
-                                connect)
+from controller.channel import (AuthChannel, ChannelAuthError, ChannelClosed, ChannelError,
+                                ChannelListener, connect)
 from controller.kms.kme import PeerKME, PeerUnavailable
 from controller.kms.peer_channel import ChannelPeerKME, PeerKMEService
 
@@ -154,8 +154,9 @@ class Node:
             self.error = exc
             logger.error("%s: %s", self.name, exc)
         except Exception as exc:  # noqa: BLE001 - reported to whoever started the node
-            self.error = exc
-            logger.exception("%s: node stopped by an unexpected error", self.name)
+            if not self._stop.is_set():
+                self.error = exc
+                logger.exception("%s: node stopped by an unexpected error", self.name)
         finally:
             self._drop_channel()
 
@@ -238,9 +239,13 @@ class Node:
     # -- messages ---------------------------------------------------------------------------------
 
     def _send(self, obj) -> None:
+        if self.channel is None:
+            raise ChannelClosed("the channel is closed")
         self.channel.send(self.role, json.dumps(obj).encode(), tag="node")
 
     def _recv(self, timeout=None) -> dict:
+        if self.channel is None:
+            raise ChannelClosed("the channel is closed")
         return json.loads(bytes(self.channel.recv(self.role, timeout=timeout)).decode())
 
     # -- Alice ------------------------------------------------------------------------------------
