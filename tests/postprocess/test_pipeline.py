@@ -63,3 +63,21 @@ def test_whole_chain_gives_equal_secret_keys_of_the_finite_key_length():
     assert np.array_equal(ka, kb) and ka.size == result.length
     # every message was received: nothing left in either queue
     assert ch.pending("alice") == 0 and ch.pending("bob") == 0
+
+
+def test_distill_composes_the_chain_and_refuses_a_noisy_block():
+    from controller.postprocess.pipeline import distill
+    rng = np.random.default_rng(SEED + 1)
+    record, detections = _simulate(rng, 12_000_000)
+    res = distill(record, detections, LocalChannel(), intensities=MUS, probabilities=PROBS,
+                  rng=rng, reconcile_seed=SEED)
+    assert res.ok, res.reason
+    assert np.array_equal(res.alice_key, res.bob_key)
+    assert res.alice_key.size == res.finite_key.length == res.summary["secret_bits"] > 0
+    # 12 % misalignment: reconciliation still works but the bound leaves nothing
+    rng = np.random.default_rng(SEED + 2)
+    record, detections = _simulate(rng, 2_000_000, e_d=0.12)
+    res = distill(record, detections, LocalChannel(), intensities=MUS, probabilities=PROBS,
+                  rng=rng, reconcile_seed=SEED)
+    assert not res.ok and res.alice_key.size == 0
+    assert "finite-key" in res.reason or "verification" in res.reason
