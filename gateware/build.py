@@ -136,7 +136,7 @@ def build(board_name, role, *, build_dir=None, git_hash=None, dirty=False, seed=
 def _domain(net):
     """Name the clock domain of a nextpnr clock net: the boards' PLL outputs are ``pll_clk``
     (``sync``) and ``pll_eclk`` (``eclk``); yosys may rename the system clock net ``clk``."""
-    base = net.split("$")[0].split(".")[-1]
+    base = [part for part in net.split("$") if part][-1].split(".")[-1]   # "$glbnet$clk" -> "clk"
     if "eclk" in base:
         return "eclk"
     if base in ("clk", "pll_clk", "sync_clk", "cd_sync_clk"):

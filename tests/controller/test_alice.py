@@ -211,3 +211,19 @@ def test_feeder_lfsr_run_is_flagged():
     assert feeder.record.insecure
     with pytest.raises(InsecurePattern):
         feeder.record.for_distillation()
+
+
+def test_cli_serves_an_alice_model():
+    """`qkdnode board model --role alice` serves a board whose platform says ALICE."""
+    import subprocess
+    import sys
+    proc = subprocess.Popen([sys.executable, "-m", "controller.cli", "board", "model", "--port", "0",
+                             "--role", "alice"], stdout=subprocess.PIPE, text=True)
+    try:
+        line = proc.stdout.readline()
+        url = line.split()[4]
+        with Device(url, timeout=0.5) as dev:
+            assert dev.info()["role"] == "ALICE" and dev.read("modulator.choices_depth") == 4096
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
