@@ -313,7 +313,8 @@ def run_demo(*, distance_km=25.0, eve_fraction=0.0, block_size=100_000, seconds=
                         metrics=Metrics(role, clock=lambda: bench.sim_seconds),
                         listen=("127.0.0.1", 0) if role == "alice" else None,
                         connect_to=nodes[0].address if role == "bob" else None,
-                        clock=lambda: bench.sim_seconds, name=role, slot_hz=slot_hz)
+                        clock=lambda: bench.sim_seconds, name=role, slot_hz=slot_hz,
+                        max_blocks=blocks if role == "alice" else None)
             nodes.append(node)
         for node in nodes:
             node.start()
@@ -330,13 +331,14 @@ def run_demo(*, distance_km=25.0, eve_fraction=0.0, block_size=100_000, seconds=
             if progress:
                 progress(_live(alice, bench))
             time.sleep(0.5)
-        for node in nodes:
-            node.stop()
         res.wall_seconds = time.monotonic() - t_wall
         _summarise(res, alice, bench)
         if progress:
             progress(_live(alice, bench))
-        _fetch_keys(res, servers, pki, keys, key_size)
+        if not res.failures:
+            _fetch_keys(res, servers, pki, keys, key_size)     # the nodes' channel is still up
+        for node in nodes:
+            node.stop()
         res.stores_agree = sorted(alice.stats.key_ids) == sorted(bob.stats.key_ids)
         if not res.stores_agree:
             res.failures.append("the two key stores hold different key IDs")

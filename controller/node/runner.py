@@ -80,12 +80,15 @@ class NodeStats:
 
 class Node:
     """One end of a link.  ``board``: ``AliceBoard``/``BobBoard``; ``store``: a ``KeyStore``;
-    ``pool``: the channel's ``AuthKeyPool``; ``listen``/``connect``: (host, port)."""
+    ``pool``: the channel's ``AuthKeyPool``; ``listen``/``connect_to``: (host, port).
+    ``max_blocks`` (Alice): stop starting blocks after that many, keeping the channel (and so the
+    KME agreement) up; ``clock`` measures block and recovery times (the bench's link time in
+    tests and the demo)."""
 
     def __init__(self, role, board, proto: Protocol, block_slots: int, store, pool, *,
                  listen=None, connect_to=None, kme=None, metrics=None, clock=time.monotonic,
                  name=None, timeout_s=30.0, run_timeout_s=600.0, low_water_msgs=8192,
-                 rng_seed=None, slot_hz=None):
+                 rng_seed=None, slot_hz=None, max_blocks=None):
         if role not in (ALICE, BOB):
             raise ValueError(f"role must be 'alice' or 'bob', got {role!r}")
         self.role, self.board, self.proto, self.block_slots = role, board, proto, block_slots
@@ -111,6 +114,7 @@ class Node:
                                           else int.from_bytes(__import__("os").urandom(16), "big"))
         self.session = None
         self.block_no = 0
+        self.max_blocks = max_blocks
         self.error: BaseException | None = None
 
     # -- life cycle -------------------------------------------------------------------------------
@@ -136,6 +140,10 @@ class Node:
         try:
             while not self._stop.is_set():
                 if not self._ensure_channel():
+                    continue
+                if self.role == ALICE and self.max_blocks is not None and \
+                        self.stats.blocks >= self.max_blocks:
+                    self._stop.wait(0.1)            # idle: the channel stays up for the KMEs
                     continue
                 try:
                     if self.role == ALICE:
