@@ -205,6 +205,57 @@ def demo_cmd(
         fail("demo failed: " + "; ".join(result.failures))
 
 
+# -- run ----------------------------------------------------------------------------------------
+
+@app.command("run")
+def run_cmd(
+    role: str = typer.Option(..., "--role", help="alice or bob: must match \\[node] role in the config."),
+    config: Path = typer.Option(..., "--config", help="The node's node.toml (see docs/operations.md)."),
+    log_level: str = typer.Option("INFO", "--log-level", help="DEBUG, INFO, WARNING or ERROR."),
+):
+    """Run one node of a link until Ctrl-C: board, channel to the peer, key store, KME, metrics."""
+    import logging
+    from controller.config import ConfigError, load_config
+    from controller.node.service import NodeService
+    from controller.node.view import progress_table
+    from rich.live import Live
+    from rich.markup import escape
+    if role not in ("alice", "bob"):
+        fail(f"--role {role}: expected alice or bob.")
+    try:
+        cfg = load_config(config)
+    except ConfigError as exc:
+        fail(escape(str(exc)))
+    if cfg.role != role:
+        fail(f"--role {role} but {config} says role = {cfg.role!r}: run the config written for this "
+             f"end of the link, or fix \\[node] role.")
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(message)s")
+    service = NodeService(cfg)
+    try:
+        service.start()
+    except Exception as exc:  # noqa: BLE001 - start-up errors already speak to the operator
+        service.stop()
+        fail(escape(f"cannot start the node: {exc}"))
+    if service.address:
+        out.print(f"{cfg.name}: waiting for the peer on {service.address[0]}:{service.address[1]}")
+    try:
+        with Live(progress_table({}, cfg.name), console=out, refresh_per_second=1) as live:
+            while service.node.error is None:
+                st = service.node.stats
+                last = st.history[-1] if st.history else {}
+                live.update(progress_table({"blocks": st.blocks, "keyed": st.keyed, "alarms": st.alarms,
+                                            "sifted_bits": st.sifted_bits, "secret_bits": st.secret_bits,
+                                            "qber_x": last.get("qber_x"), "qber_z": last.get("qber_z")},
+                                           cfg.name))
+                time.sleep(1.0)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        service.stop()
+    if service.node.error is not None:
+        fail(escape(f"the node stopped: {service.node.error}"))
+
+
 # -- bench --------------------------------------------------------------------------------------
 
 def available_benches():
