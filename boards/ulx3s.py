@@ -1,8 +1,9 @@
-"""ULX3S (ECP5 LFE5U-85F): 25 MHz oscillator, PLL to 75 MHz, FT231X UART at 3 Mbaud.
+"""ULX3S (ECP5 LFE5U-85F): 25 MHz oscillator, PLL to 60 MHz, FT231X UART at 3 Mbaud.
 
-The FT231X on the ULX3S tops out at 3 Mbaud, so the link runs at 3 Mbaud (divisor 25 at 75 MHz).
+The FT231X on the ULX3S tops out at 3 Mbaud, so the link runs at 3 Mbaud (divisor 20 at 60 MHz).
+60 MHz, not more: the link's request path reaches about 66-69 MHz on this part (docs/boards.md).
 Alice on GPIO header pairs 0-2, Bob on pairs 14-16 (right-hand banks, for IDDRX2F). Bob's tagger samples 4 times per clock
-(``IDDRX2F``) from an edge clock at 150 MHz: 75 MHz x 4 gives 3.33 ns bins.
+(``IDDRX2F``) from an edge clock at 120 MHz: 60 MHz x 4 gives 4.17 ns bins.
 """
 
 from amaranth import *
@@ -13,14 +14,15 @@ from .base import Board, RolePins, reset_from_lock
 
 __all__ = ["BOARD", "PLL"]
 
-#: EHXPLLL settings: VCO = 25 MHz * CLKFB_DIV * CLKOP_DIV / CLKI_DIV = 600 MHz (400-800 allowed);
-#: CLKOP = VCO / CLKOP_DIV = 75 MHz (sync), CLKOS = VCO / CLKOS_DIV = 150 MHz (Bob's edge clock).
-PLL = {"CLKI_DIV": 1, "CLKFB_DIV": 3, "CLKOP_DIV": 8, "CLKOS_DIV": 4}
+#: EHXPLLL settings: PFD = 25 MHz / CLKI_DIV = 5 MHz; VCO = PFD * CLKFB_DIV * CLKOP_DIV = 600 MHz
+#: (400-800 allowed); CLKOP = VCO / CLKOP_DIV = 60 MHz (sync), CLKOS = VCO / CLKOS_DIV = 120 MHz
+#: (Bob's edge clock).
+PLL = {"CLKI_DIV": 5, "CLKFB_DIV": 12, "CLKOP_DIV": 10, "CLKOS_DIV": 5}
 REF_HZ = 25_000_000
 
 
 def clock(m, platform, board):
-    """25 MHz G2 -> EHXPLLL -> 75 MHz ``sync`` (and 150 MHz ``eclk``), reset until lock."""
+    """25 MHz G2 -> EHXPLLL -> 60 MHz ``sync`` (and 120 MHz ``eclk``), reset until lock."""
     m.domains.sync = cd = ClockDomain("sync")
     m.domains.eclk = ecd = ClockDomain("eclk", reset_less=True)
     m.submodules.clk25 = clk25 = io.Buffer("i", platform.request("clk25", 0, dir="-"))
@@ -48,11 +50,11 @@ BOARD = Board(
     name="ulx3s",
     title="Radiona ULX3S (ECP5 LFE5U-85F-6BG381C)",
     platform=ULX3S_85F_Platform,
-    sys_hz=75_000_000,
+    sys_hz=60_000_000,
     baud=3_000_000,
     usb_uart="FTDI FT231X: up to 3 Mbaud",
     samples_per_clock=4,
-    clock_plan="25 MHz oscillator -> EHXPLLL (VCO 600 MHz) -> 75 MHz sync, 150 MHz eclk (Bob's IDDRX2F)",
+    clock_plan="25 MHz oscillator -> EHXPLLL (VCO 600 MHz) -> 60 MHz sync, 120 MHz eclk (Bob's IDDRX2F)",
     clock=clock,
     io_attrs={"IO_TYPE": "LVCMOS33"},
     # GPIO header: 0+ 0- state, 1+ 1- intensity, 2+ laser, 2- sync.
