@@ -97,7 +97,9 @@ class Testbed:
                 self.bob_url = self.bob_server.url
             else:
                 from hil.twin import Twin
-                self.twin = Twin(Role.BOB, samples=tb.samples, clicks=True).start()
+                # between stretches, more than a frame of silence: each stretch is one tagger run
+                self.twin = Twin(Role.BOB, samples=tb.samples, clicks=True,
+                                 gap_bins=2 * tb.frame_bins + 4 * tb.slot_bins).start()
                 bob = self.twin.clicks
                 self.bob_url = self.twin.url
             self.fibre = Fibre(optics, tb, seed=self.seed, bob=bob, attenuator=self.bench.voa,

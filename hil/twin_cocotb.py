@@ -47,7 +47,7 @@ def now_cycle():
 async def wait_cycles(clk, n):
     """Wait ``n`` >= 1 rising edges of ``clk`` from a rising edge, with one timer."""
     if n > 2:
-        await Timer((n - 1) * CLK_PERIOD_PS - CLK_PERIOD_PS // 2, unit="ps")
+        await Timer(n * CLK_PERIOD_PS - CLK_PERIOD_PS // 2, unit="ps")
         await RisingEdge(clk)
     elif n > 0:
         await ClockCycles(clk, n)
@@ -132,7 +132,9 @@ class ClickPlayer:
 @cocotb.test()
 async def serve(dut):
     """Serve the gateware's UART on a TCP port until the process is stopped."""
-    cocotb.start_soon(Clock(dut.clk, CLK_PERIOD_PS, unit="ps").start())
+    # The clock in C (GPI): no Python per clock edge.
+    cocotb.start_soon(Clock(dut.clk, CLK_PERIOD_PS, unit="ps",
+                             impl=os.environ.get("TWIN_CLOCK_IMPL", "gpi")).start())
     source = UARTSource(dut.rx, dut.clk, DIVISOR)
     sink = UARTSink(dut.tx, dut.clk, DIVISOR)
     player = ClickPlayer(dut) if CLICKS else None
