@@ -52,7 +52,7 @@ class Tagger(wiring.Component):
 
     ``det[ch]`` and ``sync`` take N-bit sample vectors (bit 0 earliest) from ``Sampler`` (or
     ``SimSampler``). ``o_records`` streams 32-bit records; ``o_words`` is how many wait in the
-    FIFO. ``queue_depth`` is the item queue's depth (the drop point).
+    FIFO. ``queue_depth`` is the item queue's depth in clocks' worth of items (the drop point).
     """
 
     def __init__(self, samples=1, *, fifo_words=512, queue_depth=4):

@@ -1,23 +1,23 @@
 """From classified events to 32-bit records: the item queue, the record writer, the serialiser.
 
 An *item* is what the slot classifier produces: a detection event (frame, slot, mask, phase) or a
-sync marker. Up to ``ITEMS`` items a clock enter ``ItemQueue``; it is the tagger's only drop point:
-items that find it full are dropped and counted, and the next item it takes carries the counts
-(``gap_events``, ``gap_markers``). ``RecordWriter`` turns each queued item into records: an
+sync marker. Up to ``ITEMS`` items a clock enter ``ItemQueue`` as one group; it is the tagger's
+only drop point: a clock's items that find it full are dropped and counted, and the next group it
+takes carries the counts (``gap_events``, ``gap_markers``). ``RecordWriter`` turns each queued item into records: an
 OVERFLOW record first if the item carries a gap, a FRAME record before a detection whose frame
 differs from the last FRAME record sent (or after an overflow), then the item's own record. It
 stalls while the event FIFO is full, so the queue fills and drops; nothing is lost silently.
 """
 
 from amaranth import *
-from amaranth.lib import wiring, data, enum, stream
+from amaranth.lib import wiring, data, enum, fifo, stream
 from amaranth.lib.wiring import In, Out
 
 from ..spec.tagger import (CHANNELS, PHASE_BITS, SLOT_BITS, FRAME_BITS, RecordKind, MarkerCode,
                            DetectionRecord, FrameRecord, OverflowRecord, MarkerRecord)
 
-__all__ = ["ItemKind", "ItemLayout", "QueueEntry", "ITEMS", "ItemQueue", "RecordWriter",
-           "RecordSerializer"]
+__all__ = ["ItemKind", "ItemLayout", "QueueEntry", "GroupLayout", "ITEMS", "ITEM_ROLES",
+           "ItemQueue", "RecordWriter", "RecordSerializer"]
 
 #: Items the slot classifier can produce in one clock (see ``tagger_slots``).
 ITEMS = 4
@@ -60,16 +60,41 @@ def _sat_add(m, a, b, width):
     return Mux(total >> width != 0, (1 << width) - 1, total[:width])
 
 
-class ItemQueue(wiring.Component):
-    """A ``depth``-entry queue taking up to ``ITEMS`` items a clock, in order, one out a clock.
+#: The classifier's item slots, in time order within a clock: (kind, frame + ?, slot + ?, which
+#: event). Slot 0 is segment A's event, 1 sync lost, 2 segment B's event, 3 sync acquired.
+ITEM_ROLES = (
+    (ItemKind.DETECTION, 0, 0, "a"),
+    (ItemKind.SYNC_LOST, 0, 0, None),
+    (ItemKind.DETECTION, 0, 1, "b"),
+    (ItemKind.SYNC_ACQUIRED, 1, 0, None),
+)
 
-    Items take the free entries in index order; the rest are dropped and counted (``drop_events``
-    and ``drop_markers`` say how many this clock). A pending gap rides on the next item taken, or
-    on a GAP item of its own in the first clock with room and no item. ``hold`` drops every item
-    as if the queue were full. ``clear`` forgets the gap.
+#: One clock's items, stored once: the shared frame and slot, the two events, the gap before.
+GroupLayout = data.StructLayout({
+    "valid": ITEMS,
+    "frame": FRAME_BITS,
+    "slot": SLOT_BITS,
+    "mask_a": CHANNELS,
+    "phase_a": PHASE_BITS,
+    "mask_b": CHANNELS,
+    "phase_b": PHASE_BITS,
+    "gap_events": _GAP_EVENTS,
+    "gap_markers": _GAP_MARKERS,
+})
+
+
+class ItemQueue(wiring.Component):
+    """Queue the classifier's items (up to ``ITEMS`` a clock, in the roles of ``ITEM_ROLES``)
+    and hand them out one a clock as ``QueueEntry`` beats.
+
+    A clock's items are stored as one group (``GroupLayout``) in a ``depth``-group FIFO, so
+    taking four items costs no more than taking one. A clock whose group finds the FIFO full
+    (or ``hold`` set) is dropped whole and counted (``drop_events``, ``drop_markers``: how many
+    this clock); the counts ride on the next group taken, or on a group of their own (a GAP item)
+    in the first clock with room and no items. ``clear`` forgets the gap.
     """
 
-    def __init__(self, depth=4):
+    def __init__(self, depth=2):
         self.depth = depth
         super().__init__({
             "i_valid": In(1).array(ITEMS),
@@ -83,70 +108,77 @@ class ItemQueue(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        d = self.depth
-        entries = Array(Signal(QueueEntry, name=f"entry{i}") for i in range(d))
-        count = Signal(range(d + 1))
+        m.submodules.groups = groups = fifo.SyncFIFO(width=GroupLayout.size, depth=self.depth)
         gap_events = Signal(_GAP_EVENTS)
         gap_markers = Signal(_GAP_MARKERS)
+        valid = Cat(*self.i_valid)
+        any_item = valid.any()
+        has_gap = (gap_events != 0) | (gap_markers != 0)
 
-        pop = Signal()
+        incoming = Signal(GroupLayout)
         m.d.comb += [
-            self.o_stream.valid.eq(count != 0),
-            self.o_stream.payload.eq(entries[0]),
-            pop.eq(self.o_stream.valid & self.o_stream.ready),
+            incoming.valid.eq(valid), incoming.frame.eq(self.i_item[0].frame),
+            incoming.slot.eq(self.i_item[0].slot),
+            incoming.mask_a.eq(self.i_item[0].mask), incoming.phase_a.eq(self.i_item[0].phase),
+            incoming.mask_b.eq(self.i_item[2].mask), incoming.phase_b.eq(self.i_item[2].phase),
+            incoming.gap_events.eq(gap_events), incoming.gap_markers.eq(gap_markers),
+            groups.w_data.eq(incoming.as_value()),
         ]
-        base = Signal(range(d + 1))
-        m.d.comb += base.eq(count - pop)
-
-        # Position of each valid item among this clock's valid items, and whether it fits.
-        pos = [Signal(range(ITEMS + 1), name=f"pos{k}") for k in range(ITEMS)]
-        fits = [Signal(name=f"fits{k}") for k in range(ITEMS)]
-        first = [Signal(name=f"first{k}") for k in range(ITEMS)]
-        for k in range(ITEMS):
-            m.d.comb += pos[k].eq(sum((self.i_valid[i] for i in range(k)), Const(0, range(ITEMS + 1))))
-            m.d.comb += fits[k].eq(self.i_valid[k] & (base + pos[k] < d) & ~self.hold)
-            m.d.comb += first[k].eq(fits[k] & (pos[k] == 0))
-        taken = Signal(range(ITEMS + 1))
-        m.d.comb += taken.eq(sum((fits[k] for k in range(ITEMS)), Const(0, range(ITEMS + 1))))
-        dropped_det = [self.i_valid[k] & ~fits[k] & (self.i_item[k].kind == ItemKind.DETECTION)
-                       for k in range(ITEMS)]
-        dropped_mark = [self.i_valid[k] & ~fits[k] & (self.i_item[k].kind != ItemKind.DETECTION)
-                        for k in range(ITEMS)]
+        room = groups.w_rdy & ~self.hold
+        take = Signal()
+        m.d.comb += [take.eq(room & (any_item | has_gap)), groups.w_en.eq(take)]
+        dets = [k for k, role in enumerate(ITEM_ROLES) if role[0] == ItemKind.DETECTION]
+        marks = [k for k in range(ITEMS) if k not in dets]
+        dropping = any_item & ~room
         m.d.comb += [
-            self.drop_events.eq(sum((Value.cast(x) for x in dropped_det), Const(0, range(ITEMS + 1)))),
-            self.drop_markers.eq(sum((Value.cast(x) for x in dropped_mark), Const(0, range(ITEMS + 1)))),
+            self.drop_events.eq(Mux(dropping, sum(self.i_valid[k] for k in dets), 0)),
+            self.drop_markers.eq(Mux(dropping, sum(self.i_valid[k] for k in marks), 0)),
         ]
-
-        # Shift out on pop, then write the items that fit behind the remaining entries.
-        for i in range(d):
-            with m.If(pop):
-                m.d.sync += entries[i].eq(entries[i + 1] if i + 1 < d else 0)
-            for k in range(ITEMS):
-                with m.If(fits[k] & (base + pos[k] == i)):
-                    m.d.sync += [entries[i].item.eq(self.i_item[k]),
-                                 entries[i].gap_events.eq(Mux(first[k], gap_events, 0)),
-                                 entries[i].gap_markers.eq(Mux(first[k], gap_markers, 0))]
-        # Room again and nothing arriving: send the gap on its own.
-        gap_only = Signal()
-        m.d.comb += gap_only.eq(~Cat(*self.i_valid).any() & (base < d) & ~self.hold &
-                                ((gap_events != 0) | (gap_markers != 0)))
-        with m.If(gap_only):
-            m.d.sync += [entries[base].item.kind.eq(ItemKind.GAP),
-                         entries[base].gap_events.eq(gap_events),
-                         entries[base].gap_markers.eq(gap_markers)]
-        m.d.sync += count.eq(base + taken + gap_only)
-
-        # The gap: reset when an item carried it away, grown by this clock's drops (which come
-        # after every item that fitted, so they belong to the next item taken).
-        any_taken = (taken != 0) | gap_only
-        kept_events = Mux(any_taken, 0, gap_events)
-        kept_markers = Mux(any_taken, 0, gap_markers)
         with m.If(self.clear):
             m.d.sync += [gap_events.eq(0), gap_markers.eq(0)]
+        with m.Elif(take):
+            m.d.sync += [gap_events.eq(0), gap_markers.eq(0)]
         with m.Else():
-            m.d.sync += [gap_events.eq(_sat_add(m, kept_events, self.drop_events, len(gap_events))),
-                         gap_markers.eq(_sat_add(m, kept_markers, self.drop_markers,
+            m.d.sync += [gap_events.eq(_sat_add(m, gap_events, self.drop_events, len(gap_events))),
+                         gap_markers.eq(_sat_add(m, gap_markers, self.drop_markers,
                                                  len(gap_markers)))]
+
+        # Unpack the head group: its items in order, the gap on the first beat.
+        head = Signal(GroupLayout)
+        m.d.comb += head.eq(groups.r_data)
+        done = Signal(ITEMS)
+        first = Signal()          # no beat of this group sent yet
+        left = Signal(ITEMS)
+        m.d.comb += left.eq(head.valid & ~done)
+        index = Signal(range(ITEMS))
+        for k in reversed(range(ITEMS)):
+            with m.If(left[k]):
+                m.d.comb += index.eq(k)
+        out = self.o_stream.payload
+        with m.Switch(index):
+            for k, (kind, frame_add, slot_add, event) in enumerate(ITEM_ROLES):
+                with m.Case(k):
+                    m.d.comb += [out.item.kind.eq(kind), out.item.frame.eq(head.frame + frame_add),
+                                 out.item.slot.eq(head.slot + slot_add)]
+                    if event is not None:
+                        m.d.comb += [out.item.mask.eq(head[f"mask_{event}"]),
+                                     out.item.phase.eq(head[f"phase_{event}"])]
+        with m.If(left == 0):     # a gap-only group
+            m.d.comb += out.item.kind.eq(ItemKind.GAP)
+        m.d.comb += [
+            out.gap_events.eq(Mux(first, head.gap_events, 0)),
+            out.gap_markers.eq(Mux(first, head.gap_markers, 0)),
+            self.o_stream.valid.eq(groups.r_rdy),
+        ]
+        last = Signal()
+        m.d.comb += last.eq((left & ~(1 << index)) == 0)
+        with m.If(self.o_stream.valid & self.o_stream.ready):
+            with m.If(last | (left == 0)):
+                m.d.comb += groups.r_en.eq(1)
+                m.d.sync += [done.eq(0)]
+            with m.Else():
+                m.d.sync += done.eq(done | (1 << index))
+        m.d.comb += first.eq(done == 0)
         return m
 
 

