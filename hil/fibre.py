@@ -241,44 +241,45 @@ class Fibre:
         assert n == nib.size
 
     def _process(self):
+        """Run the optics once over every batch queued since the last call (contiguous slots:
+        a host that touches the board often makes many small batches)."""
         tb = self.timebase
+        parts, starts = [], []
+        expect = self._played
         while self._queue:
             first, nib, underflow, frame_idx, frame_slots = self._queue.popleft()
             if frame_slots != tb.frame_slots:
                 raise RuntimeError(f"Alice plays frames of {frame_slots} slots but the fibre's time "
                                    f"base has {tb.frame_slots}: configure both boards from one "
                                    f"TimeBase (Testbed.timebase)")
-            if first != self._played:
-                if first < self._played:
-                    raise RuntimeError(f"Alice played slot {first} again (the fibre is at "
-                                       f"{self._played}): was her board reset? start a new Fibre")
-                # slots Alice never played (not expected from the board): dark time
-                self._run(np.zeros(first - self._played, np.uint8), first - self._played, None)
-            self._run(nib, underflow, (first, frame_idx, frame_slots))
+            if first < expect:
+                raise RuntimeError(f"Alice played slot {first} again (the fibre is at {expect}): "
+                                   f"was her board reset? Start a new Fibre")
+            if first > expect:      # slots Alice never played (not expected of a board): dark
+                parts.append(np.zeros(first - expect, np.uint8) | self._VACUUM)
+            choices = np.full(nib.size + underflow, self._VACUUM, np.uint8)
+            choices[:nib.size] = nib
+            parts.append(choices)
+            starts.append(np.arange(first + (-frame_idx) % frame_slots, first + choices.size,
+                                    frame_slots, dtype=np.int64))
             self.stats["underflow_slots"] += underflow
+            expect = first + choices.size
+        if parts:
+            self._run(np.concatenate(parts))
+            self._syncs.append(np.concatenate(starts))
 
-    def _run(self, nib, underflow, framing):
-        n = nib.size + underflow
-        if n == 0:
-            return
-        bit = np.zeros(n, np.int8)
-        basis = np.zeros(n, np.int8)
-        intensity = np.full(n, Intensity.VACUUM.value, np.int8)
-        bit[:nib.size] = (nib >> _BIT) & 1
-        basis[:nib.size] = (nib >> _BASIS) & 1
-        cls = (nib >> _INTENSITY) & 3
-        cls[cls == Intensity.RESERVED.value] = Intensity.VACUUM.value
-        intensity[:nib.size] = cls
+    _VACUUM = np.uint8(Intensity.VACUUM.value << _INTENSITY)
+
+    def _run(self, nib):
+        n = nib.size
+        bit = ((nib >> _BIT) & 1).astype(np.int8)
+        basis = ((nib >> _BASIS) & 1).astype(np.int8)
+        intensity = ((nib >> _INTENSITY) & 3).astype(np.int8)
+        intensity[intensity == Intensity.RESERVED.value] = Intensity.VACUUM.value
         result = self.model.run(bit, basis, intensity)
-        first = self._played
         self._played += n
         self.stats["slots"] += n
         self._clicks.append(result.clicks)
-        if framing is not None:
-            _, frame_idx, frame_slots = framing
-            offset = (-frame_idx) % frame_slots
-            starts = np.arange(first + offset, first + n, frame_slots, dtype=np.int64)
-            self._syncs.append(starts)
 
     # -- Bob side -----------------------------------------------------------------------------
 
@@ -319,7 +320,8 @@ class Fibre:
                 per_channel.append(np.empty(0, np.int64))
                 continue
             t = out.time_ps[out.channel == ch]
-            bins = np.floor(t / tb.bin_ps).astype(np.int64) + self.origin_bins
+            # the optics model rounds to whole ps: half a ps keeps a time on a bin edge in its bin
+            bins = np.floor((t + 0.5) / tb.bin_ps).astype(np.int64) + self.origin_bins
             spaced = min_spaced(bins)
             self.stats["merged_clicks"] += bins.size - spaced.size
             per_channel.append(spaced)

@@ -29,9 +29,49 @@ from gateware.spec.registers import Role
 
 from .fibre import Fibre, ModelBob, TimeBase
 
-__all__ = ["Testbed", "BOARDS"]
+__all__ = ["Testbed", "LinkedDetector", "BOARDS", "serve"]
 
 BOARDS = ("model", "rtl")
+
+
+class LinkedDetector:
+    """The simulated detector (``hil.scpi.SimulatedDetector``) as the optics model reads it.
+
+    Its ``DET:EFF`` setting scales the preset's efficiency: the power-on setting
+    (``reference_percent``, 10 %) is the preset's own (the instrument only takes 10/15/20/25 %,
+    the presets' detectors are 4.5 % or 10 %). Dead time, gate mode and gate width are the
+    instrument's; the model's count rate is written back to it (``DET:COUN?``).
+    """
+
+    def __init__(self, instrument, efficiency, reference_percent=None):
+        self.instrument = instrument
+        self.efficiency = float(efficiency)
+        self.reference_percent = float(reference_percent or instrument.efficiency_percent)
+
+    @property
+    def efficiency_percent(self):
+        """Return the efficiency the optics model applies, in %."""
+        return 100.0 * self.efficiency * self.instrument.efficiency_percent / self.reference_percent
+
+    @property
+    def dead_time_us(self):
+        return self.instrument.dead_time_us
+
+    @property
+    def gate_mode(self):
+        return self.instrument.gate_mode
+
+    @property
+    def gate_width_ns(self):
+        return self.instrument.gate_width_ns
+
+    @property
+    def count_rate_hz(self):
+        return self.instrument.count_rate_hz
+
+    @count_rate_hz.setter
+    def count_rate_hz(self, value):
+        self.instrument.count_rate_hz = value
 
 
 class Testbed:
@@ -76,13 +116,14 @@ class Testbed:
         try:
             optics = self._optics or preset(self.preset, length_km=self.distance_km)
             self.bench = SimulatedBench().start()
+            detector = None
             if self.link_detector:
                 r = optics.receiver
                 det = self.bench.detector
-                det.efficiency_percent = r.efficiency[0] * 100.0
-                det.dead_time_us = r.dead_time_ps / 1e6
+                det.dead_time_us = max(r.dead_time_ps / 1e6, 0.1)   # the instrument's minimum
                 det.gate_mode = "GATED" if r.gated else "FREE"
-                det.gate_width_ns = r.gate_width_ps / 1e3
+                det.gate_width_ns = min(max(r.gate_width_ps / 1e3, 0.1), 25.0)
+                detector = LinkedDetector(det, r.efficiency[0])
             clock = time.monotonic if self.realtime else None
             self.alice_board = ModelBoard(role=Role.ALICE, clk_hz=tb.clk_hz,
                                           alice_options={"clock": clock})
@@ -103,7 +144,7 @@ class Testbed:
                 bob = self.twin.clicks
                 self.bob_url = self.twin.url
             self.fibre = Fibre(optics, tb, seed=self.seed, bob=bob, attenuator=self.bench.voa,
-                               detector=self.bench.detector if self.link_detector else None,
+                               detector=detector,
                                attack=self.attack).attach(self.alice_board.alice)
             self.alice_url = self.alice_server.url
             if self.realtime:
@@ -201,3 +242,19 @@ class Testbed:
             "timebase": self.timebase.as_dict() | {
                 "photon_phase_bins": self.fibre.photon_phase_bins},
         }
+
+
+def serve(boards="model", *, distance_km=25.0, preset="gys2005", seed=1, announce=print,
+          timebase=None):
+    """Run a realtime testbed until KeyboardInterrupt; ``announce(info)`` gets ``info()`` once
+    everything listens."""
+    with Testbed(boards, preset=preset, distance_km=distance_km, seed=seed, timebase=timebase,
+                 realtime=True) as bed:
+        announce(bed.info())
+        try:
+            while True:
+                time.sleep(0.5)
+                if bed.error is not None:
+                    raise RuntimeError(f"the testbed's fibre stopped: {bed.error}")
+        except KeyboardInterrupt:
+            pass

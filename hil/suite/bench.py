@@ -26,8 +26,10 @@ __all__ = ["HilBench", "Run", "SeededSource", "load_bench_file", "expected_click
 
 #: Per target: time base overrides and slots per measurement.
 TARGETS = {
-    "model": {"timebase": {}, "slots": 200_000},
-    "rtl": {"timebase": {"slot_cycles": 8, "frame_slots": 256}, "slots": 60_000},
+    "model": {"timebase": {}, "slots": 200_000, "distance_km": 25.0},
+    # the twin simulates some 10^5 clock cycles a second: short slots, no fibre, fewer slots
+    "rtl": {"timebase": {"slot_cycles": 8, "frame_slots": 256}, "slots": 30_000,
+            "distance_km": 0.0},
     "hw": {"timebase": {}, "slots": 2_000_000},
 }
 
@@ -150,7 +152,9 @@ class HilBench:
             from hil.testbed import Testbed
             tb = TimeBase(**TARGETS[self.target]["timebase"])
             self.testbed = Testbed(self.target, preset=opts.get("preset", "gys2005"),
-                                   distance_km=opts.get("distance_km", 25.0), timebase=tb,
+                                   distance_km=opts.get("distance_km",
+                                                        TARGETS[self.target]["distance_km"]),
+                                   timebase=tb,
                                    seed=self.seed, realtime=False).start()
             alice_url, bob_url = self.testbed.alice_url, self.testbed.bob_url
             visa, backend = self.testbed.resources, "@py"

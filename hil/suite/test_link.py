@@ -7,8 +7,8 @@ import pytest
 from gateware.spec.protocol import StreamChannel
 
 #: Loopback bytes per board and target (the RTL twin's UART runs at simulated speed).
-STREAM_BYTES = {"model": 256 * 1024, "rtl": 6 * 1024, "hw": 1024 * 1024}
-TRANSACTIONS = {"model": 2000, "rtl": 150, "hw": 5000}
+STREAM_BYTES = {"model": 256 * 1024, "rtl": 3 * 1024, "hw": 1024 * 1024}
+TRANSACTIONS = {"model": 2000, "rtl": 100, "hw": 5000}
 
 
 @pytest.mark.parametrize("name", ["alice", "bob"])
