@@ -4,7 +4,7 @@ Every mistake is reported with the file, the ``[section] key``, what was found, 
 expected and what to do; :class:`ConfigError` carries all of them at once.  Sections:
 
 ``[node]`` role (alice|bob), name, data_dir; ``[board]`` url, slot_period, frame_slots,
-random_source; ``[peer]`` listen or connect (HOST:PORT), psk (the pre-shared secret file);
+random_source, timeout_s (link reply timeout); ``[peer]`` listen or connect (HOST:PORT), psk (the pre-shared secret file);
 ``[protocol]`` block_slots, intensities, probabilities, p_x, max_qber,
 min_single_photon_fraction, eps_sec, eps_cor, cascade_mode; ``[kme]`` id, peer_id, host, port,
 local_saes, remote_saes, cert, key, ca, key_size, hybrid; ``[metrics]`` port, host;
@@ -33,6 +33,7 @@ class BoardConfig:
     slot_period: int = 48
     frame_slots: int = 1024
     random_source: str = "os"
+    timeout_s: float = 0.25
 
 
 @dataclass(frozen=True)
@@ -176,7 +177,8 @@ def parse_config(data: dict, path: Path = Path("node.toml")) -> NodeConfig:
                           check=lambda v: None if v >= 4 else "must be >= 4 clock cycles"),
         frame_slots=r.get(b, "board", "frame_slots", int, 1024,
                           check=lambda v: None if 1 <= v < 16384 else "must be 1..16383"),
-        random_source=r.get(b, "board", "random_source", str, "os"))
+        random_source=r.get(b, "board", "random_source", str, "os"),
+        timeout_s=r.get(b, "board", "timeout_s", float, 0.25, check=_positive))
 
     p = r.section("peer")
     listen, connect = r.address(p, "peer", "listen"), r.address(p, "peer", "connect")

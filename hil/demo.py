@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import base64
 import json
-import logging
 import math
-import ssl
 import tempfile
 import threading
 import time
@@ -32,8 +30,6 @@ from hil.model import CLK_HZ, AliceBlock, ModelBoard, ModelServer
 from hil.optics.clicks import RunResult
 
 __all__ = ["SimBench", "RecordingAliceBlock", "DemoResult", "run_demo", "link_plan"]
-
-logger = logging.getLogger("qkdnode.demo")
 # -- the simulated bench --------------------------------------------------------------------------
 
 class RecordingAliceBlock(AliceBlock):
@@ -306,9 +302,10 @@ def run_demo(*, distance_km=25.0, eve_fraction=0.0, block_size=100_000, seconds=
             servers.append(KMEServer(kme, TLSFiles(cert, key, pki.ca_cert)).start())
             pool = AuthKeyPool.from_file(psk, state_path=d / "channel.state")
             board = (AliceBoard(bench.alice_url, proto, slot_period=bench.slot_period,
-                                frame_slots=bench.frame_slots, chunk=30_000) if role == "alice" else
+                                frame_slots=bench.frame_slots, chunk=30_000, link_timeout=2.0)
+                     if role == "alice" else
                      BobBoard(bench.bob_url, slot_period=bench.slot_period,
-                              frame_slots=bench.frame_slots, seed=seed + 1))
+                              frame_slots=bench.frame_slots, seed=seed + 1, link_timeout=2.0))
             node = Node(role, board, proto, block_slots, store, pool, kme=kme,
                         metrics=Metrics(role, clock=lambda: bench.sim_seconds),
                         listen=("127.0.0.1", 0) if role == "alice" else None,
@@ -385,7 +382,8 @@ def _summarise(res: DemoResult, alice, bench) -> None:
         [h["qber_x"] for h in st.history if h.get("qber_x") is not None]
     res.qber = float(np.mean(q)) if q else None
     res.history = [{k: h.get(k) for k in ("block", "slots", "sifted_bits", "qber_x", "qber_z",
-                                          "secret_bits", "abort")} for h in st.history]
+                                          "secret_bits", "abort", "leak_ec_bits", "replenished_bits",
+                                          "acquire_wall_s", "distill_wall_s")} for h in st.history]
 
 
 def _fetch_keys(res: DemoResult, servers, pki, number, key_size) -> None:

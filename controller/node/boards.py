@@ -32,8 +32,9 @@ class AliceBoard:
     """Alice's board: plays one block of random choices per call to :meth:`run_block`."""
 
     def __init__(self, url: str, proto, *, slot_period: int = 48, frame_slots: int = 1024,
-                 random_source: str = "os", chunk: int = 30_000, poll_s: float = 0.002):
-        self.url, self.proto = url, proto
+                 random_source: str = "os", chunk: int = 30_000, poll_s: float = 0.002,
+                 link_timeout: float = 0.25):
+        self.url, self.proto, self.link_timeout = url, proto, link_timeout
         self.slot_period, self.frame_slots = slot_period, frame_slots
         self.random_source, self.chunk, self.poll_s = random_source, chunk, poll_s
         ps = proto.probabilities
@@ -45,7 +46,7 @@ class AliceBoard:
         """Connect to the board and configure the modulator (again, after a fault)."""
         self.close()
         try:
-            self.device = Device(self.url)
+            self.device = Device(self.url, timeout=self.link_timeout)
             self.feeder = AliceFeeder(self.device, self.sampler, open_source(self.random_source),
                                       slot_period=self.slot_period, frame_slots=self.frame_slots,
                                       chunk=self.chunk)
@@ -66,6 +67,11 @@ class AliceBoard:
                 pass
         self.device = self.feeder = None
 
+    def _pump(self, left: int) -> int:
+        """Stream at most ``left`` more choice bytes (and read the reports); return bytes sent."""
+        self.feeder.chunk = min(self.chunk, left)
+        return self.feeder.pump()
+
     def run_block(self, n_slots: int, stop_event=None) -> tuple[AliceRecord, int]:
         """Stream ``n_slots`` choices, play them as one run; return the record and its first slot."""
         if self.feeder is None:
@@ -78,34 +84,47 @@ class AliceBoard:
         except (LinkError, OSError) as exc:
             self.close()
             raise BoardFault(f"Alice's board: {exc}") from None
+        # reports of an earlier, interrupted run must not leak into this block's record
         f.record, f._runs = SentRecord(), 0
+        try:
+            while f.device.link.stream_read(StreamChannel.REPORTS, timeout=0.0):
+                pass
+        except (LinkError, OSError) as exc:
+            self.close()
+            raise BoardFault(f"Alice's board: {exc}") from None
         left = n_slots // SLOTS_PER_BYTE
         try:
-            f.chunk = min(self.chunk, left)
-            sent = f.pump()
-            left -= sent
+            left -= self._pump(left)               # prefill, then start the run
             f.device.write("modulator.control", run=1, lfsr=0)
             f._runs = 1
             while True:
-                f.chunk = min(self.chunk, left)
-                left -= f.pump() if left else 0
+                left -= self._pump(left)
                 if not left:
-                    f.pump()
                     status = f.device.fields("modulator.status")
                     if not status["running"]:
                         raise BoardFault("Alice's modulator stopped by itself: the board was reset")
                     if status["choices_free"] >= f.depth:
-                        break
+                        break                       # every streamed choice has been played
                 if stop_event is not None and stop_event.is_set():
                     raise BoardFault("stopped")
                 time.sleep(self.poll_s)
             f.stop()
+            if f.device.read("modulator.slot_period") != self.slot_period:
+                raise BoardFault("Alice's modulator lost its settings during the run: the board "
+                                 "was reset")
         except (LinkError, OSError, TimeoutError) as exc:
             self.close()
             raise BoardFault(f"Alice's board: {exc}") from None
-        rec = f.record.for_distillation()
-        if not len(rec["slot"]):
-            raise BoardFault("Alice's board reported no played slots (reports lost or board reset)")
+        try:
+            rec = f.record.for_distillation()
+        except ValueError as exc:
+            self.close()
+            raise BoardFault(f"Alice's board reports do not match what was streamed: {exc}") from None
+        played = int(rec["usable"].sum())
+        if len(f.record.runs) != 1 or played > n_slots or not len(rec["slot"]):
+            self.close()
+            raise BoardFault(f"Alice's board reported {len(f.record.runs)} run(s) and {played} "
+                             f"played choices for a block of {n_slots}: reports out of step")
         first = int(rec["slot"][0])
         return AliceRecord(bits=rec["bit"], bases=rec["basis"], intensities=rec["intensity"],
                            usable=rec["usable"]), first
@@ -115,8 +134,9 @@ class BobBoard:
     """Bob's board: the tagger, cleared before each run, read until the run's sync is lost."""
 
     def __init__(self, url: str, *, slot_period: int = 48, frame_slots: int = 1024,
-                 samples_hint: int | None = None, seed: int | None = None):
+                 seed: int | None = None, link_timeout: float = 0.25):
         self.url, self.slot_period, self.frame_slots = url, slot_period, frame_slots
+        self.link_timeout = link_timeout
         self.device = self.tagger = None
         self.rng = np.random.default_rng(seed)   # squashing double clicks only
         self.cmap = None
@@ -124,7 +144,7 @@ class BobBoard:
     def open(self) -> None:
         self.close()
         try:
-            self.device = Device(self.url)
+            self.device = Device(self.url, timeout=self.link_timeout)
             self.tagger = Tagger(self.device)
             samples = self.tagger.samples
             self.tagger.configure(slot_period=self.slot_period * samples,
@@ -149,9 +169,8 @@ class BobBoard:
         try:
             if self.tagger is None:
                 self.open()
-            elif not self.device.fields("tagger.control")["enable"]:
-                self.close()
-                raise BoardFault("Bob's tagger lost its settings: the board was reset")
+            else:
+                self._check_settings()
             t = self.tagger
             t.stop()
             # drain what is left of earlier runs (whole words, through the same decoder), then
@@ -161,9 +180,17 @@ class BobBoard:
                 pass
             t.clear()
             t.start()
+            self._check_settings()                  # a reset in between would run on defaults
         except (LinkError, OSError, TimeoutError) as exc:
             self.close()
             raise BoardFault(f"Bob's board: {exc}") from None
+
+    def _check_settings(self) -> None:
+        dev = self.device
+        if dev.read("tagger.slot_period") != self.slot_period * self.tagger.samples or \
+                dev.read("tagger.frame_slots") != self.frame_slots:
+            self.close()
+            raise BoardFault("Bob's tagger lost its settings: the board was reset")
 
     def collect(self, n_slots: int, timeout_s: float, stop_event=None) -> BobDetections:
         """Return the run's detections (relative slot, basis, bit); waits for sync lost at its end."""
@@ -181,6 +208,11 @@ class BobBoard:
                 if time.monotonic() > deadline or (stop_event is not None and stop_event.is_set()):
                     raise BoardFault(f"Bob's tagger did not see the end of the run within "
                                      f"{timeout_s:g} s: no sync, or the board was reset")
+        except (LinkError, OSError) as exc:
+            self.close()
+            raise BoardFault(f"Bob's board: {exc}") from None
+        try:
+            self._check_settings()                  # a reset during the run voids it
         except (LinkError, OSError) as exc:
             self.close()
             raise BoardFault(f"Bob's board: {exc}") from None

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import threading
 import time
 import uuid
@@ -111,7 +112,7 @@ class Node:
         self._lost: dict[str, int] = {}
         # public randomness (Cascade seed, verification points, Toeplitz seed): OS CSPRNG
         self._rng = np.random.default_rng(rng_seed if rng_seed is not None
-                                          else int.from_bytes(__import__("os").urandom(16), "big"))
+                                          else int.from_bytes(os.urandom(16), "big"))
         self.session = None
         self.block_no = 0
         self.max_blocks = max_blocks
@@ -261,6 +262,7 @@ class Node:
     def _alice_block(self) -> None:
         n = self.block_no
         self.block_no += 1
+        w = time.perf_counter()
         self._send({"prepare": n, "session": self.session, "n_slots": self.block_slots,
                     "protocol": self.proto.to_json()})
         reply = self._recv(self.run_timeout_s)
@@ -278,7 +280,11 @@ class Node:
         if not got.get("ok"):
             self._finish_void(n, f"Bob: {got.get('reason')}", link="board")
             return
+        acquire = time.perf_counter() - w
+        w = time.perf_counter()
         outcome = alice_block(self.channel, record, self.proto, self._rng)
+        outcome.figures["distill_wall_s"] = round(time.perf_counter() - w, 3)
+        outcome.figures["acquire_wall_s"] = round(acquire, 3)
         self._conclude(n, outcome, t0, record.bits.size)
 
     # -- Bob --------------------------------------------------------------------------------------
@@ -304,22 +310,25 @@ class Node:
         t0 = self.clock()
         msg = self._recv(self.run_timeout_s)
         if "void" in msg:
-            self._finish_void(n, f"Alice: {msg.get('reason')}", link="board", tell=False)
+            self._finish_void(n, f"Alice: {msg.get('reason')}", link="board")
             return
         played = int(msg["played"])
+        if not 0 < played <= n_slots:
+            raise ChannelError(f"Alice reports {played} slots played for a block of {n_slots}")
         try:
             det = self.board.collect(played, timeout_s=self.timeout_s, stop_event=self._stop)
         except BoardFault as exc:
             self._send({"ok": False, "reason": str(exc)})
             raise
         self._send({"ok": True})
-        del n_slots
+        w = time.perf_counter()
         outcome = bob_block(self.channel, det, self.proto)
+        outcome.figures["distill_wall_s"] = round(time.perf_counter() - w, 3)
         self._conclude(n, outcome, t0, played)
 
     # -- the end of a block -----------------------------------------------------------------------
 
-    def _finish_void(self, n, reason, *, link, tell=False):
+    def _finish_void(self, n, reason, *, link):
         self.stats.void += 1
         logger.warning("%s: block %s-%s void: %s", self.name, self.session, n, reason)
         self._mark_down(link)

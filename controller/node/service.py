@@ -51,8 +51,10 @@ class NodeService:
                         c.name, ", ".join(sorted(c.instruments)))
         b = c.board
         board = (AliceBoard(b.url, c.protocol, slot_period=b.slot_period, frame_slots=b.frame_slots,
-                            random_source=b.random_source) if c.role == "alice" else
-                 BobBoard(b.url, slot_period=b.slot_period, frame_slots=b.frame_slots))
+                            random_source=b.random_source, link_timeout=b.timeout_s)
+                 if c.role == "alice" else
+                 BobBoard(b.url, slot_period=b.slot_period, frame_slots=b.frame_slots,
+                          link_timeout=b.timeout_s))
         self.node = Node(c.role, board, c.protocol, c.block_slots, self.store, pool,
                          listen=c.peer.listen, connect_to=c.peer.connect, kme=self.kme,
                          metrics=self.metrics, name=c.name, timeout_s=c.peer.timeout_s,

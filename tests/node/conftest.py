@@ -17,6 +17,7 @@ from controller.node.protocol import Protocol
 from controller.node.runner import Node
 from hil.demo import SimBench
 
+LINK_TIMEOUT = 2.0       # model boards share two loaded cores with everything else
 PROTO = Protocol(intensities=(0.5, 0.1, 0.0002), probabilities=(0.4, 0.4, 0.2), p_x=0.5)
 
 
@@ -57,10 +58,11 @@ class Pair:
     def _node(self, role):
         b = self.bench
         pool = AuthKeyPool.from_file(self.psk, state_path=self.tmp / role / "channel.state")
-        board = (AliceBoard(b.alice_url, PROTO, slot_period=b.slot_period, frame_slots=b.frame_slots)
+        board = (AliceBoard(b.alice_url, PROTO, slot_period=b.slot_period, frame_slots=b.frame_slots,
+                            link_timeout=LINK_TIMEOUT)
                  if role == "alice" else
                  BobBoard(b.bob_url, slot_period=b.slot_period, frame_slots=b.frame_slots,
-                          seed=self.seed))
+                          seed=self.seed, link_timeout=LINK_TIMEOUT))
         return Node(role, board, PROTO, self.block_slots, self.stores[role], pool,
                     metrics=self.metrics[role], clock=self.clock, name=role,
                     listen=("127.0.0.1", 0) if role == "alice" else None,

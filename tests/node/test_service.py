@@ -15,6 +15,7 @@ data_dir = "{role}-data"
 [board]
 url = "{url}"
 slot_period = 6
+timeout_s = 2.0
 [peer]
 {peer}
 psk = "channel.psk"
