@@ -22,8 +22,9 @@ __all__ = ["CSRBus", "RegisterBank"]
 
 #: Register access from the link (the initiator's view). Reads: put ``addr`` and pulse
 #: ``r_stb``; ``r_data`` holds the value from the next cycle on. Writes: ``addr``, ``w_data``
-#: and a ``w_stb`` pulse. ``mapped`` and ``writable`` decode ``addr`` combinationally, so the
-#: link can refuse a request before it has any effect.
+#: and a ``w_stb`` pulse. ``mapped`` and ``writable`` decode the ``addr`` of the previous cycle
+#: (registered), so the link holds an address one cycle before it decides on it, and can refuse
+#: a request before it has any effect.
 CSRBus = wiring.Signature({
     "addr": Out(REGISTER_MAP.ADDRESS_WIDTH),
     "r_stb": Out(1),
@@ -82,12 +83,20 @@ class RegisterBank(wiring.Component):
         m = Module()
         bus = self.bus
 
-        with m.Switch(bus.addr):
-            for info in self._map:
-                for i in range(info.count):
-                    with m.Case(info.address + i):
-                        m.d.comb += bus.mapped.eq(1)
-                        m.d.comb += bus.writable.eq(info.access != Access.RO)
+        # Address decode, registered (it is on the link's decision path, and the map is large):
+        # ``mapped``/``writable`` describe the address the bus held in the previous cycle.
+        # Registers are contiguous from each block's base, so "mapped" is one range per block.
+        def in_range(first, count):
+            return (bus.addr >= first) & (bus.addr < first + count) if count > 1 else \
+                (bus.addr == first)
+        mapped = []
+        for block in self._map.blocks:
+            words = sum(reg.count for reg in block.registers)
+            if words:
+                mapped.append(in_range(block.base, words))
+        writable = [in_range(info.address, info.count) for info in self._map
+                    if info.access != Access.RO]
+        m.d.sync += [bus.mapped.eq(Cat(*mapped).any()), bus.writable.eq(Cat(*writable).any())]
 
         # Reads are registered: the value is sampled when r_stb is high. A memory-backed register
         # answers from its read port's data in the next cycle instead.

@@ -165,6 +165,12 @@ class Link(wiring.Component):
         sh_left = Signal(range(_REPLY_BYTES + 1))
         words_left = Signal(range(MAX_BURST + 1))
         waddr = Signal(16)
+        burst_last = Signal(16)
+        # The bus address is a register, and the bank's decode of it is registered too: an
+        # address is put on the bus one cycle before the executor looks at ``mapped``. This
+        # keeps the decision path short (it limited the iCE40 image's clock to 23 MHz).
+        bus_addr = Signal(16)
+        m.d.comb += bus.addr.eq(bus_addr)
         err_code = Signal(8)
         err_detail = Signal(16)
         bad_request = Signal()
@@ -214,9 +220,13 @@ class Link(wiring.Component):
                                              (last_crc == frame_crc)),
                                  last_op.eq(opcode), last_seq.eq(seq), last_crc.eq(frame_crc),
                                  last_done.eq(0), words_left.eq(0)]
-                    m.next = "DECODE"
+                    m.d.sync += bus_addr.eq(addr)
+                    m.next = "SETTLE"
+            with m.State("SETTLE"):
+                # The bank decodes bus_addr in this cycle; DECODE sees the result.
+                m.d.sync += burst_last.eq(addr + count - 1)
+                m.next = "DECODE"
             with m.State("DECODE"):
-                m.d.comb += bus.addr.eq(addr)
                 with m.Switch(opcode):
                     with m.Case(Opcode.READ):
                         with m.If(plen != 2):
@@ -256,7 +266,7 @@ class Link(wiring.Component):
                             m.next = "ERROR"
                         with m.Else():
                             m.d.sync += [waddr.eq(addr), words_left.eq(count)]
-                            m.next = "BURST_SCAN"
+                            m.next = "BURST_SCAN"  # bus_addr = addr, already decoded
                     with m.Case(Opcode.STREAM_H2D):
                         with m.If(plen < 1):
                             m.d.sync += [err_code.eq(ErrorCode.BAD_LENGTH), err_detail.eq(plen)]
@@ -282,24 +292,27 @@ class Link(wiring.Component):
                                  (bus.r_data, 4))
                 m.next = "REPLY"
 
+            with m.State("BURST_SCAN_SETTLE"):
+                m.next = "BURST_SCAN"
             with m.State("BURST_SCAN"):
                 # Check every address of the burst before sending anything.
-                m.d.comb += bus.addr.eq(waddr)
                 with m.If(~bus.mapped):
                     m.d.sync += [err_code.eq(ErrorCode.BAD_ADDRESS), err_detail.eq(waddr),
                                  words_left.eq(0)]
                     m.next = "ERROR"
-                with m.Elif(waddr == addr + count - 1):
-                    m.d.sync += [waddr.eq(addr),
+                with m.Elif(waddr == burst_last):
+                    m.d.sync += [waddr.eq(addr), bus_addr.eq(addr),
                                  load((reply_opcode(Opcode.BURST_READ).value, 1), (seq, 1),
                                       (addr, 2), (count, 1))]
                     m.next = "REPLY"
                 with m.Else():
-                    m.d.sync += waddr.eq(waddr + 1)
+                    m.d.sync += [waddr.eq(waddr + 1), bus_addr.eq(waddr + 1)]
+                    m.next = "BURST_SCAN_SETTLE"
 
             with m.State("BURST_WORD"):
-                m.d.comb += [bus.addr.eq(waddr), bus.r_stb.eq(1)]
-                m.d.sync += [waddr.eq(waddr + 1), words_left.eq(words_left - 1)]
+                m.d.comb += bus.r_stb.eq(1)   # bus_addr == waddr here
+                m.d.sync += [waddr.eq(waddr + 1), bus_addr.eq(waddr + 1),
+                             words_left.eq(words_left - 1)]
                 m.next = "BURST_LOAD"
             with m.State("BURST_LOAD"):
                 m.d.sync += load((bus.r_data, 4))
