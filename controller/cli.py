@@ -319,6 +319,8 @@ def bitstream_cmd(
         fail(str(exc))
     if as_json:
         print(json.dumps(report))
+        if report["timing_met"] is False:
+            raise typer.Exit(1)
         return
     out.print(f"[bold]{board}/{role}[/] ({report['device']}): {report['kind']}")
     for name, clk in report.get("clocks", {}).items():
