@@ -84,6 +84,8 @@ class Testbed:
     detector's settings drive the optics model's detectors (initialised from the preset).
     """
 
+    __test__ = False          # not a pytest test class, whatever the name says
+
     def __init__(self, boards="model", *, preset="gys2005", distance_km=25.0, timebase=None,
                  seed=1, realtime=True, pump_interval=0.02, attack=None, link_detector=True,
                  optics=None):
@@ -124,7 +126,18 @@ class Testbed:
                 det.gate_mode = "GATED" if r.gated else "FREE"
                 det.gate_width_ns = min(max(r.gate_width_ps / 1e3, 0.1), 25.0)
                 detector = LinkedDetector(det, r.efficiency[0])
-            clock = time.monotonic if self.realtime else None
+            if self.boards == "rtl":
+                from hil.twin import Twin
+                # between stretches, more than a frame of silence: each stretch is one tagger
+                # run; realtime: Alice's clock is the twin's simulated time (it is slower
+                # than the wall clock), so the light never queues up in front of the twin
+                self.twin = Twin(Role.BOB, samples=tb.samples, clicks=True,
+                                 gap_bins=2 * tb.frame_bins + 4 * tb.slot_bins,
+                                 free_run=self.realtime).start()
+            clock = None
+            if self.realtime:
+                clock = (lambda: self.twin.clicks.seconds(tb.clk_hz)) if self.twin \
+                    else time.monotonic
             self.alice_board = ModelBoard(role=Role.ALICE, clk_hz=tb.clk_hz,
                                           alice_options={"clock": clock})
             self.alice_server = ModelServer(self.alice_board).start()
@@ -137,10 +150,6 @@ class Testbed:
                 bob = ModelBob(self.bob_board.bob)
                 self.bob_url = self.bob_server.url
             else:
-                from hil.twin import Twin
-                # between stretches, more than a frame of silence: each stretch is one tagger run
-                self.twin = Twin(Role.BOB, samples=tb.samples, clicks=True,
-                                 gap_bins=2 * tb.frame_bins + 4 * tb.slot_bins).start()
                 bob = self.twin.clicks
                 self.bob_url = self.twin.url
             self.fibre = Fibre(optics, tb, seed=self.seed, bob=bob, attenuator=self.bench.voa,

@@ -10,7 +10,9 @@ light: ``twin.clicks`` (a ``TwinClicks``) sends it stretches of click and sync t
 detector BFM, waiting between changes with one timer each (no Python per idle clock). Wire
 format, host to twin, per stretch: ``>4sIQ`` (b"STR1", event count n, gap in bins), then n
 int64 bins (big-endian) and n input bytes (0-3 detector channel, 4 sync). Twin to host, once a
-stretch and its gap have been played: ``>QQ`` (stretch number from 1, clock cycle reached).
+stretch and its gap have been played, and every 20 000 clock cycles: ``>QQ`` (stretches played,
+clock cycle reached). ``free_run``: keep simulating while the clicks socket is connected, so a
+realtime testbed can clock Alice from the twin's time (``TwinClicks.seconds``).
 """
 
 import argparse
@@ -22,6 +24,7 @@ import struct
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -53,7 +56,7 @@ def build_twin(role=Role.LINK, samples=BOB_SAMPLES):
     return name, rtlsim.build(name, rtlsim.verilog(top, name)), top.divisor
 
 
-def _serve(role, port, port_file, samples=BOB_SAMPLES, clicks=False):
+def _serve(role, port, port_file, samples=BOB_SAMPLES, clicks=False, free_run=False):
     from gateware import rtlsim
     name, build_dir, divisor = build_twin(role, samples)
     run_dir = Path(tempfile.mkdtemp(prefix=f"{name}_"))
@@ -64,6 +67,7 @@ def _serve(role, port, port_file, samples=BOB_SAMPLES, clicks=False):
                           # the clock runs in C (no Python per edge); cocotb supports that
                           # only with writes applied as the simulator applies them
                           "COCOTB_TRUST_INERTIAL_WRITES": "1",
+                          "TWIN_FREE_RUN": "1" if free_run else "",
                           "TWIN_CLK_PERIOD_PS": str(2 * round(0.5e12 / CLK_HZ))})
 
 
@@ -84,6 +88,7 @@ class TwinClicks:
         self.played = 0
         self.clock = 0
         self._rx = b""
+        self._lock = threading.Lock()     # Alice's clock reads it from her board's thread
 
     def deliver(self, stretch):
         """Send one stretch of clicks (per channel) and syncs, times in bins."""
@@ -101,17 +106,27 @@ class TwinClicks:
         ready, _, _ = select.select([self.sock], [], [], timeout)
         if not ready:
             return
-        data = self.sock.recv(65536)
-        if not data:
-            raise RuntimeError("the RTL twin closed its clicks socket (did the simulation end?)")
-        self._rx += data
-        while len(self._rx) >= _ACK.size:
-            self.played, self.clock = _ACK.unpack_from(self._rx)
-            self._rx = self._rx[_ACK.size:]
+        with self._lock:
+            try:
+                data = self.sock.recv(65536, socket.MSG_DONTWAIT)
+            except BlockingIOError:
+                return
+            if not data:
+                raise RuntimeError("the RTL twin closed its clicks socket (did the simulation "
+                                   "end?)")
+            self._rx += data
+            while len(self._rx) >= _ACK.size:
+                self.played, self.clock = _ACK.unpack_from(self._rx)
+                self._rx = self._rx[_ACK.size:]
 
     def check(self):
         """Collect any acknowledgements without waiting."""
         self._read_acks(0)
+
+    def seconds(self, clk_hz=CLK_HZ):
+        """Return the twin's simulated time, in seconds, as last reported."""
+        self.check()
+        return self.clock / clk_hz
 
     def wait(self):
         """Block until the twin has played every stretch sent (gap included)."""
@@ -135,7 +150,7 @@ class Twin:
     """
 
     def __init__(self, role=Role.LINK, port=0, *, start_timeout=600.0, samples=BOB_SAMPLES,
-                 clicks=False, gap_bins=None):
+                 clicks=False, gap_bins=None, free_run=False):
         self.role = Role(role) if not isinstance(role, Role) else role
         self.port = port
         self.start_timeout = start_timeout
@@ -143,6 +158,7 @@ class Twin:
         self.with_clicks = clicks
         self.gap_bins = gap_bins if gap_bins is not None else 1 << 18
         self.clicks = None
+        self.free_run = free_run
         self._proc = None
 
     @property
@@ -158,7 +174,8 @@ class Twin:
         self._proc = subprocess.Popen(
             [sys.executable, "-m", "hil.twin", "--role", self.role.name.lower(),
              "--port", str(self.port), "--port-file", str(port_file),
-             "--samples", str(self.samples)] + (["--clicks"] if self.with_clicks else []),
+             "--samples", str(self.samples)] + (["--clicks"] if self.with_clicks else [])
+            + (["--free-run"] if self.free_run else []),
             stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True,
             cwd=str(HERE.parent))
         deadline = time.monotonic() + self.start_timeout
@@ -203,8 +220,11 @@ def main(argv=None):
     parser.add_argument("--port-file", help="write the port (and the clicks port) here once listening")
     parser.add_argument("--samples", type=int, default=BOB_SAMPLES, help="Bob's samples per clock")
     parser.add_argument("--clicks", action="store_true", help="Bob: take clicks on a second socket")
+    parser.add_argument("--free-run", action="store_true",
+                        help="keep simulating while a clicks client is connected")
     args = parser.parse_args(argv)
-    _serve(Role[args.role.upper()], args.port, args.port_file, args.samples, args.clicks)
+    _serve(Role[args.role.upper()], args.port, args.port_file, args.samples, args.clicks,
+           args.free_run)
 
 
 if __name__ == "__main__":

@@ -30,6 +30,10 @@ DIVISOR = int(os.environ.get("UART_DIVISOR", "4"))
 CLK_PERIOD_PS = int(os.environ.get("TWIN_CLK_PERIOD_PS", "20834"))
 SAMPLES = int(os.environ.get("TWIN_SAMPLES", "2"))
 CLICKS = bool(os.environ.get("TWIN_CLICKS"))
+#: Keep simulating while a clicks client is connected (a realtime testbed clocks Alice from
+#: the twin's time, reported every REPORT_CYCLES), instead of idling in wall time.
+FREE_RUN = bool(os.environ.get("TWIN_FREE_RUN"))
+REPORT_CYCLES = 20_000
 #: Clock cycles simulated per idle step: 16 UART byte-times, so device-to-host data that the
 #: gateware produces on its own (a stream flush) still reaches the client promptly.
 IDLE_CYCLES = 16 * 10 * DIVISOR
@@ -68,7 +72,7 @@ class ClickPlayer:
         self.played = 0
         self.next_free = 0          # first cycle the next stretch may use
         self.busy = False
-        self._wake = None
+        self.reported = 0
         cocotb.start_soon(self._run())
 
     def feed(self, data):
@@ -122,11 +126,16 @@ class ClickPlayer:
             self.next_free = end + gap_cycles
             await wait_cycles(clk, max(1, self.next_free - now_cycle()))
             self.played += 1
-            if self.conn is not None:
-                try:
-                    self.conn.sendall(_ACK.pack(self.played, now_cycle()))
-                except OSError:
-                    self.conn = None
+            self.report()
+
+    def report(self):
+        """Tell the host the stretches played and the clock cycle reached."""
+        self.reported = now_cycle()
+        if self.conn is not None:
+            try:
+                self.conn.sendall(_ACK.pack(self.played, self.reported))
+            except OSError:
+                self.conn = None
 
 
 @cocotb.test()
@@ -165,7 +174,7 @@ async def serve(dut):
             if player.conn is not None:
                 readable.append(player.conn)
         # Block (in wall time) only when nothing is happening in the simulation either.
-        busy = player is not None and player.pending()
+        busy = player is not None and (player.pending() or (FREE_RUN and player.conn is not None))
         timeout = 0.05 if idle_steps > 64 and sink.empty() and not busy else 0
         ready, _, _ = select.select(readable, [], [], timeout)
         if listener in ready:
@@ -205,6 +214,9 @@ async def serve(dut):
         else:
             idle_steps += 1
             await Timer(IDLE_CYCLES * CLK_PERIOD_PS, unit="ps")
+        if player is not None and player.conn is not None \
+                and now_cycle() - player.reported >= REPORT_CYCLES:
+            player.report()
         if not sink.empty():
             out = bytes(sink.queue)
             sink.queue.clear()
