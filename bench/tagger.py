@@ -100,15 +100,34 @@ def synth(family):
                "report.json", "--freq", str(clk / 1e6), "--seed", "1", "-q"]
         pnr += ["--up5k", "--package", "sg48", "--pcf-allow-unconstrained"] if family == "ice40" \
             else ["--85k", "--package", "CABGA381", "--lpf-allow-unconstrained"]
-        subprocess.run(pnr, cwd=tmp, check=True)
-        report = json.loads((tmp / "report.json").read_text())
-        fmax = {net: round(v["achieved"], 1) for net, v in report.get("fmax", {}).items()}
-        used = {cell: v["used"] for cell, v in report["utilization"].items() if v["used"]}
-        avail = {cell: report["utilization"][cell]["available"] for cell in used}
-        return {"family": family, "device": "iCE40UP5K-SG48" if family == "ice40" else
-                "LFE5U-85F-CABGA381", "samples_per_clock": samples, "target_mhz": clk / 1e6,
-                "fmax_mhz": fmax, "used": used, "available": avail,
-                "seconds": round(time.monotonic() - t0, 1)}
+        result = {"family": family, "device": "iCE40UP5K-SG48" if family == "ice40" else
+                  "LFE5U-85F-CABGA381", "samples_per_clock": samples, "target_mhz": clk / 1e6,
+                  "synth_cells": _stat_cells((tmp / "stat.txt").read_text())}
+        placed = subprocess.run(pnr, cwd=tmp, capture_output=True, text=True)
+        result["placed"] = placed.returncode == 0
+        if placed.returncode:
+            errors = [line for line in placed.stderr.splitlines() if "ERROR" in line]
+            result["nextpnr_error"] = errors[-1] if errors else placed.stderr[-300:]
+        else:
+            report = json.loads((tmp / "report.json").read_text())
+            result["fmax_mhz"] = {net: round(v["achieved"], 1)
+                                  for net, v in report.get("fmax", {}).items()}
+            result["used"] = {cell: v["used"] for cell, v in report["utilization"].items()
+                              if v["used"]}
+            result["available"] = {cell: report["utilization"][cell]["available"]
+                                   for cell in result["used"]}
+        result["seconds"] = round(time.monotonic() - t0, 1)
+        return result
+
+
+def _stat_cells(text):
+    """Return ``{cell type: count}`` from a yosys ``stat`` listing."""
+    cells = {}
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) == 2 and parts[0].isdigit() and parts[1][:1].isupper():
+            cells[parts[1]] = int(parts[0])
+    return cells
 
 
 def run(argv):

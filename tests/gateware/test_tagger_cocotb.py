@@ -91,6 +91,17 @@ def test_tagger_stream(stream_build, tmp_path, testcase):
                           "TAGGER_FIFO_WORDS": str(STREAM_FIFO_WORDS)})
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("testcase", ["test_poisson_trains", "test_sync_loss_and_reacquisition",
+                                      "test_overflow_under_back_pressure"])
+def test_tagger_stream_long(stream_build, tmp_path, testcase):
+    """Eight times longer click trains (and another seed)."""
+    rtlsim.run("tagger_stream", stream_build, HERE / "cocotb_tagger.py", test_dir=tmp_path,
+               testcase=testcase, seed=SEED + 1000,
+               extra_env={"TAGGER_SAMPLES": str(STREAM_SAMPLES),
+                          "TAGGER_FIFO_WORDS": str(STREAM_FIFO_WORDS), "TAGGER_SCALE": "8"})
+
+
 def test_tagger_through_uart(node_build, tmp_path):
     rtlsim.run("bob_top", node_build, HERE / "cocotb_tagger_node.py", test_dir=tmp_path,
-               seed=SEED, extra_env={"TAGGER_SAMPLES": str(NODE_SAMPLES), "UART_DIVISOR": "4"})
+               testcase="test_records_over_the_link", seed=SEED, extra_env={"TAGGER_SAMPLES": str(NODE_SAMPLES), "UART_DIVISOR": "4"})
