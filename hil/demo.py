@@ -1,7 +1,8 @@
 """``qkdnode demo``: the project's main job, end to end on this machine.
 
-Starts a simulated bench (two behavioural boards on loopback TCP joined by the optics model:
-25 km of fibre by default, optionally an intercept-resend eavesdropper), both node controllers
+Starts a simulated bench (the project's ``hil.testbed.Testbed``: two behavioural boards on
+loopback TCP joined by ``hil.fibre`` and the optics model, 25 km of fibre by default, optionally an
+intercept-resend eavesdropper, driven on simulated time), both node controllers
 over the authenticated classical channel, both KMEs with a development PKI (HTTPS, mutual TLS),
 shows live progress, then acts as two SAEs: ``enc_keys`` on Alice's KME, ``dec_keys`` on Bob's,
 checks that the keys match and returns a summary (:class:`DemoResult`).
@@ -71,9 +72,9 @@ class SimBench:
     Alice's board plays the slots her host streamed, as fast as the host streams them; the bench
     sends each played slot through ``OpticsModel`` (fibre, detectors, an optional eavesdropper) and,
     when her run stops, hands Bob's board the run's clicks and sync edges (in tagger bins).
-    ``sim_seconds`` is the link time played so far (slots / slot rate).  (The project's
-    ``hil.testbed.Testbed`` is the fuller bench with SCPI instruments; this is what the demo
-    and the node tests need.)
+    ``sim_seconds`` is the link time played so far (slots / slot rate).  The demo runs on the
+    project's ``hil.testbed.Testbed`` (:class:`TestbedBench`); this smaller bench stays for the
+    node's recovery tests because it survives a reset of either board (``reset_board``).
     """
 
     def __init__(self, *, distance_km=25.0, preset="lim2014", proto=None, slot_period=6,
@@ -184,6 +185,69 @@ class SimBench:
         self.bob_board.bob.inject(per_channel, syncs)
 
 
+class TestbedBench:
+    """The project's ``hil.testbed.Testbed`` (model boards, ``hil.fibre``, SCPI instruments)
+    behind the interface the demo uses, on simulated time like :class:`SimBench`: a driver
+    thread plays what Alice's host has streamed (``Testbed.advance``) and hands Bob the rest of a
+    run when it stops (``Testbed.flush``).  Its fibre does not survive a reset of Alice's board,
+    so the recovery tests use :class:`SimBench`."""
+
+    def __init__(self, *, distance_km=25.0, preset="lim2014", proto=None, eve_fraction=0.0,
+                 seed=1, slot_period=6, frame_slots=1024, efficiency=None):
+        from hil.fibre import TimeBase
+        from hil.optics import InterceptResend, preset as link_preset
+        from hil.testbed import Testbed
+        proto = proto or Protocol()
+        cfg = link_preset(preset, length_km=distance_km)
+        receiver = replace(cfg.receiver, p_z=1 - proto.p_x)
+        if efficiency is not None:
+            receiver = replace(receiver, efficiency=efficiency)
+        cfg = cfg.with_(receiver=receiver)
+        self.slot_period, self.frame_slots = slot_period, frame_slots
+        tb = TimeBase(slot_cycles=slot_period, frame_slots=frame_slots)
+        self.slot_hz = tb.slot_hz
+        self.testbed = Testbed("model", preset=preset, distance_km=distance_km, timebase=tb,
+                               seed=seed, realtime=False, optics=cfg, link_detector=False,
+                               attack=InterceptResend(eve_fraction) if eve_fraction > 0 else None)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="testbed-driver", daemon=True)
+
+    def start(self):
+        self.testbed.start()
+        self.alice_url, self.bob_url = self.testbed.alice_url, self.testbed.bob_url
+        self._thread.start()
+        return self
+
+    def stop(self):
+        self._stop.set()
+        self._thread.join(5)
+        self.testbed.stop()
+
+    @property
+    def sim_seconds(self) -> float:
+        return self.testbed.fibre.played / self.slot_hz
+
+    def reset_board(self, which):
+        raise NotImplementedError("the testbed's fibre does not survive a board reset; use SimBench")
+
+    def _loop(self):
+        tb = self.testbed
+        alice = tb.alice_board.alice
+        flushed = True
+        while not self._stop.is_set():
+            with tb.alice_board.lock:
+                running = alice.running
+                n = 2 * len(alice.fifo) - alice.half if running else 0
+            if n > 0:
+                tb.advance(n)
+                flushed = False
+            elif not running and not flushed:
+                tb.flush()
+                flushed = True
+            else:
+                self._stop.wait(0.005)
+
+
 # -- the demo ---------------------------------------------------------------------------------------
 
 def link_plan(proto: Protocol, distance_km: float, block_size: float, preset: str = "lim2014"):
@@ -251,12 +315,14 @@ def _https_json(url, ctx, body=None):
 def run_demo(*, distance_km=25.0, eve_fraction=0.0, block_size=100_000, seconds=None,
              blocks=None, seed=None, workdir=None, progress=None, keys=4, key_size=256,
              serve=False, max_wall_s=1800.0, proto=None, block_slots=None,
-             bench_options=None) -> DemoResult:
+             bench="testbed", bench_options=None) -> DemoResult:
     """Run both nodes on the simulated bench until ``blocks`` blocks (or ``seconds`` of link
     time) are done, then fetch ``keys`` keys through ETSI 014 on both KMEs and compare them.
 
     ``progress(stats_dict)`` is called about twice a second; ``serve`` keeps the KMEs up until
-    Ctrl-C once the summary is made (the caller prints their URLs).
+    Ctrl-C once the summary is made (the caller prints their URLs).  ``bench``: ``"testbed"``
+    (the project's ``hil.testbed.Testbed``, default) or ``"sim"`` (:class:`SimBench`, which
+    also survives board resets); ``bench_options`` go to its constructor (e.g. ``efficiency``).
     """
     from controller.channel import AuthKeyPool
     from controller.kms.etsi014 import KMEServer, TLSFiles, client_ssl_context
@@ -279,8 +345,11 @@ def run_demo(*, distance_km=25.0, eve_fraction=0.0, block_size=100_000, seconds=
     pki = init_pki(root / "pki", ["alice-kme", "bob-kme"], ["sae-a", "sae-b"])
     psk = root / "channel.psk"
     AuthKeyPool.create_secret_file(psk, n_messages=1 << 16)
-    bench = SimBench(distance_km=distance_km, proto=proto, eve_fraction=eve_fraction, seed=seed,
-                     **(bench_options or {}))
+    if bench not in ("testbed", "sim"):
+        raise ValueError(f"bench {bench!r}: expected 'testbed' (hil.testbed.Testbed) or 'sim'")
+    bench_cls = TestbedBench if bench == "testbed" else SimBench
+    bench = bench_cls(distance_km=distance_km, proto=proto, eve_fraction=eve_fraction, seed=seed,
+                      **(bench_options or {}))
     slot_hz = bench.slot_hz
     if blocks is None:
         blocks = max(1, math.ceil((seconds or 0) * slot_hz / block_slots)) if seconds else 3

@@ -193,7 +193,8 @@ class BobBoard:
             raise BoardFault("Bob's tagger lost its settings: the board was reset")
 
     def collect(self, n_slots: int, timeout_s: float, stop_event=None) -> BobDetections:
-        """Return the run's detections (relative slot, basis, bit); waits for sync lost at its end."""
+        """Return the run's detections (relative slot, basis, bit); waits for sync lost at its end
+        (``timeout_s`` of silence on the EVENTS stream is a board fault)."""
         frames = -(-n_slots // self.frame_slots)
         parts = []
         deadline = time.monotonic() + timeout_s
@@ -201,13 +202,15 @@ class BobBoard:
             while True:
                 recs = self.tagger.read_records(size=1 << 16, timeout=0.05)
                 parts.append(recs)
+                if recs.words:
+                    deadline = time.monotonic() + timeout_s     # a timeout of silence
                 lost = recs.markers[recs.markers[:, 1] == MarkerCode.SYNC_LOST.value] \
                     if recs.markers.size else recs.markers
                 if lost.size and int(lost[:, 2].max()) >= frames - 1:
                     break
                 if time.monotonic() > deadline or (stop_event is not None and stop_event.is_set()):
-                    raise BoardFault(f"Bob's tagger did not see the end of the run within "
-                                     f"{timeout_s:g} s: no sync, or the board was reset")
+                    raise BoardFault(f"Bob's tagger sent nothing for {timeout_s:g} s before the "
+                                     f"end of the run: no sync, or the board was reset")
         except (LinkError, OSError) as exc:
             self.close()
             raise BoardFault(f"Bob's board: {exc}") from None
