@@ -130,9 +130,11 @@ class NodeCore(wiring.Component):
 
         # LOOPBACK: host-to-device bytes go back out as device-to-host frames.
         m.submodules.loopback = lb = fifo.SyncFIFOBuffered(width=8, depth=self.loopback_depth)
-        free = Signal(16)
+        free = Signal(16, init=self.loopback_depth)
+        # Registered: the link compares it with a frame's length on its decision path; a value
+        # one cycle old is safe (only the link fills this FIFO, and never within a cycle of a check).
+        m.d.sync += free.eq(self.loopback_depth - lb.level)
         m.d.comb += [
-            free.eq(self.loopback_depth - lb.level),
             lb.w_data.eq(link.h2d_loopback.payload),
             lb.w_en.eq(link.h2d_loopback.valid),
             link.h2d_loopback.ready.eq(lb.w_rdy),

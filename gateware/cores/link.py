@@ -141,8 +141,7 @@ class Link(wiring.Component):
 
         # ---------------------------------------------------------------- execute
         bus = self.bus
-        plen = Signal(range(MAX_FRAME + 1))
-        m.d.comb += plen.eq(length - _MIN_FRAME)
+        plen = Signal(range(MAX_FRAME + 1))    # payload length, registered in SETTLE
         addr = Signal(16)
         m.d.comb += addr.eq(Cat(params[1], params[0]))
         wvalue = Signal(32)
@@ -208,8 +207,7 @@ class Link(wiring.Component):
                              h2d_ready.eq(port.ready)]
             m.d.comb += [port.payload.eq(h2d_data),
                          port.valid.eq(h2d_valid & (channel == ch.value))]
-        dlen = Signal(range(MAX_FRAME))
-        m.d.comb += dlen.eq(plen - 1)
+        dlen = Signal(range(MAX_FRAME))        # stream data length, registered in SETTLE
         copy_idx = Signal(range(MAX_FRAME + 1))
 
         with m.FSM(name="exec"):
@@ -224,7 +222,8 @@ class Link(wiring.Component):
                     m.next = "SETTLE"
             with m.State("SETTLE"):
                 # The bank decodes bus_addr in this cycle; DECODE sees the result.
-                m.d.sync += burst_last.eq(addr + count - 1)
+                m.d.sync += [burst_last.eq(addr + count - 1), plen.eq(length - _MIN_FRAME),
+                             dlen.eq(length - _MIN_FRAME - 1)]
                 m.next = "DECODE"
             with m.State("DECODE"):
                 with m.Switch(opcode):
