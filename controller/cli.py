@@ -357,6 +357,53 @@ def flash_cmd(
         out.print(f"programmed {board} with {role}")
 
 
+# -- testbed (issue 5) -------------------------------------------------------------------------
+
+testbed_app = typer.Typer(help="The simulated bench: two boards, fibre and SCPI instruments.",
+                          no_args_is_help=True)
+app.add_typer(testbed_app, name="testbed")
+
+
+@testbed_app.command("up")
+def testbed_up(
+    boards: str = typer.Option("model", "--boards", help="Boards: model, or rtl (Bob's gateware "
+                               "in Verilator; Alice stays the behavioural model)."),
+    distance_km: float = typer.Option(25.0, "--distance-km", min=0.0, help="Fibre length in km."),
+    preset: str = typer.Option("gys2005", "--preset", help="Optics preset: gys2005 or lim2014."),
+    seed: int = typer.Option(1, help="Seed of the optics model."),
+    as_json: bool = typer.Option(False, "--json", help="Print the URLs and resources as one JSON line."),
+):
+    """Serve a simulated bench on 127.0.0.1 until Ctrl-C: print board URLs and VISA resources."""
+    from hil.optics import PRESETS
+    from hil.testbed import BOARDS, serve
+    if boards not in BOARDS:
+        fail(f"unknown --boards {boards!r}; expected one of: {', '.join(BOARDS)}")
+    if preset not in PRESETS:
+        fail(f"unknown --preset {preset!r}; expected one of: {', '.join(PRESETS)}")
+
+    def announce(info):
+        if as_json:
+            print(json.dumps(info), flush=True)
+            return
+        out.print(f"[bold]qkdnode testbed[/] ({info['boards']} boards, {preset}, "
+                  f"{distance_km:g} km, {info['channel_loss_db']:.2f} dB): Ctrl-C to stop")
+        table = Table(show_header=False, box=None)
+        table.add_row("alice", info["alice_url"])
+        table.add_row("bob", info["bob_url"])
+        for name, resource in info["visa"].items():
+            table.add_row(name, f"{resource}  (pyvisa backend @py)")
+        tbase = info["timebase"]
+        table.add_row("timing", f"slot {tbase['slot_cycles']} cycles, frame {tbase['frame_slots']} "
+                      f"slots, Bob bin {tbase['bin_ps']:.0f} ps, photons at phase "
+                      f"{tbase['photon_phase_bins']} bins")
+        out.print(table)
+
+    try:
+        serve(boards, distance_km=distance_km, preset=preset, seed=seed, announce=announce)
+    except (RuntimeError, OSError) as exc:
+        fail(str(exc))
+
+
 # -- docs ---------------------------------------------------------------------------------------
 
 @docs_app.command("protocol")

@@ -163,8 +163,10 @@ class HilBench:
             alice_url, bob_url = opts["alice_url"], opts["bob_url"]
             visa = dict(opts.get("visa", {}))
             backend = visa.pop("backend", "@py")
-        self.alice = Device(alice_url, timeout=2.0)
-        self.bob = Device(bob_url, timeout=2.0)
+        # the RTL twin answers at simulated speed: a long frame takes seconds on a busy host
+        timeout = 15.0 if self.target == "rtl" else 2.0
+        self.alice = Device(alice_url, timeout=timeout)
+        self.bob = Device(bob_url, timeout=timeout)
         self.tagger = Tagger(self.bob)
         if self.target == "hw":
             timing = opts.get("timing", {})
