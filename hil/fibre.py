@@ -127,8 +127,9 @@ class TimeBase:
 
 @dataclass
 class Stretch:
-    """Light for Bob: click times per channel and sync edge times, in Bob's bins, and the Alice
-    slots ``[first_slot, end_slot)`` they came from."""
+    """Light for Bob: click times per channel and sync edge times, in Bob's bins, and the fibre
+    slots ``[first_slot, end_slot)`` they came from (Alice's slot numbers, plus
+    ``Fibre.slot_offset`` once her board has been reset)."""
 
     clicks: list
     syncs: np.ndarray
@@ -213,9 +214,10 @@ class Fibre:
         self._clicks = []            # Clicks chunks
         self._syncs = []             # (frame first slot) arrays
         self._played = 0             # next Alice slot the optics model expects
-        self._delivered = 0          # Alice slots handed to Bob
+        self._delivered = 0          # fibre slots handed to Bob
+        self._offset = 0             # fibre slot - Alice's slot number (grows at a board reset)
         self.stats = {"slots": 0, "underflow_slots": 0, "clicks": 0, "syncs": 0, "stretches": 0,
-                      "merged_clicks": 0}
+                      "merged_clicks": 0, "resets": 0}
 
     # -- Alice side ---------------------------------------------------------------------------
 
@@ -252,9 +254,11 @@ class Fibre:
                 raise RuntimeError(f"Alice plays frames of {frame_slots} slots but the fibre's time "
                                    f"base has {tb.frame_slots}: configure both boards from one "
                                    f"TimeBase (Testbed.timebase)")
-            if first < expect:
-                raise RuntimeError(f"Alice played slot {first} again (the fibre is at {expect}): "
-                                   f"was her board reset? Start a new Fibre")
+            first += self._offset
+            if first < expect:      # Alice's board was reset (slot numbers restart): time goes on
+                self._offset += expect - first
+                self.stats["resets"] += 1
+                first = expect
             if first > expect:      # slots Alice never played (not expected of a board): dark
                 parts.append(np.zeros(first - expect, np.uint8) | self._VACUUM)
             choices = np.full(nib.size + underflow, self._VACUUM, np.uint8)
@@ -336,6 +340,12 @@ class Fibre:
         else:
             self.bob.deliver(stretch)
         return stretch
+
+    @property
+    def slot_offset(self) -> int:
+        """Return fibre slot minus Alice's slot number (0 until her board is reset: then time
+        goes on, the fibre's slot count does not restart)."""
+        return self._offset
 
     @property
     def played(self) -> int:

@@ -115,3 +115,24 @@ def test_model_bob_tags_the_fibre_light():
     assert result.counters["frames"] == 8
     assert result.counters["no_sync"] == 0 and result.counters["events"] == fibre.stats["clicks"]
     assert result.counters["accepted"][1] == fibre.stats["clicks"]     # Z1 only
+
+
+def test_time_goes_on_across_a_reset_of_alices_board():
+    board = ModelBoard(role=Role.ALICE, alice_options={"clock": None})
+    tb = TimeBase(slot_cycles=8, frame_slots=64)
+    fibre = Fibre(bright(), tb, seed=SEED).attach(board.alice)
+    control = board.bank.map.address("modulator.control")
+    for _ in range(2):
+        board.bank.set("modulator.slot_period", tb.slot_cycles)
+        board.bank.set("modulator.frame_slots", tb.frame_slots)
+        board.alice.fifo += bytes([0x11]) * 100
+        board.bank.write(control, 1)
+        board.alice.advance(199)
+        board.bank.write(control, 0)
+        fibre.flush()
+        board.reset()                           # slot numbers restart at 0
+    a, b = fibre.stretches
+    assert fibre.stats["resets"] == 1 and fibre.slot_offset == 200
+    assert (a.first_slot, a.end_slot, b.first_slot, b.end_slot) == (0, 200, 200, 400)
+    assert b.syncs[0] - a.syncs[0] == 200 * tb.slot_bins
+    assert np.concatenate(b.clicks).min() > np.concatenate(a.clicks).max()
