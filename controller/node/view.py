@@ -56,11 +56,12 @@ class DemoView:
 
     def summary(self, r) -> None:
         c = self.console
+        c.print()
         t = Table(title="summary", show_header=False)
         rows = [("blocks (with key / alarms)", f"{r.blocks} ({r.blocks_with_key} / {r.alarms})"),
                 ("slots per block", f"{r.block_slots:,}"),
                 ("sifted bits", f"{r.sifted_bits:,}"), ("secret bits", f"{r.secret_bits:,}"),
-                ("QBER (key basis)", _fmt(r.qber)),
+                ("QBER (key basis; test basis if no key)", _fmt(r.qber)),
                 ("link time (simulated)", f"{r.sim_seconds:.2f} s"),
                 ("secret key rate", f"{r.secret_key_rate_bps:.1f} bit/s"),
                 ("model key rate (qkdnode model rate)", f"{r.model_key_rate_bps:.1f} bit/s"),
