@@ -42,7 +42,7 @@ def test_attenuation_sweep(fresh, target, seed, results_dir):
     ax2.plot(att, [100 * (r["qber"] or 0) for r in rows], "s--", color="C1", label="QBER")
     ax2.set_ylabel("QBER (%)")
     ax.set_title(f"attenuation sweep ({target}, seed {seed})")
-    fig.legend(loc="upper right")
+    fig.legend(loc="lower left", bbox_to_anchor=(0.12, 0.15))
     fig.tight_layout()
     png = results_dir / "attenuation_sweep.png"
     fig.savefig(png, dpi=100)
