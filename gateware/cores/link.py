@@ -12,7 +12,7 @@ Transmit path: executor replies + stream packetizers -> arbiter -> CRC appender 
 """
 
 from amaranth import *
-from amaranth.lib import wiring, stream, fifo
+from amaranth.lib import wiring, stream, fifo, enum
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
@@ -30,6 +30,17 @@ LINK_COUNTERS = ("rx_frames", "tx_frames", "crc_errors", "cobs_errors", "uart_er
                  "bad_requests")
 
 _MIN_FRAME = HEADER_LEN + CRC_LEN
+
+
+class _Action(enum.Enum, shape=3):
+    """What the executor does with a checked frame (the CHECK state's verdict)."""
+    ERROR = 0
+    READ = 1
+    WRITE = 2
+    WRITE_RETRY = 3
+    BURST = 4
+    STREAM = 5
+    STREAM_RETRY = 6
 #: Bytes of the reply held in the shift register at most (READ_REPLY is the longest, 8 bytes).
 _REPLY_BYTES = 8
 
@@ -208,6 +219,11 @@ class Link(wiring.Component):
             m.d.comb += [port.payload.eq(h2d_data),
                          port.valid.eq(h2d_valid & (channel == ch.value))]
         dlen = Signal(range(MAX_FRAME))        # stream data length, registered in SETTLE
+        len_bad = Signal()
+        count_bad = Signal()
+        h2d_ok_q = Signal()
+        h2d_free_q = Signal(16)
+        action = Signal(_Action)
         copy_idx = Signal(range(MAX_FRAME + 1))
 
         with m.FSM(name="exec"):
@@ -221,70 +237,88 @@ class Link(wiring.Component):
                     m.d.sync += bus_addr.eq(addr)
                     m.next = "SETTLE"
             with m.State("SETTLE"):
-                # The bank decodes bus_addr in this cycle; DECODE sees the result.
-                m.d.sync += [burst_last.eq(addr + count - 1), plen.eq(length - _MIN_FRAME),
-                             dlen.eq(length - _MIN_FRAME - 1)]
-                m.next = "DECODE"
-            with m.State("DECODE"):
+                # The bank decodes bus_addr in this cycle; CHECK sees the result. Everything
+                # CHECK needs is registered here, so each of the three cycles is shallow logic.
+                m.d.sync += [
+                    burst_last.eq(addr + count - 1), plen.eq(length - _MIN_FRAME),
+                    dlen.eq(length - _MIN_FRAME - 1),
+                    len_bad.eq(Mux(opcode == Opcode.READ, length != _MIN_FRAME + 2,
+                               Mux(opcode == Opcode.WRITE, length != _MIN_FRAME + 6,
+                               Mux(opcode == Opcode.BURST_READ, length != _MIN_FRAME + 3,
+                                   length < _MIN_FRAME + 1)))),
+                    count_bad.eq((count == 0) | (count > MAX_BURST)),
+                    h2d_ok_q.eq(h2d_ok),
+                    h2d_free_q.eq(h2d_free),
+                ]
+                m.next = "CHECK"
+
+            with m.State("CHECK"):
+                # The verdict: an error (code, detail) or what to do, into registers.
+                def refuse(code, detail):
+                    return [action.eq(_Action.ERROR), err_code.eq(code), err_detail.eq(detail)]
+                m.d.sync += action.eq(_Action.ERROR)
                 with m.Switch(opcode):
-                    with m.Case(Opcode.READ):
-                        with m.If(plen != 2):
-                            m.d.sync += [err_code.eq(ErrorCode.BAD_LENGTH), err_detail.eq(plen)]
-                            m.next = "ERROR"
-                        with m.Elif(~bus.mapped):
-                            m.d.sync += [err_code.eq(ErrorCode.BAD_ADDRESS), err_detail.eq(addr)]
-                            m.next = "ERROR"
-                        with m.Else():
-                            m.d.comb += bus.r_stb.eq(1)
-                            m.next = "READ_VALUE"
-                    with m.Case(Opcode.WRITE):
-                        with m.If(plen != 6):
-                            m.d.sync += [err_code.eq(ErrorCode.BAD_LENGTH), err_detail.eq(plen)]
-                            m.next = "ERROR"
-                        with m.Elif(is_retry):
-                            m.d.sync += [load((reply_opcode(Opcode.WRITE).value, 1), (seq, 1),
-                                              (addr, 2)), last_done.eq(1)]
-                            m.next = "REPLY"
-                        with m.Elif(~bus.mapped):
-                            m.d.sync += [err_code.eq(ErrorCode.BAD_ADDRESS), err_detail.eq(addr)]
-                            m.next = "ERROR"
-                        with m.Elif(~bus.writable):
-                            m.d.sync += [err_code.eq(ErrorCode.READ_ONLY), err_detail.eq(addr)]
-                            m.next = "ERROR"
-                        with m.Else():
-                            m.d.comb += [bus.w_stb.eq(1), bus.w_data.eq(wvalue)]
-                            m.d.sync += [load((reply_opcode(Opcode.WRITE).value, 1), (seq, 1),
-                                              (addr, 2)), last_done.eq(1)]
-                            m.next = "REPLY"
-                    with m.Case(Opcode.BURST_READ):
-                        with m.If(plen != 3):
-                            m.d.sync += [err_code.eq(ErrorCode.BAD_LENGTH), err_detail.eq(plen)]
-                            m.next = "ERROR"
-                        with m.Elif((count == 0) | (count > MAX_BURST)):
-                            m.d.sync += [err_code.eq(ErrorCode.BAD_COUNT), err_detail.eq(count)]
-                            m.next = "ERROR"
-                        with m.Else():
-                            m.d.sync += [waddr.eq(addr), words_left.eq(count)]
-                            m.next = "BURST_SCAN"  # bus_addr = addr, already decoded
-                    with m.Case(Opcode.STREAM_H2D):
-                        with m.If(plen < 1):
-                            m.d.sync += [err_code.eq(ErrorCode.BAD_LENGTH), err_detail.eq(plen)]
-                            m.next = "ERROR"
-                        with m.Elif(~h2d_ok):
-                            m.d.sync += [err_code.eq(ErrorCode.BAD_CHANNEL), err_detail.eq(channel)]
-                            m.next = "ERROR"
-                        with m.Elif(is_retry):
-                            m.d.sync += last_done.eq(1)
-                            m.next = "STREAM_REPLY"
-                        with m.Elif(dlen > h2d_free):
-                            m.d.sync += [err_code.eq(ErrorCode.STREAM_FULL), err_detail.eq(h2d_free)]
-                            m.next = "ERROR"
-                        with m.Else():
-                            m.d.sync += [copy_idx.eq(0), last_accepted.eq(dlen)]
-                            m.next = "COPY"
+                    with m.Case(Opcode.READ, Opcode.WRITE, Opcode.BURST_READ, Opcode.STREAM_H2D):
+                        with m.If(len_bad):
+                            m.d.sync += refuse(ErrorCode.BAD_LENGTH, plen)
                     with m.Default():
-                        m.d.sync += [err_code.eq(ErrorCode.BAD_OPCODE), err_detail.eq(0)]
+                        m.d.sync += refuse(ErrorCode.BAD_OPCODE, 0)
+                with m.If(~len_bad):
+                    with m.Switch(opcode):
+                        with m.Case(Opcode.READ):
+                            with m.If(~bus.mapped):
+                                m.d.sync += refuse(ErrorCode.BAD_ADDRESS, addr)
+                            with m.Else():
+                                m.d.sync += action.eq(_Action.READ)
+                        with m.Case(Opcode.WRITE):
+                            with m.If(is_retry):
+                                m.d.sync += action.eq(_Action.WRITE_RETRY)
+                            with m.Elif(~bus.mapped):
+                                m.d.sync += refuse(ErrorCode.BAD_ADDRESS, addr)
+                            with m.Elif(~bus.writable):
+                                m.d.sync += refuse(ErrorCode.READ_ONLY, addr)
+                            with m.Else():
+                                m.d.sync += action.eq(_Action.WRITE)
+                        with m.Case(Opcode.BURST_READ):
+                            with m.If(count_bad):
+                                m.d.sync += refuse(ErrorCode.BAD_COUNT, count)
+                            with m.Else():
+                                m.d.sync += action.eq(_Action.BURST)
+                        with m.Case(Opcode.STREAM_H2D):
+                            with m.If(~h2d_ok_q):
+                                m.d.sync += refuse(ErrorCode.BAD_CHANNEL, channel)
+                            with m.Elif(is_retry):
+                                m.d.sync += action.eq(_Action.STREAM_RETRY)
+                            with m.Elif(dlen > h2d_free_q):
+                                m.d.sync += refuse(ErrorCode.STREAM_FULL, h2d_free_q)
+                            with m.Else():
+                                m.d.sync += action.eq(_Action.STREAM)
+                m.next = "DISPATCH"
+
+            with m.State("DISPATCH"):
+                write_reply = load((reply_opcode(Opcode.WRITE).value, 1), (seq, 1), (addr, 2))
+                with m.Switch(action):
+                    with m.Case(_Action.ERROR):
                         m.next = "ERROR"
+                    with m.Case(_Action.READ):
+                        m.d.comb += bus.r_stb.eq(1)
+                        m.next = "READ_VALUE"
+                    with m.Case(_Action.WRITE):
+                        m.d.comb += [bus.w_stb.eq(1), bus.w_data.eq(wvalue)]
+                        m.d.sync += write_reply + [last_done.eq(1)]
+                        m.next = "REPLY"
+                    with m.Case(_Action.WRITE_RETRY):
+                        m.d.sync += write_reply + [last_done.eq(1)]
+                        m.next = "REPLY"
+                    with m.Case(_Action.BURST):
+                        m.d.sync += [waddr.eq(addr), words_left.eq(count)]
+                        m.next = "BURST_SCAN"  # bus_addr = addr, already decoded
+                    with m.Case(_Action.STREAM):
+                        m.d.sync += [copy_idx.eq(0), last_accepted.eq(dlen)]
+                        m.next = "COPY"
+                    with m.Case(_Action.STREAM_RETRY):
+                        m.d.sync += last_done.eq(1)
+                        m.next = "STREAM_REPLY"
 
             with m.State("READ_VALUE"):
                 m.d.sync += load((reply_opcode(Opcode.READ).value, 1), (seq, 1), (addr, 2),
