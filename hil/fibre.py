@@ -216,6 +216,8 @@ class Fibre:
         self._played = 0             # next Alice slot the optics model expects
         self._delivered = 0          # fibre slots handed to Bob
         self._offset = 0             # fibre slot - Alice's slot number (grows at a board reset)
+        self.error = None            # what stopped the fibre (a slot period it cannot follow)
+        self._period_warned = False
         self.stats = {"slots": 0, "underflow_slots": 0, "clicks": 0, "syncs": 0, "stretches": 0,
                       "merged_clicks": 0, "resets": 0}
 
@@ -229,6 +231,12 @@ class Fibre:
 
     def _on_slots(self, first_slot, nibbles, underflow, frame_idx, frame_slots):
         # Called under Alice's board lock: just queue the batch.
+        period = self.alice.period
+        if period != self.timebase.slot_cycles and not self._period_warned:
+            self._period_warned = True
+            self.error = (f"Alice plays slots of {period} clock cycles but the fibre's time base "
+                          f"has {self.timebase.slot_cycles}: configure her from the time base "
+                          f"(Testbed.timebase.alice_settings())")
         self._queue.append((first_slot, np.array(nibbles, dtype=np.uint8), int(underflow),
                             int(frame_idx), int(frame_slots)))
 
@@ -246,6 +254,8 @@ class Fibre:
         """Run the optics once over every batch queued since the last call (contiguous slots:
         a host that touches the board often makes many small batches)."""
         tb = self.timebase
+        if self.error:
+            raise RuntimeError(self.error)
         parts, starts = [], []
         expect = self._played
         while self._queue:

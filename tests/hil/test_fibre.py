@@ -136,3 +136,15 @@ def test_time_goes_on_across_a_reset_of_alices_board():
     assert (a.first_slot, a.end_slot, b.first_slot, b.end_slot) == (0, 200, 200, 400)
     assert b.syncs[0] - a.syncs[0] == 200 * tb.slot_bins
     assert np.concatenate(b.clicks).min() > np.concatenate(a.clicks).max()
+
+
+def test_a_slot_period_off_the_time_base_stops_the_fibre():
+    board = ModelBoard(role=Role.ALICE, alice_options={"clock": None})
+    tb = TimeBase(slot_cycles=8, frame_slots=64)
+    fibre = Fibre(bright(), tb, seed=SEED).attach(board.alice)
+    board.bank.set("modulator.slot_period", 12)
+    board.bank.set("modulator.frame_slots", tb.frame_slots)
+    board.bank.write(board.bank.map.address("modulator.control"), 1)
+    board.alice.advance(10)
+    with pytest.raises(RuntimeError, match="12 clock cycles"):
+        fibre.flush()
