@@ -31,7 +31,7 @@ def test_bench_urls_and_voa_over_visa():
         assert set(info["visa"]) == {"laser", "voa", "powermeter", "detector"}
         assert all(r.startswith("TCPIP::127.0.0.1::") and r.endswith("::SOCKET")
                    for r in info["visa"].values())
-        with Device(bed.alice_url) as alice, Device(bed.bob_url) as bob:
+        with Device(bed.alice_url, timeout=2.0) as alice, Device(bed.bob_url, timeout=2.0) as bob:
             assert alice.info()["role"] == "ALICE" and bob.info()["role"] == "BOB"
         fibre_db = bed.fibre.model.channel_loss_db()
         assert fibre_db == pytest.approx(0.21 * 25)
@@ -100,7 +100,7 @@ def test_cli_testbed_up_prints_json_and_stops_on_ctrl_c():
     try:
         info = json.loads(proc.stdout.readline())
         assert info["distance_km"] == 10.0 and info["boards"] == "model"
-        with Device(info["bob_url"]) as bob:
+        with Device(info["bob_url"], timeout=2.0) as bob:
             assert bob.info()["role"] == "BOB"
         voa = VariableAttenuator(info["visa"]["voa"])
         try:
