@@ -210,6 +210,7 @@ class TestbedBench:
                                seed=seed, realtime=False, optics=cfg, link_detector=False,
                                attack=InterceptResend(eve_fraction) if eve_fraction > 0 else None)
         self._stop = threading.Event()
+        self.error = None
         self._thread = threading.Thread(target=self._loop, name="testbed-driver", daemon=True)
 
     def start(self):
@@ -231,6 +232,12 @@ class TestbedBench:
         raise NotImplementedError("the testbed's fibre does not survive a board reset; use SimBench")
 
     def _loop(self):
+        try:
+            self._drive()
+        except Exception as exc:  # noqa: BLE001 - the demo reports it and stops
+            self.error = exc
+
+    def _drive(self):
         tb = self.testbed
         alice = tb.alice_board.alice
         flushed = True
@@ -393,6 +400,9 @@ def run_demo(*, distance_km=25.0, eve_fraction=0.0, block_size=100_000, seconds=
             err = alice.error or bob.error
             if err:
                 res.failures.append(f"a node stopped: {err}")
+                break
+            if getattr(bench, "error", None):
+                res.failures.append(f"the simulated bench stopped: {bench.error}")
                 break
             if progress:
                 progress(_live(alice, bench))
