@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed-stamp
 # Tests run on both cores; cocotb/Verilator builds are cached under .cache/ so a second run is fast.
 JOBS   ?= 2
 
-.PHONY: all venv test test-all demo docs bench clean
+.PHONY: all venv test test-all hil-model hil-rtl demo docs bench bitstreams clean
 
 all: test
 
@@ -18,8 +18,17 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
+# Unit, simulator and cocotb tests, then the HIL suite on the behavioural boards and on the RTL
+# twin (its short subset). Slow runs (bitstreams, long statistics) are in test-all / bitstreams.
 test: $(STAMP)
 	$(BIN)/python -m pytest -n $(JOBS) -m "not slow" tests
+	$(MAKE) hil-model hil-rtl
+
+hil-model: $(STAMP)
+	$(BIN)/python -m pytest -q hil/suite --target model
+
+hil-rtl: $(STAMP)
+	$(BIN)/python -m pytest -q hil/suite --target rtl
 
 test-all: $(STAMP)
 	$(BIN)/python -m pytest -n $(JOBS) tests
@@ -32,6 +41,14 @@ docs: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/qkdnode bench link --json
+	$(BIN)/qkdnode bench decode --json
+	$(BIN)/qkdnode bench tagger --json
+
+# Bitstreams for the iCEBreaker and ULX3S (YoWASP tools from the `fpga` extra) and Verilog for
+# the Arty A7; reports (resources, Fmax, timing) land in build/BOARD-ROLE/report.json.
+bitstreams: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[fpga]'
+	$(BIN)/python -m pytest -p no:xdist -m slow tests/gateware/test_boards.py
 
 clean:
 	rm -rf .cache build .pytest_cache

@@ -12,7 +12,7 @@ from amaranth.lib import wiring, stream, fifo
 from amaranth.lib.wiring import In, Out
 
 from .spec.protocol import StreamChannel
-from .spec.registers import REGISTER_MAP, Role, Access
+from .spec.registers import REGISTER_MAP, Role, Access, role_register_map
 from .cores.csr import RegisterBank
 from .cores.link import Link, LINK_COUNTERS
 from .cores.uart import UARTRx, UARTTx, divisor_for
@@ -100,7 +100,7 @@ class NodeCore(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        m.submodules.bank = bank = RegisterBank(REGISTER_MAP)
+        m.submodules.bank = bank = RegisterBank(role_register_map(self.role))
         m.submodules.link = link = Link(h2d=self.h2d, d2h=self.d2h, flush_cycles=self.flush_cycles)
         wiring.connect(m, link.bus, bank.bus)
         wiring.connect(m, wiring.flipped(self.i_rx), link.i_rx)

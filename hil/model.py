@@ -33,7 +33,7 @@ from controller.link.codec import FrameDecoder, crc16, encode_frame
 from gateware.spec.protocol import (
     MAX_BURST, MAX_PAYLOAD, ErrorCode, Opcode, StreamChannel, reply_opcode,
 )
-from gateware.spec.registers import DEVICE_ID, REGISTER_MAP, Access, Role
+from gateware.spec.registers import DEVICE_ID, REGISTER_MAP, Access, Role, role_register_map
 from gateware.spec.tagger import CHANNEL_COUNTERS, CHANNELS, GLOBAL_COUNTERS, HIST_BINS
 from gateware.spec.modulator import (
     MIN_SLOT_PERIOD, REPORT_BYTES, Intensity, ReportKind, ReportLayout, choice_fires, choice_state,
@@ -625,7 +625,7 @@ class ModelBoard:
                  loopback_depth=LOOPBACK_DEPTH, corrupt_replies=0, corrupt_stream_frames=0,
                  role=Role.LINK, alice_options=None, bob_options=None):
         self.lock = threading.RLock()
-        self.bank = RegisterBank(REGISTER_MAP)
+        self.bank = RegisterBank(role_register_map(role))
         self.core = CoreBlock(self, device_id=device_id, version=version, git_hash=git_hash,
                               clk_hz=clk_hz, loopback_depth=loopback_depth)
         self.link = LinkBlock(self)

@@ -114,18 +114,22 @@ class StreamPacketizer(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         chunk = MAX_PAYLOAD - 1
+        # The FIFO's fill, registered (it only grows behind the packetizer's back, so a value one
+        # cycle old is safe) to keep the FIFO's level arithmetic off the decision path.
+        level = Signal.like(self.level)
+        m.d.sync += level.eq(self.level)
         seq = Signal(8)
         left = Signal(range(chunk + 1))
         waited = Signal(range(self._flush + 1))
 
         with m.FSM():
             with m.State("WAIT"):
-                with m.If(self.level == 0):
+                with m.If(level == 0):
                     m.d.sync += waited.eq(0)
                 with m.Elif(waited != self._flush):
                     m.d.sync += waited.eq(waited + 1)
-                with m.If((self.level >= chunk) | ((self.level != 0) & (waited == self._flush))):
-                    m.d.sync += left.eq(Mux(self.level >= chunk, chunk, self.level))
+                with m.If((level >= chunk) | ((level != 0) & (waited == self._flush))):
+                    m.d.sync += left.eq(Mux(level >= chunk, chunk, level))
                     m.next = "OPCODE"
             with m.State("OPCODE"):
                 m.d.comb += [self.o_stream.valid.eq(1),
@@ -152,5 +156,8 @@ class StreamPacketizer(wiring.Component):
                     m.d.sync += left.eq(left - 1)
                     with m.If(left == 1):
                         m.d.sync += [seq.eq(seq + 1), waited.eq(0)]
-                        m.next = "WAIT"
+                        m.next = "GAP"
+            with m.State("GAP"):
+                # One cycle for the registered level to count the byte just taken.
+                m.next = "WAIT"
         return m

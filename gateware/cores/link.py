@@ -402,7 +402,18 @@ class Link(wiring.Component):
             wiring.connect(m, src, arb.i_streams[i])
         m.submodules.tx_crc = tx_crc = CRCAppender()
         m.submodules.cobs_enc = enc = COBSEncoder()
-        wiring.connect(m, arb.o_stream, tx_crc.i_stream)
+        # A small FIFO between the arbiter and the CRC appender: its ready is a register, which
+        # cuts the combinational ready chain from the COBS encoder back into the executor.
+        m.submodules.tx_buf = tx_buf = fifo.SyncFIFOBuffered(width=len(arb.o_stream.payload.as_value()),
+                                                             depth=4)
+        m.d.comb += [
+            tx_buf.w_data.eq(arb.o_stream.payload),
+            tx_buf.w_en.eq(arb.o_stream.valid),
+            arb.o_stream.ready.eq(tx_buf.w_rdy),
+            tx_crc.i_stream.payload.eq(tx_buf.r_data),
+            tx_crc.i_stream.valid.eq(tx_buf.r_rdy),
+            tx_buf.r_en.eq(tx_crc.i_stream.ready),
+        ]
         wiring.connect(m, tx_crc.o_stream, enc.i_stream)
         wiring.connect(m, enc.o_stream, wiring.flipped(self.o_tx))
 

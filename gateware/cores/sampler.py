@@ -29,7 +29,9 @@ SAMPLES_BY_FAMILY = {"generic": 1, "ice40": 2, "ecp5": 4}
 
 
 def _family(platform):
-    return getattr(platform, "family", None) if platform is not None else None
+    # Amaranth's platforms say "iCE40" and "ECP5"; compare in lower case.
+    family = getattr(platform, "family", None) if platform is not None else None
+    return family.lower() if isinstance(family, str) else family
 
 
 class Sampler(wiring.Component):

@@ -18,7 +18,7 @@ from .modulator import MODULATOR_BLOCK
 
 __all__ = [
     "DEVICE_ID", "GATEWARE_VERSION", "Access", "Role",
-    "Register", "Block", "RegisterMap", "REGISTER_MAP",
+    "Register", "Block", "RegisterMap", "REGISTER_MAP", "ROLE_BLOCKS", "role_register_map",
     "VersionLayout", "ControlLayout", "CommandLayout", "StatusLayout",
 ]
 
@@ -103,3 +103,17 @@ REGISTER_MAP = RegisterMap([
     TAGGER_BLOCK,
     MODULATOR_BLOCK,
 ])
+
+
+#: The blocks each role's image serves; the others read as unmapped (BAD_ADDRESS), so an image
+#: carries no logic for another role's registers.
+ROLE_BLOCKS = {
+    Role.LINK: ("core", "link"),
+    Role.ALICE: ("core", "link", "modulator"),
+    Role.BOB: ("core", "link", "tagger"),
+}
+
+
+def role_register_map(role):
+    """Return the register map of the ``role`` image (same addresses as ``REGISTER_MAP``)."""
+    return REGISTER_MAP.subset(ROLE_BLOCKS[Role(role)])

@@ -122,6 +122,13 @@ class RegisterMap:
         """Return ``(RegisterInfo, index)`` at a word address, or None."""
         return self._by_address.get(address)
 
+    def subset(self, names):
+        """Return a map of only the blocks called ``names``, at the same addresses."""
+        missing = set(names) - {block.name for block in self.blocks}
+        if missing:
+            raise KeyError(f"no block {sorted(missing)[0]!r}")
+        return RegisterMap([block for block in self.blocks if block.name in names])
+
     def block(self, name):
         """Return the block called ``name``."""
         for block in self.blocks:
