@@ -93,11 +93,12 @@ class SimBench:
         self.config = cfg
         attack = InterceptResend(eve_fraction) if eve_fraction > 0 else None
         self.optics = OpticsModel(cfg, seed=seed, attack=attack)
-        self.alice_board = ModelBoard(role=Role.LINK)
+        # Alice's board with the recording modulator in place of the plain one
+        self.alice_board = ModelBoard(role=Role.ALICE, alice_options={"clock": None})
         self.alice = RecordingAliceBlock(self.alice_board, choices_depth=choices_depth)
-        self.alice_board.alice = self.alice
-        self.alice_board.add_block(self.alice)
-        self.alice_board.role = Role.ALICE
+        board = self.alice_board
+        board.blocks = [b for b in board.blocks if b is not board.alice] + [self.alice]
+        board.alice = self.alice
         self.alice.reset()
         self.bob_board = ModelBoard(role=Role.BOB)
         self.servers = [ModelServer(self.alice_board), ModelServer(self.bob_board)]
