@@ -44,7 +44,7 @@ def block_schedule(n: int, qber: float, passes: int = 20, mode: str = "standard"
     alpha = math.log2(1.0 / q)
     half = max((n + 1) // 2, 1)
     # 2^round(alpha): measured best of 2^floor / 2^ceil at 1-8 % for N = 1e5..1e6
-    # (docs/BENCHMARKS-postprocess.md); the paper's 2^ceil loses at 5-8 %.
+    # (docs/BENCHMARKS.md, "Key distillation"); the paper's 2^ceil loses at 5-8 %.
     k1 = min(2 ** round(alpha), half)
     k2 = min(2 ** math.ceil((alpha + 12.0) / 2.0), half)
     if mode == "low-round":

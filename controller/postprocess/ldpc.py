@@ -28,7 +28,7 @@ from .infotheory import h2
 
 # Systematic-part variable degrees (node fractions); the parity part is a staircase of
 # degree-2 nodes (extended IRA structure), which keeps degree-2 nodes cycle-free.
-INFO_DEGREES = {3: 0.65, 14: 0.35}     # best of a short scan (BENCHMARKS-postprocess.md)
+INFO_DEGREES = {3: 0.65, 14: 0.35}     # best of a short scan (docs/BENCHMARKS.md, "Key distillation")
 
 
 def make_code(n: int, rate: float, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]:
