@@ -193,14 +193,8 @@ def demo_cmd(
         except KeyboardInterrupt:
             pass
         finally:
-            servers, stores, tmp, bench = handles
-            for s in servers:
-                s.stop()
-            for s in stores:
-                s.close()
-            bench.stop()
-            if tmp is not None:
-                tmp.cleanup()
+            from hil.demo import release
+            release(handles)
     if not result.ok:
         fail("demo failed: " + "; ".join(result.failures))
 

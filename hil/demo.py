@@ -30,7 +30,7 @@ from gateware.spec.registers import Role
 from hil.model import CLK_HZ, AliceBlock, ModelBoard, ModelServer
 from hil.optics.clicks import RunResult
 
-__all__ = ["SimBench", "RecordingAliceBlock", "DemoResult", "run_demo", "link_plan"]
+__all__ = ["SimBench", "RecordingAliceBlock", "DemoResult", "run_demo", "link_plan", "release"]
 # -- the simulated bench --------------------------------------------------------------------------
 
 class RecordingAliceBlock(AliceBlock):
@@ -430,14 +430,20 @@ def run_demo(*, distance_km=25.0, eve_fraction=0.0, block_size=100_000, seconds=
         for node in nodes:
             node.stop()
         if not serve:
-            for s in servers:
-                s.stop()
-            for s in stores:
-                s.close()
-            bench.stop()
-            if tmp is not None:
-                tmp.cleanup()
+            release((servers, stores, tmp, bench))
     return res
+
+
+def release(handles):
+    """Stop what ``run_demo(serve=True)`` left running: KMEs, key stores, the bench, temp files."""
+    servers, stores, tmp, bench = handles
+    for server in servers:
+        server.stop()
+    for store in stores:
+        store.close()
+    bench.stop()
+    if tmp is not None:
+        tmp.cleanup()
 
 
 def _live(alice, bench) -> dict:

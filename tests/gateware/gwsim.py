@@ -75,3 +75,19 @@ def run(dut, *testbenches, background=(), deadline_cycles=200_000, name="sim", p
     assert len(done) == len(testbenches), \
         f"{name}: {len(testbenches) - len(done)} testbench(es) still running after {deadline_cycles} cycles" \
         + (f"; {progress()}" if progress else "")
+
+
+async def feed_bytes(ctx, stream, requests, *, gap=0):
+    """Offer ``requests`` byte by byte on ``stream`` (a receiver without back-pressure, like a
+    UART); an int in ``requests`` is that many idle cycles, ``gap`` idle cycles follow each byte."""
+    for raw in requests:
+        if isinstance(raw, int):
+            await ctx.tick().repeat(raw)
+            continue
+        for byte in raw:
+            ctx.set(stream.valid, 1)
+            ctx.set(stream.payload, byte)
+            await ctx.tick()
+            ctx.set(stream.valid, 0)
+            if gap:
+                await ctx.tick().repeat(gap)

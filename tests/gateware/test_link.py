@@ -15,7 +15,7 @@ from gateware.spec.protocol import (crc16, Opcode, ErrorCode, StreamChannel, MAX
 from gateware.spec.registers import REGISTER_MAP, DEVICE_ID
 from gateware.top import NodeCore
 
-from gwsim import run
+from gwsim import feed_bytes, run
 
 A = REGISTER_MAP.address
 
@@ -44,17 +44,7 @@ def simulate(requests, *, seed=0, gap=0, p_stall=0.0, settle=3000, loopback_dept
     out = bytearray()
 
     async def host(ctx):
-        for raw in requests:
-            if isinstance(raw, int):
-                await ctx.tick().repeat(raw)
-                continue
-            for byte in raw:
-                ctx.set(dut.i_rx.valid, 1)
-                ctx.set(dut.i_rx.payload, byte)
-                await ctx.tick()
-                ctx.set(dut.i_rx.valid, 0)
-                if gap:
-                    await ctx.tick().repeat(gap)
+        await feed_bytes(ctx, dut.i_rx, requests, gap=gap)
         await ctx.tick().repeat(settle)
 
     async def sink(ctx):

@@ -17,7 +17,7 @@ from gateware.top import NodeCore
 
 from cocotb_modulator_scenarios import (scenarios, expected, decode_reports, CHOICES_DEPTH,
                                         pulse_offsets_ok)
-from gwsim import run, stream_put
+from gwsim import feed_bytes, run, stream_put
 from test_link import wire, parse
 
 SEED = 20261127
@@ -136,15 +136,7 @@ def _alice_session(requests, settle=6000):
     pins = []
 
     async def host(ctx):
-        for raw in requests:
-            if isinstance(raw, int):
-                await ctx.tick().repeat(raw)
-                continue
-            for byte in raw:
-                ctx.set(dut.i_rx.valid, 1)
-                ctx.set(dut.i_rx.payload, byte)
-                await ctx.tick()
-                ctx.set(dut.i_rx.valid, 0)
+        await feed_bytes(ctx, dut.i_rx, requests)
         await ctx.tick().repeat(settle)
 
     async def sink(ctx):
