@@ -351,16 +351,8 @@ class AuthChannel:
 
     def _meter(self, sender: str, bits: int, leaks: bool, tag: str) -> None:
         with self._stats_lock:
-            s = self.stats
-            s.messages += 1
-            s.bits += bits
-            if leaks:
-                s.leaked_bits += bits
-            if tag:
-                s.by_tag[tag] = s.by_tag.get(tag, 0) + bits
-            if sender != self._last_dir:
-                s.flights += 1
-                self._last_dir = sender
+            self.stats.record(bits, leaks=leaks, tag=tag, new_flight=sender != self._last_dir)
+            self._last_dir = sender
 
     # -- public API -----------------------------------------------------------------------------
 

@@ -38,6 +38,18 @@ class ChannelStats:
         """Return round trips: two flights make one round (an odd flight counts whole)."""
         return (self.flights + 1) // 2
 
+    def record(self, bits: int, *, leaks: bool, tag: str, new_flight: bool) -> None:
+        """Count one message of ``bits`` bits (``leaks``: about the key) under ``tag``;
+        ``new_flight`` when its sender differs from the previous message's."""
+        self.messages += 1
+        self.bits += bits
+        if leaks:
+            self.leaked_bits += bits
+        if tag:
+            self.by_tag[tag] = self.by_tag.get(tag, 0) + bits
+        if new_flight:
+            self.flights += 1
+
     def snapshot(self) -> "ChannelStats":
         """Return a copy (to compute the traffic of one protocol step by difference)."""
         return ChannelStats(self.messages, self.bits, self.leaked_bits, self.flights,
@@ -100,16 +112,8 @@ class LocalChannel:
         n = payload_bits(payload) if bits is None else int(bits)
         if n < 0:
             raise ValueError(f"declared bit count must be >= 0, got {n}")
-        s = self.stats
-        s.messages += 1
-        s.bits += n
-        if leaks_key:
-            s.leaked_bits += n
-        if tag:
-            s.by_tag[tag] = s.by_tag.get(tag, 0) + n
-        if sender != self._last_sender:
-            s.flights += 1
-            self._last_sender = sender
+        self.stats.record(n, leaks=leaks_key, tag=tag, new_flight=sender != self._last_sender)
+        self._last_sender = sender
         self._queues[receiver].append(payload)
 
     def recv(self, receiver: str) -> Payload:
