@@ -57,6 +57,10 @@ class ChannelAuthError(ChannelError):
     """A received frame failed authentication; the current block is aborted."""
 
 
+class _Misframed(ChannelClosed):
+    """A frame header that does not parse: before the handshake a wrong peer, after it tampering."""
+
+
 class TamperedMessage(ChannelAuthError):
     """The tag does not match the frame (modified, forged, or wrong direction)."""
 
@@ -216,9 +220,9 @@ class AuthChannel:
         head = self._recv_exact(_HDR.size)
         magic, ver, kind, direction, lane, flags, tlen, block, index, bits, blen = _HDR.unpack(head)
         if magic != MAGIC or ver != VERSION:
-            raise ChannelClosed(f"not a qkdnode channel peer (magic {magic!r}, version {ver})")
+            raise _Misframed(f"not a qkdnode channel frame (magic {magic!r}, version {ver})")
         if blen > MAX_PAYLOAD:
-            raise ChannelClosed(f"peer announced a {blen}-byte frame (limit {MAX_PAYLOAD})")
+            raise _Misframed(f"peer announced a {blen}-byte frame (limit {MAX_PAYLOAD})")
         rest = self._recv_exact(tlen + blen + 16)
         tag = rest[:tlen].decode("utf-8", "replace")
         frame = _Frame(kind, lane, block, index, bits, bool(flags & 1), tag, rest[tlen:tlen + blen])
@@ -250,7 +254,17 @@ class AuthChannel:
     def _read_loop(self) -> None:
         try:
             while not self._closed.is_set():
-                frame, direction, signed, mac = self._read_frame()
+                try:
+                    frame, direction, signed, mac = self._read_frame()
+                except _Misframed as exc:
+                    # In an open session a header that does not parse was altered on the way
+                    # (the header is covered by the tag, but framing comes first): tampering.
+                    # The stream is out of step, so the session ends after the block aborts.
+                    if self._hello.is_set():
+                        self.counters.tampered += 1
+                        self._fail(TamperedMessage(f"a frame header from {self.peer} was "
+                                                   f"altered ({exc}); the block is void"))
+                    raise
                 try:
                     self._accept(frame, direction, signed, mac)
                 except ChannelAuthError as exc:

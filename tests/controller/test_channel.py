@@ -168,6 +168,26 @@ def test_tampered_message_aborts_block_on_both_sides():
         b.close()
 
 
+def test_altered_header_is_tampering_not_a_silent_disconnect():
+    """A frame whose header no longer parses (here its magic) in an open session: the block is
+    aborted as tampered and counted, and then the desynchronised session ends."""
+    def break_magic(frame, n):
+        if n == 2:
+            frame = bytearray(frame)
+            frame[0] ^= 0x40
+        return [bytes(frame)]
+
+    a, b = proxied_pair(break_magic)
+    try:
+        b.send("bob", b"first block message")
+        with pytest.raises(TamperedMessage):
+            a.recv("alice")
+        assert a.counters.tampered == 1 and a.counters.blocks_aborted == 1
+    finally:
+        a.close()
+        b.close()
+
+
 def test_replayed_message_detected():
     a, b = proxied_pair(lambda f, n: [f, f] if n == 2 else [f])
     try:
