@@ -14,7 +14,7 @@ The steps and messages are those of the two-party functions, in the same order:
 5. verify: Alice -> points and tag; Bob -> ok.
 6. Bob -> key-basis errors per class (public: the positions stay with Bob).
 7. finite-key length: both compute it from the same counts and the leak both ends metered.
-8. amplify: Alice -> Toeplitz seed. Both hash to the same secret key.
+8. amplify: Alice -> hash seed. Both hash to the same secret key.
 
 Everything Alice discloses about the key is metered by the channel (``leaks_key=True``); the
 finite-key length uses that meter, never a figure an algorithm reports about itself.
@@ -27,7 +27,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from controller.postprocess.amplify import modified_toeplitz_hash, seed_bits_needed
+from controller.postprocess.amplify import hash_key, seed_bits_needed
 from controller.postprocess.cascade import CascadeAlice, CascadeBob, block_schedule
 from controller.postprocess.estimate import BasisCounts, count_by_class
 from controller.postprocess.finite_key import secret_key_length
@@ -186,7 +186,7 @@ def alice_block(ch, record: AliceRecord, proto: Protocol, rng: np.random.Generat
     # 8. amplify
     seed_bits = rng.integers(0, 2, size=seed_bits_needed(key.size, length), dtype=np.uint8)
     ch.send(ALICE, seed_bits.astype(bool), tag="amplify")
-    return BlockOutcome(modified_toeplitz_hash(seed_bits, key, length), figures)
+    return BlockOutcome(hash_key(seed_bits, key, length), figures)
 
 
 def bob_block(ch, det: BobDetections, proto: Protocol) -> BlockOutcome:
@@ -234,4 +234,4 @@ def bob_block(ch, det: BobDetections, proto: Protocol) -> BlockOutcome:
     if abort or length == 0:
         return BlockOutcome(None, figures, abort or "short")
     seed_bits = np.asarray(ch.recv(BOB), dtype=np.uint8)
-    return BlockOutcome(modified_toeplitz_hash(seed_bits, fixed, length), figures)
+    return BlockOutcome(hash_key(seed_bits, fixed, length), figures)
