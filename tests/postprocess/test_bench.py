@@ -19,8 +19,11 @@ def test_bench_reconcile_reports_figures():
 
 
 def test_bench_amplify_reports_figures():
-    out = bench_amplify.run(["--bits", "50000", "--repeats", "1"])
+    out = bench_amplify.run(["--bits", "50000", "--repeats", "1", "--baseline", "toeplitz"])
     assert out["output_bits"] == 25000 and out["mbit_per_s"] > 0.0
+    assert out["method"] == "multiply_shift" and out["seed_bits"] == 2 * 50000 - 25000 - 2
+    assert out["baseline"] == "toeplitz" and out["baseline_seed_bits"] == 49999
+    assert out["speedup_cpu"] > 0.0 and out["baseline_mbit_per_s_cpu"] > 0.0
 
 
 def test_bench_reconcile_runs_as_module():
