@@ -67,9 +67,16 @@ class Sampler(wiring.Component):
                 m.d.sync += self.o_samples.eq(buf.i)
         elif self.samples == 2 and family == "ice40":
             d0, d1 = Signal(), Signal()
+            # SB_IO takes the pad itself: an IOPort, or the IO value under a port-like from
+            # ``platform.request(..., dir="-")`` (which may be a slice of a wider resource).
+            pad = self.port
+            if isinstance(pad, io.SingleEndedPort):
+                if any(pad.invert):
+                    raise ValueError("Sampler: an inverted pad cannot feed SB_IO's DDR input")
+                pad = pad.io
             # PIN_TYPE 0b000000: registered DDR input, no output.
             m.submodules.ddr = Instance(
-                "SB_IO", p_PIN_TYPE=C(0b000000, 6), io_PACKAGE_PIN=self.port,
+                "SB_IO", p_PIN_TYPE=C(0b000000, 6), io_PACKAGE_PIN=pad,
                 i_INPUT_CLK=ClockSignal("sync"), i_CLOCK_ENABLE=1, o_D_IN_0=d0, o_D_IN_1=d1)
             m.d.comb += self.o_samples.eq(Cat(d0, d1))
         elif self.samples == 4 and family == "ecp5":
