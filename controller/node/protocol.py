@@ -27,7 +27,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from controller.postprocess.amplify import hash_key, seed_bits_needed
+from controller.postprocess.amplify import draw_seed, hash_key
 from controller.postprocess.cascade import CascadeAlice, CascadeBob, block_schedule
 from controller.postprocess.estimate import BasisCounts, count_by_class
 from controller.postprocess.finite_key import secret_key_length
@@ -184,7 +184,7 @@ def alice_block(ch, record: AliceRecord, proto: Protocol, rng: np.random.Generat
     if abort or length == 0:
         return BlockOutcome(None, figures, abort or "short")
     # 8. amplify
-    seed_bits = rng.integers(0, 2, size=seed_bits_needed(key.size, length), dtype=np.uint8)
+    seed_bits = draw_seed(rng, key.size, length)
     ch.send(ALICE, seed_bits.astype(bool), tag="amplify")
     return BlockOutcome(hash_key(seed_bits, key, length), figures)
 

@@ -213,11 +213,17 @@ def hash_key(seed_bits: np.ndarray, key_bits: np.ndarray, m: int,
     return multiply_shift_hash(seed_bits, key_bits, m)
 
 
+def draw_seed(rng: np.random.Generator, n: int, m: int, method: str = DEFAULT_METHOD) -> np.ndarray:
+    """Return a uniform public seed (uint8 bits) for shrinking n bits to m with ``method``."""
+    size = seed_bits_needed(n, m, method)
+    return np.unpackbits(np.frombuffer(rng.bytes((size + 7) // 8), dtype=np.uint8), count=size)
+
+
 def amplify(alice_bits: np.ndarray, bob_bits: np.ndarray, m: int, channel: Channel,
             rng: np.random.Generator, method: str = DEFAULT_METHOD) -> tuple[np.ndarray, np.ndarray]:
     """Shrink both (equal) keys to ``m`` secret bits; the hash seed goes Alice -> Bob."""
     n = len(alice_bits)
-    seed = rng.integers(0, 2, size=seed_bits_needed(n, m, method), dtype=np.uint8)
+    seed = draw_seed(rng, n, m, method)
     channel.send("alice", seed.astype(bool), tag="amplify")
     bob_seed = np.asarray(channel.recv("bob"), dtype=np.uint8)
     return (hash_key(seed, alice_bits, m, method), hash_key(bob_seed, bob_bits, m, method))

@@ -5,7 +5,7 @@ import itertools
 import numpy as np
 import pytest
 
-from controller.postprocess.amplify import (amplify, hash_key, multiply_shift_hash,
+from controller.postprocess.amplify import (amplify, draw_seed, hash_key, multiply_shift_hash,
                                            multiply_shift_hash_naive, multiply_shift_seed_bits,
                                            seed_bits_needed)
 from controller.postprocess.channel import LocalChannel
@@ -118,3 +118,13 @@ def test_amplify_gives_both_sides_the_same_key_and_meters_the_seed(method):
     kc, _ = amplify(other, other, 80_000, LocalChannel(), np.random.default_rng(SEED), method=method)
     ka2, _ = amplify(key, key, 80_000, LocalChannel(), np.random.default_rng(SEED), method=method)
     assert 0.45 < float((kc != ka2).mean()) < 0.55
+
+
+@pytest.mark.parametrize("method", ["multiply_shift", "toeplitz"])
+def test_draw_seed_has_the_needed_length_and_is_balanced(method):
+    rng = np.random.default_rng(SEED)
+    for n, m in ((100_001, 40_000), (9, 4), (10, 10), (10, 0)):
+        seed = draw_seed(rng, n, m, method)
+        assert seed.dtype == np.uint8 and seed.size == seed_bits_needed(n, m, method), f"seed {SEED}"
+        assert set(np.unique(seed).tolist()) <= {0, 1}
+    assert abs(draw_seed(rng, 100_001, 40_000, method).mean() - 0.5) < 0.01, f"seed {SEED}"
