@@ -1,10 +1,19 @@
 """The classical channel between the two controllers: TCP, every message authenticated (Wegman-Carter).
 
-Authentication is information-theoretic: each frame's tag is ``(H_k(frame) + r_i) mod p`` with
-``p = 2^127 - 1``, ``H_k`` the polynomial hash over GF(p) of the frame cut into 15-byte blocks
-(an ε-almost-Δ-universal family, ε = L/p for L blocks) and ``r_i`` 128 fresh one-time key bits
-(127 used) taken at the frame's index from the sender's direction of the :class:`AuthKeyPool`.  The
-hash key ``k`` stays; the pads are used once.  The pool is bootstrapped from a pre-shared secret
+Authentication is information-theoretic: a tag is ``(H_k(T) + r_i) mod p`` with ``p = 2^127 - 1``,
+``H_k`` the polynomial hash over GF(p) of ``T`` cut into 15-byte blocks (an ε-almost-Δ-universal
+family, ε = L/p for L blocks) and ``r_i`` 128 fresh one-time key bits (127 used) taken at the
+tag's index from the sender's direction of the :class:`AuthKeyPool`.  The hash key ``k`` stays;
+the pads are used once.  ``T`` is the sender's *transcript* since its previous tag: every frame
+it sent since then, in order, ending with the tagged frame.  By default every frame is tagged
+(``T`` is the frame).  A channel opened with ``deferred=True`` sends block-lane data frames
+untagged unless the caller asks for a checkpoint (``send(..., checkpoint=True)``): the receiver
+hashes each untagged frame into its copy of the transcript and hands it on *unauthenticated*;
+the next tag (a checkpoint, an ABORT, a KME-lane frame, all always tagged) authenticates all of
+them at once, and any change, insertion, removal, reordering or replay of one of them fails it.
+The node (:mod:`controller.node.runner`) puts one checkpoint per direction at the end of each
+block and uses nothing of a block (key, pads, alarms) before both have been verified, so a block
+costs two pads instead of one per message.  The pool is bootstrapped from a pre-shared secret
 file (0600) and replenished from distilled key (:meth:`AuthKeyPool.replenish`); its consumption is
 counted so the operator sees the authentication budget.
 
@@ -40,7 +49,26 @@ KIND_DATA, KIND_HELLO, KIND_ABORT, KIND_FLOOR = 0, 1, 2, 3
 MAX_PAYLOAD = 64 << 20
 
 _HDR = struct.Struct(">2sBBBBBBQQQI")   # magic ver kind dir lane flags taglen block index bits len
-MAGIC, VERSION = b"QC", 1
+MAGIC, VERSION = b"QC", 2
+FLAG_LEAKS, FLAG_TAGGED = 1, 2           # header flags: metered as key leak; carries a tag
+NO_TAG = bytes(16)                       # the MAC field of an untagged frame
+
+
+def absorb(key: int, h: int, data: bytes) -> int:
+    """Continue the polynomial hash ``h`` over ``data`` (15-byte blocks, as :func:`poly_hash`).
+
+    ``absorb(k, 0, m) == poly_hash(k, m)``; absorbing frames one after the other hashes their
+    concatenation block-aligned per frame, which is injective because every frame carries its
+    own lengths in its header.
+    """
+    for i in range(0, len(data), 15):
+        block = data[i:i + 15]
+        h = (h + int.from_bytes(block, "little") + (1 << (8 * len(block)))) * key % P127
+    return h
+
+
+def _tag_bytes(h: int, pad: bytes) -> bytes:
+    return ((h + (int.from_bytes(pad, "big") & P127)) % P127).to_bytes(16, "big")
 
 
 # -- errors ---------------------------------------------------------------------------------------
@@ -139,6 +167,7 @@ class _Frame:
     leaks_key: bool
     tag: str
     body: bytes = field(repr=False)
+    tagged: bool = True
 
 
 class AuthChannel:
@@ -147,12 +176,22 @@ class AuthChannel:
     Use :func:`listen` / :func:`connect` to make one.  ``send``/``recv`` follow the
     post-processing :class:`~controller.postprocess.channel.Channel` interface (``sender`` /
     ``receiver`` must be this party); :meth:`send_on` / :meth:`recv_on` reach other lanes.
+    ``deferred``: block-lane data frames go untagged unless sent with ``checkpoint=True`` (both
+    ends must agree; see the module doc).  ``unverified`` counts the frames received since the
+    last verified tag: data handed on that no tag has confirmed yet.
     """
 
-    def __init__(self, sock: socket.socket, party: str, pool: AuthKeyPool, *, timeout: float = 30.0):
+    def __init__(self, sock: socket.socket, party: str, pool: AuthKeyPool, *, timeout: float = 30.0,
+                 deferred: bool = False):
         self.party, self.peer = party, _other(party)
         self.pool = pool
         self.timeout = timeout
+        self.deferred = bool(deferred)
+        self._send_run = 0          # hash of what this end sent since its last tag
+        self._send_next = None      # pad index of this end's next tag (known after the HELLO)
+        self._recv_run = 0          # hash of what the peer sent since its last verified tag
+        self.unverified = 0
+        self.tags_sent = 0
         self.stats = ChannelStats()
         self.counters = AuthCounters()
         self.block = 0
@@ -176,21 +215,31 @@ class AuthChannel:
 
     # -- framing ------------------------------------------------------------------------------
 
-    def _frame_bytes(self, kind, lane, block, index, bits, leaks, tag: bytes, body: bytes) -> bytes:
-        return _HDR.pack(MAGIC, VERSION, kind, PARTIES.index(self.party), lane, int(leaks), len(tag),
+    def _frame_bytes(self, kind, lane, block, index, bits, leaks, tag: bytes, body: bytes,
+                     tagged: bool = True) -> bytes:
+        flags = (FLAG_LEAKS if leaks else 0) | (FLAG_TAGGED if tagged else 0)
+        return _HDR.pack(MAGIC, VERSION, kind, PARTIES.index(self.party), lane, flags, len(tag),
                          block, index, bits, len(body)) + tag + body
 
     def _send_frame(self, kind: int, lane: int, body: bytes, *, bits: int = 0, leaks: bool = False,
-                    tag: str = "", block: int | None = None) -> None:
+                    tag: str = "", block: int | None = None, checkpoint: bool = True) -> None:
         if len(body) > MAX_PAYLOAD:
             raise ChannelError(f"message of {len(body)} bytes exceeds the {MAX_PAYLOAD}-byte limit")
         tag_b = tag.encode()[:255]
         block = self.block if block is None else block
+        untagged = (self.deferred and not checkpoint and kind == KIND_DATA and lane == LANE_BLOCK
+                    and self._send_next is not None)
         with self._send_lock:
             if self._closed.is_set():
                 raise ChannelClosed("the channel is closed")
             if kind == KIND_FLOOR:
-                data = self._frame_bytes(kind, lane, block, 0, 0, False, tag_b, body) + bytes(16)
+                data = self._frame_bytes(kind, lane, block, 0, 0, False, tag_b, body, False) + NO_TAG
+            elif untagged:
+                # no pad now: the sender's next tag (same index) authenticates this frame too
+                data = self._frame_bytes(kind, lane, block, self._send_next, bits, leaks, tag_b,
+                                         body, False)
+                self._send_run = absorb(self.pool.hash_key, self._send_run, data)
+                data += NO_TAG
             else:
                 try:
                     index, pad = self.pool.take_send(self.party)
@@ -198,7 +247,10 @@ class AuthChannel:
                     self.counters.exhausted += 1
                     raise
                 data = self._frame_bytes(kind, lane, block, index, bits, leaks, tag_b, body)
-                data += wc_tag(self.pool.hash_key, pad, data)
+                data += _tag_bytes(absorb(self.pool.hash_key, self._send_run, data), pad)
+                self._send_run = 0
+                self._send_next = index + 1
+                self.tags_sent += 1
             try:
                 self._sock.sendall(data)
             except OSError as exc:
@@ -225,7 +277,8 @@ class AuthChannel:
             raise _Misframed(f"peer announced a {blen}-byte frame (limit {MAX_PAYLOAD})")
         rest = self._recv_exact(tlen + blen + 16)
         tag = rest[:tlen].decode("utf-8", "replace")
-        frame = _Frame(kind, lane, block, index, bits, bool(flags & 1), tag, rest[tlen:tlen + blen])
+        frame = _Frame(kind, lane, block, index, bits, bool(flags & FLAG_LEAKS), tag,
+                       rest[tlen:tlen + blen], bool(flags & FLAG_TAGGED))
         return frame, direction, head + rest[:tlen + blen], rest[tlen + blen:]
 
     # -- handshake ----------------------------------------------------------------------------
@@ -300,23 +353,43 @@ class AuthChannel:
             self.counters.replayed += 1
             raise ReplayedMessage(f"frame index {idx} from {self.peer} was already used "
                                   f"(expecting {self._expect}): replayed")
-        pad = self.pool.recv_pad(self.peer, idx)
-        ok = hmac.compare_digest(wc_tag(self.pool.hash_key, pad, signed), mac)
-        if not ok:
-            self.counters.tampered += 1
-            if idx == self._expect:
-                self._expect = idx + 1               # that pad was spent by the sender: burn it
-                self.pool.burn_recv(self.peer, self._expect)
-            raise TamperedMessage(f"frame {idx} from {self.peer} fails authentication "
-                                  f"(modified or forged)")
-        jumped = idx > self._expect
-        self._expect = idx + 1
-        self.pool.burn_recv(self.peer, self._expect)
-        if jumped and not self._first:
-            self.counters.reordered += 1
-            raise ReorderedMessage(f"frame {idx} from {self.peer} arrived while {idx - 1} or "
-                                   f"earlier was expected: frames were removed or reordered")
-        self._first = False
+        if not frame.tagged:
+            # deferred: only block-lane data, only in an open session, at the index of the
+            # sender's next tag; it is hashed into the transcript and handed on unauthenticated
+            if not (self.deferred and self._hello.is_set() and frame.kind == KIND_DATA
+                    and frame.lane == LANE_BLOCK):
+                self.counters.tampered += 1
+                raise TamperedMessage(f"an untagged frame from {self.peer} where a tag is "
+                                      f"required (lane {frame.lane}, kind {frame.kind})")
+            if idx != self._expect:
+                self.counters.reordered += 1
+                raise ReorderedMessage(f"untagged frame at index {idx} from {self.peer} while "
+                                       f"{self._expect} was expected: frames were removed")
+            self._recv_run = absorb(self.pool.hash_key, self._recv_run, signed)
+            self.unverified += 1
+        else:
+            pad = self.pool.recv_pad(self.peer, idx)
+            run = absorb(self.pool.hash_key, self._recv_run, signed)
+            ok = hmac.compare_digest(_tag_bytes(run, pad), mac)
+            if not ok:
+                self.counters.tampered += 1
+                if idx == self._expect:
+                    self._expect = idx + 1           # that pad was spent by the sender: burn it
+                    self.pool.burn_recv(self.peer, self._expect)
+                what = (f"frame {idx} from {self.peer} fails authentication (modified or forged)"
+                        if not self.unverified else
+                        f"tag {idx} from {self.peer} does not match the {self.unverified + 1} "
+                        f"frames it covers: one of them was modified, inserted, removed or replayed")
+                raise TamperedMessage(what)
+            self._recv_run, self.unverified = 0, 0
+            jumped = idx > self._expect
+            self._expect = idx + 1
+            self.pool.burn_recv(self.peer, self._expect)
+            if jumped and not self._first:
+                self.counters.reordered += 1
+                raise ReorderedMessage(f"frame {idx} from {self.peer} arrived while {idx - 1} or "
+                                       f"earlier was expected: frames were removed or reordered")
+            self._first = False
         self.counters.received += 1
         if frame.kind == KIND_HELLO:
             self._hello.set()
@@ -371,22 +444,49 @@ class AuthChannel:
     # -- public API -----------------------------------------------------------------------------
 
     def send(self, sender: str, payload: Payload, *, bits: int | None = None,
-             leaks_key: bool = False, tag: str = "") -> None:
-        """Send ``payload`` to the peer on the block lane and meter it (``sender`` is this party)."""
+             leaks_key: bool = False, tag: str = "", checkpoint: bool = False) -> None:
+        """Send ``payload`` to the peer on the block lane and meter it (``sender`` is this party).
+
+        On a ``deferred`` channel the frame is tagged only with ``checkpoint=True`` (its tag then
+        covers everything sent since the previous tag); otherwise every frame is tagged."""
         if sender != self.party:
             raise ValueError(f"this channel end is {self.party}'s; it cannot send as {sender!r}")
         n = payload_bits(payload) if bits is None else int(bits)
         if n < 0:
             raise ValueError(f"declared bit count must be >= 0, got {n}")
         self._send_frame(KIND_DATA, LANE_BLOCK, encode_payload(payload), bits=n, leaks=leaks_key,
-                         tag=tag)
+                         tag=tag, checkpoint=checkpoint)
         self._meter(self.party, n, leaks_key, tag)
 
     def recv(self, receiver: str, timeout: float | None = None) -> Payload:
-        """Return the next block-lane message; raises a :class:`ChannelAuthError` or :class:`BlockAborted`."""
+        """Return the next block-lane message; raises a :class:`ChannelAuthError` or :class:`BlockAborted`.
+
+        A payload that does not decode was altered on the way (the peer only sends well-formed
+        ones): :class:`TamperedMessage`, counted, the block aborted."""
         if receiver != self.party:
             raise ValueError(f"this channel end is {self.party}'s; it cannot receive for {receiver!r}")
-        return decode_payload(self.recv_on(LANE_BLOCK, timeout))
+        data = self.recv_on(LANE_BLOCK, timeout)
+        try:
+            return decode_payload(data)
+        except Exception as exc:  # noqa: BLE001 - any decoding failure is the same finding
+            raise self.suspect(f"a block-lane payload from {self.peer} does not decode "
+                               f"({type(exc).__name__}: {exc})") from None
+
+    def suspect(self, reason: str) -> TamperedMessage:
+        """Record that unauthenticated data from the peer was malformed; return the error to raise.
+
+        Counted as tampering and the block is aborted at both ends (the peer's next ``recv``
+        raises :class:`BlockAborted`)."""
+        exc = TamperedMessage(f"{reason}; {self.unverified} frame(s) not yet authenticated: "
+                              f"treated as tampering")
+        self.counters.tampered += 1
+        self.last_error = exc
+        if self._aborted != self.block:
+            try:
+                self.abort_block("malformed data")
+            except ChannelError:
+                pass
+        return exc
 
     def send_on(self, lane: int, body: bytes) -> None:
         """Send raw bytes on ``lane`` (not metered as post-processing traffic)."""
@@ -453,8 +553,8 @@ class ChannelListener:
     """A listening socket that turns each accepted connection into an :class:`AuthChannel`."""
 
     def __init__(self, party: str, pool: AuthKeyPool, host: str = "127.0.0.1", port: int = 0,
-                 timeout: float = 30.0):
-        self.party, self.pool, self.timeout = party, pool, timeout
+                 timeout: float = 30.0, deferred: bool = False):
+        self.party, self.pool, self.timeout, self.deferred = party, pool, timeout, deferred
         self._sock = socket.create_server((host, port))
         self.address = self._sock.getsockname()[:2]
 
@@ -466,26 +566,28 @@ class ChannelListener:
         except socket.timeout:
             raise ChannelError(f"no peer connected to {self.address[0]}:{self.address[1]} "
                                f"within {self._sock.gettimeout()} s") from None
-        return AuthChannel(conn, self.party, self.pool, timeout=self.timeout)
+        return AuthChannel(conn, self.party, self.pool, timeout=self.timeout, deferred=self.deferred)
 
     def close(self) -> None:
         self._sock.close()
 
 
-def connect(party: str, pool: AuthKeyPool, host: str, port: int, *, timeout: float = 30.0) -> AuthChannel:
+def connect(party: str, pool: AuthKeyPool, host: str, port: int, *, timeout: float = 30.0,
+            deferred: bool = False) -> AuthChannel:
     """Connect to the peer's :class:`ChannelListener` at ``host:port``."""
     try:
         sock = socket.create_connection((host, port), timeout=timeout)
     except OSError as exc:
         raise ChannelClosed(f"cannot reach the peer controller at {host}:{port}: "
                             f"{exc.strerror or exc}. Is it running, and is the address right?") from None
-    return AuthChannel(sock, party, pool, timeout=timeout)
+    return AuthChannel(sock, party, pool, timeout=timeout, deferred=deferred)
 
 
-def open_pair(secret: bytes, *, alice_state=None, bob_state=None,
-              timeout: float = 30.0) -> tuple[AuthChannel, AuthChannel]:
+def open_pair(secret: bytes, *, alice_state=None, bob_state=None, timeout: float = 30.0,
+              deferred: bool = False) -> tuple[AuthChannel, AuthChannel]:
     """Return connected (alice, bob) channel ends over loopback TCP sharing ``secret``."""
-    listener = ChannelListener("alice", AuthKeyPool(secret, state_path=alice_state), timeout=timeout)
+    listener = ChannelListener("alice", AuthKeyPool(secret, state_path=alice_state), timeout=timeout,
+                               deferred=deferred)
     result: dict = {}
 
     def accept():
@@ -498,7 +600,7 @@ def open_pair(secret: bytes, *, alice_state=None, bob_state=None,
     t.start()
     try:
         bob = connect("bob", AuthKeyPool(secret, state_path=bob_state), *listener.address,
-                      timeout=timeout)
+                      timeout=timeout, deferred=deferred)
     finally:
         t.join(timeout)
         listener.close()

@@ -8,8 +8,16 @@ Alice leads.  Per block (one modulator run, ``block_slots`` slots):
     Alice -> {"run": n, "played"}                        Bob collects the run's detections
     Bob   -> {"ok": true | false, "reason"}
     distillation (``protocol.alice_block`` / ``bob_block``)
-    Alice -> {"replenish": bits}                          both top up the channel's pads first
-    Bob commits, then -> {"committed": n}; Alice commits.
+    Bob   -> {"end": n, "secret_bits", "abort"}   TAGGED: authenticates all Bob sent in the block
+    Alice -> {"end": n, "replenish": bits}        TAGGED: authenticates all Alice sent in the block
+    Bob tops up the channel's pads, commits, then -> {"committed": n}; Alice does the same.
+
+The channel is opened ``deferred``: every other block-lane frame goes untagged and is checked by
+the sender's next tag, so a block costs two one-time pads (256 bits), not one per message.  Each
+end acts on a block (alarm, pads, commit) only after the peer's end-of-block tag verified, i.e.
+after the peer's whole transcript of the block is authenticated; data that fails to parse before
+that is treated as tampering.  ``figures["auth_bits_used"]`` is what the block cost in pads
+(both directions, KME traffic in between included) and ``net_bits`` the key left after it.
 
 Both stores get the block under the same block ID (``SESSION-n``), hence the same key IDs.
 A block whose QBER or decoy statistics are over the thresholds yields no key and raises a
@@ -72,6 +80,8 @@ class NodeStats:
     void: int = 0
     secret_bits: int = 0
     sifted_bits: int = 0
+    auth_bits_used: int = 0
+    replenished_bits: int = 0
     slots: int = 0
     sessions: int = 0
     history: list = field(default_factory=list)
@@ -104,7 +114,8 @@ class Node:
             kme.peer = self.peer
         self.channel: AuthChannel | None = None
         self._service = None
-        self._listener = ChannelListener(role, pool, *listen, timeout=timeout_s) if listen else None
+        self._listener = (ChannelListener(role, pool, *listen, timeout=timeout_s, deferred=True)
+                          if listen else None)
         self.address = self._listener.address if self._listener else None
         self._stop = threading.Event()
         self._thread = None
@@ -117,6 +128,8 @@ class Node:
         self.block_no = 0
         self.max_blocks = max_blocks
         self.error: BaseException | None = None
+        self._consumed_mark = pool.consumed_bits     # pad bits consumed up to the last block
+        self._auth_owed = 0                          # pad bits used and not yet replenished
 
     # -- life cycle -------------------------------------------------------------------------------
 
@@ -159,6 +172,14 @@ class Node:
                     if self._stop.is_set():
                         break
                     self._board_failed(exc)
+                except (ValueError, IndexError, KeyError, TypeError) as exc:
+                    # unauthenticated block data that does not parse was altered on the way
+                    ch = self.channel
+                    if self._stop.is_set() or ch is None or not ch.unverified:
+                        raise
+                    logger.debug("%s: malformed block data", self.name, exc_info=True)
+                    self._channel_failed(ch.suspect(f"block data from the peer is malformed "
+                                                    f"({type(exc).__name__}: {exc})"))
         except ProtocolMismatch as exc:
             self.error = exc
             logger.error("%s: %s", self.name, exc)
@@ -226,7 +247,7 @@ class Node:
                 ch = self._listener.accept(timeout=0.5)
             else:
                 ch = connect(self.role, self.pool, *self.connect_to,
-                             timeout=self.timeout_s)
+                             timeout=self.timeout_s, deferred=True)
         except (ChannelError, OSError) as exc:
             if not self._listener:
                 logger.debug("%s: peer not reachable yet: %s", self.name, exc)
@@ -247,10 +268,10 @@ class Node:
 
     # -- messages ---------------------------------------------------------------------------------
 
-    def _send(self, obj) -> None:
+    def _send(self, obj, checkpoint=False) -> None:
         if self.channel is None:
             raise ChannelClosed("the channel is closed")
-        self.channel.send(self.role, json.dumps(obj).encode(), tag="node")
+        self.channel.send(self.role, json.dumps(obj).encode(), tag="node", checkpoint=checkpoint)
 
     def _recv(self, timeout=None) -> dict:
         if self.channel is None:
@@ -298,7 +319,8 @@ class Node:
         if theirs != self.proto:
             self._send({"ready": False, "fatal": True,
                         "reason": f"protocol settings differ between the nodes (Alice {theirs}, "
-                                  f"Bob {self.proto}); make [protocol] the same in both node.toml"})
+                                  f"Bob {self.proto}); make [protocol] the same in both node.toml"},
+                       checkpoint=True)
             raise ProtocolMismatch("protocol settings differ from Alice's; fix [protocol] in node.toml")
         n_slots = int(msg["n_slots"])
         try:
@@ -334,31 +356,57 @@ class Node:
         self._mark_down(link)
 
     def _replenish_bits(self, key_bits: int) -> int:
+        """Alice's choice of key bits to move into the pads: what the channel used since the last
+        top-up (so the pre-shared budget is kept), more when either direction is below
+        ``low_water_msgs``; at most half of the block's key, in whole pad pairs (256 bits)."""
         left = min(self.pool.budget().remaining_messages.values())
-        want = max(0, self.low_water_msgs - left) * 256
-        return min(want, key_bits // 2) // 256 * 256
+        want = max(self._auth_owed, max(0, self.low_water_msgs - left) * 256, 0)
+        return min(-(-want // 256) * 256, key_bits // 2 // 256 * 256)
+
+    def _end_of_block(self, n, outcome: BlockOutcome) -> int:
+        """Authenticate both transcripts of block ``n`` (one tag each way); return the key bits
+        both ends move into the channel's pads."""
+        if self.role == BOB:
+            self._send({"end": n, "secret_bits": outcome.secret_bits, "abort": outcome.abort},
+                       checkpoint=True)
+            msg = self._recv()
+            r = int(msg.get("replenish", -1))
+            if msg.get("end") != n or not 0 <= r <= outcome.secret_bits:
+                raise ChannelError(f"protocol out of step at the end of block {n}: {msg}")
+            return r
+        msg = self._recv()                      # its tag covers all Bob sent in this block
+        if msg.get("end") != n or msg.get("secret_bits") != outcome.secret_bits:
+            raise ChannelError(f"the nodes disagree on block {n}: Bob {msg}, Alice "
+                               f"{outcome.secret_bits} secret bits ({outcome.abort})")
+        r = self._replenish_bits(outcome.secret_bits) if outcome.key is not None else 0
+        self._send({"end": n, "replenish": r}, checkpoint=True)
+        return r
 
     def _conclude(self, n, outcome: BlockOutcome, t0, slots) -> None:
         block_id = f"{self.session}-{n}"
         fig = dict(outcome.figures)
         key = outcome.key
+        r = self._end_of_block(n, outcome)
+        used = self.pool.consumed_bits - self._consumed_mark
+        self._consumed_mark = self.pool.consumed_bits
+        self._auth_owed += used
+        fig["auth_bits_used"] = int(used)
+        fig["net_bits"] = outcome.secret_bits - int(used)
         if key is not None:
-            if self.role == ALICE:
-                r = self._replenish_bits(key.size)
-                self._send({"replenish": r})
-            else:
-                r = int(self._recv()["replenish"])
-            if r:
-                self.pool.replenish(np.packbits(key[:r]).tobytes())
             stored = key[r:]
             fig["replenished_bits"] = r
             if self.role == BOB:
+                if r:
+                    self.pool.replenish(np.packbits(key[:r]).tobytes())
                 ids = self._commit(block_id, stored)
                 self._send({"committed": n})
             else:
                 if self._recv().get("committed") != n:
                     raise ChannelError("Bob did not confirm the commit of this block")
+                if r:
+                    self.pool.replenish(np.packbits(key[:r]).tobytes())
                 ids = self._commit(block_id, stored)
+            self._auth_owed -= r
             fig["keys"] = len(ids)
         duration = (self.clock() - t0)
         sim_s = slots / self.slot_hz if self.slot_hz else duration
@@ -368,6 +416,8 @@ class Node:
         st.blocks += 1
         st.slots += int(slots)
         st.sifted_bits += int(fig.get("sifted_bits", 0))
+        st.auth_bits_used += fig["auth_bits_used"]
+        st.replenished_bits += int(fig.get("replenished_bits", 0))
         st.history.append(fig)
         alarm = outcome.abort in ALARMS
         if key is not None:

@@ -73,14 +73,14 @@ def _read(conn, n):
     return buf
 
 
-def proxied_pair(edit, sec=None):
+def proxied_pair(edit, sec=None, deferred=False):
     sec = sec or secret(2)
-    listener = ChannelListener("alice", AuthKeyPool(sec), timeout=5)
+    listener = ChannelListener("alice", AuthKeyPool(sec), timeout=5, deferred=deferred)
     proxy = Proxy(listener, edit)
     got = {}
     t = threading.Thread(target=lambda: got.setdefault("a", listener.accept()), daemon=True)
     t.start()
-    bob = connect("bob", AuthKeyPool(sec), *proxy.address, timeout=5)
+    bob = connect("bob", AuthKeyPool(sec), *proxy.address, timeout=5, deferred=deferred)
     t.join(5)
     listener.close()
     return got["a"], bob
@@ -293,3 +293,99 @@ def test_stale_block_messages_dropped(pair):
     a.begin_block(7)
     a.send("alice", b"block 7")
     assert b.recv("bob") == b"block 7" and b.counters.stale == 1
+
+
+# -- deferred authentication: one tag covers the transcript since the previous one -------------
+
+def test_deferred_transcript_costs_one_pad_per_checkpoint():
+    a, b = open_pair(secret(10, n_pads=8), timeout=5, deferred=True)
+    try:
+        before = b.pool.budget().remaining_messages["bob>alice"]
+        for i in range(40):                                   # 40 untagged frames: no pad each
+            b.send("bob", np.full(100, i, dtype=np.int32), leaks_key=i % 2 == 0, tag="ec")
+        b.send("bob", b"end of block", checkpoint=True)       # one tag for all 41
+        for i in range(40):
+            assert np.array_equal(a.recv("alice"), np.full(100, i, dtype=np.int32))
+        assert a.recv("alice") == b"end of block"
+        assert a.unverified == 0 and a.counters.received == 42          # HELLO + 41
+        assert before - b.pool.budget().remaining_messages["bob>alice"] == 1
+        assert a.stats == b.stats                             # metering unchanged by deferral
+    finally:
+        a.close()
+        b.close()
+
+
+def _flip_payload(n_frame):
+    def edit(frame, n):
+        if n == n_frame:
+            frame = bytearray(frame)
+            frame[-17] ^= 0x01                                # last payload byte
+        return [bytes(frame)]
+    return edit
+
+
+@pytest.mark.parametrize("edit", [_flip_payload(3),                                  # modified
+                                  lambda f, n: [f, f] if n == 3 else [f],             # replayed
+                                  lambda f, n: [] if n == 3 else [f]],                # removed
+                         ids=["modified", "replayed", "removed"])
+def test_deferred_frames_are_checked_by_the_next_tag(edit):
+    a, b = proxied_pair(edit, deferred=True)
+    try:
+        for i in range(3):                                    # frames 2, 3, 4 untagged
+            b.send("bob", bytes([i]) * 20)
+        b.send("bob", b"checkpoint", checkpoint=True)
+        with pytest.raises(TamperedMessage, match="does not match"):
+            while True:                                       # unauthenticated data comes first
+                a.recv("alice")
+        assert a.counters.tampered == 1 and a.counters.blocks_aborted == 1
+        with pytest.raises(BlockAborted):
+            b.recv("bob")
+    finally:
+        a.close()
+        b.close()
+
+
+def _strip_tag(n_frame):
+    def edit(frame, n):
+        if n == n_frame:
+            frame = bytearray(frame)
+            frame[6] &= ~2                                    # clear FLAG_TAGGED in the header
+        return [bytes(frame)]
+    return edit
+
+
+@pytest.mark.parametrize("deferred", [False, True])
+def test_untagged_frame_refused_where_a_tag_is_required(deferred):
+    """Without deferral every frame needs a tag; with it, KME-lane frames still do."""
+    a, b = proxied_pair(_strip_tag(2), deferred=deferred)
+    try:
+        if deferred:
+            b.send_on(1, b"reserve keys")
+        else:
+            b.send("bob", b"block data")
+        with pytest.raises(TamperedMessage, match="untagged"):
+            a.recv("alice")
+        assert a.counters.tampered == 1
+    finally:
+        a.close()
+        b.close()
+
+
+def test_malformed_unauthenticated_payload_is_tampering():
+    def garble(frame, n):
+        if n == 2:
+            frame = bytearray(frame)
+            frame[_HDR.size] = 0x07                           # payload kind byte: no such kind
+        return [bytes(frame)]
+
+    a, b = proxied_pair(garble, deferred=True)
+    try:
+        b.send("bob", np.arange(4))
+        with pytest.raises(TamperedMessage, match="does not decode"):
+            a.recv("alice")
+        assert a.counters.tampered == 1
+        with pytest.raises(BlockAborted):
+            b.recv("bob")
+    finally:
+        a.close()
+        b.close()
