@@ -289,13 +289,28 @@ class SentRecord:
         return self.slots()
 
 
+def _slot_order(ranges):
+    """Return the slot indices in the order the board took the (offset, length) byte ranges, or
+    None when it took them in order."""
+    expected = 0
+    for offset, length in ranges:
+        if offset != expected:
+            break
+        expected += length
+    else:
+        return None
+    return np.concatenate([np.arange(SLOTS_PER_BYTE * o, SLOTS_PER_BYTE * (o + n))
+                           for o, n in ranges])
+
+
 class AliceFeeder:
     """Stream random choices to a board's modulator and keep the record.
 
     ``device`` is a ``controller.device.Device``; ``sampler`` a ChoiceSampler; ``source`` a random
     source (``open_source``). ``slot_period`` (clock cycles) and ``frame_slots`` configure the
     run; ``chunk`` is the most choice bytes sent per pump. Flow control: each ``pump()`` tops the
-    FIFO up to full from the free space the board reports; ``run()`` pumps at least every
+    FIFO up to full from the free space the board reports, several frames in flight (the link
+    client's ``window``); ``run()`` pumps at least every
     ``poll`` seconds, well inside the time the FIFO lasts (``fifo_seconds``).
     """
 
@@ -344,7 +359,14 @@ class AliceFeeder:
         n = min(free, self.chunk)
         if n:
             bit, basis, intensity = self.sampler.sample(self.source, SLOTS_PER_BYTE * n)
-            link.stream_write(StreamChannel.CHOICES, pack_choices(bit, basis, intensity))
+            # Frames in flight: a frame lost on the way may reach the FIFO after later ones. The
+            # choices are i.i.d., so that is harmless as long as the record follows the FIFO's
+            # order, which stream_write returns.
+            ranges = link.stream_write(StreamChannel.CHOICES, pack_choices(bit, basis, intensity),
+                                       reorder=True)
+            order = _slot_order(ranges)
+            if order is not None:
+                bit, basis, intensity = bit[order], basis[order], intensity[order]
             self.record.add(bit, basis, intensity)
         self.record.apply_reports(link.stream_read(StreamChannel.REPORTS))
         return n

@@ -4,18 +4,18 @@
 ``controller.device.Device`` adds register names on top.
 """
 
-from .client import LinkClient, LinkStats, STREAM_CHUNK
+from .client import DEFAULT_WINDOW, LinkClient, LinkStats, STREAM_CHUNK
 from .codec import Frame, FrameDecoder, crc16, decode_frame, encode_frame
 from .errors import (
-    CRCErrors, DeviceError, LinkError, NoResponse, ProtocolError, StreamStalled, TransportError,
-    VersionMismatch, WrongDevice,
+    CRCErrors, DeviceError, LinkError, NoResponse, ProtocolError, StreamOrderError, StreamStalled,
+    StreamUncertain, TransportError, VersionMismatch, WrongDevice,
 )
 from .transport import DEFAULT_BAUD, Transport, open_transport
 
 __all__ = [
-    "LinkClient", "LinkStats", "STREAM_CHUNK",
+    "LinkClient", "LinkStats", "STREAM_CHUNK", "DEFAULT_WINDOW",
     "Frame", "FrameDecoder", "crc16", "decode_frame", "encode_frame",
     "LinkError", "TransportError", "NoResponse", "CRCErrors", "DeviceError", "ProtocolError",
-    "StreamStalled", "WrongDevice", "VersionMismatch",
+    "StreamStalled", "StreamOrderError", "StreamUncertain", "WrongDevice", "VersionMismatch",
     "DEFAULT_BAUD", "Transport", "open_transport",
 ]

@@ -12,19 +12,27 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 
 from gateware.spec.protocol import (
-    MAX_BURST, MAX_PAYLOAD, ErrorCode, Opcode, StreamChannel, reply_opcode,
+    MAX_BURST, ErrorCode, Opcode, StreamChannel, reply_opcode,
 )
 
+from gateware.spec.registers import REGISTER_MAP
+
 from .codec import FrameDecoder, encode_frame
-from .errors import CRCErrors, DeviceError, NoResponse, ProtocolError, StreamStalled
+from .errors import CRCErrors, DeviceError, NoResponse, ProtocolError
+from .stream import RX_FRAMES_ADDR, STREAM_CHUNK, WindowedWrite
 from .transport import DEFAULT_BAUD, Transport, open_transport
 
-__all__ = ["LinkClient", "LinkStats", "STREAM_CHUNK"]
+__all__ = ["LinkClient", "LinkStats", "STREAM_CHUNK", "DEFAULT_WINDOW"]
 
 logger = logging.getLogger(__name__)
 
-#: Most stream data bytes one STREAM_H2D frame carries (the payload also holds the channel byte).
-STREAM_CHUNK = MAX_PAYLOAD - 1
+#: STREAM_H2D frames ``stream_write`` keeps in flight by default. Eight full frames are about
+#: 2 kB on the wire, 1.7 ms at 12 Mbaud: enough to cover a host's reply latency, while the room
+#: the device reports still bounds the bytes in flight (LOOPBACK's 512-byte FIFO allows two).
+DEFAULT_WINDOW = 8
+
+#: A write here may clear the link counters (core.command.clear_counters).
+_COMMAND_ADDR = REGISTER_MAP.address("core.command")
 
 _READ = Opcode.READ.value
 _WRITE = Opcode.WRITE.value
@@ -40,6 +48,18 @@ class LinkStats:
     """What the client saw on the link since it was opened (counts of frames and events)."""
     requests: int = 0
     retries: int = 0
+    #: STREAM_H2D frames sent (first sends, resends and free-space queries; not retries).
+    stream_frames: int = 0
+    #: Host-to-device stream bytes the device took.
+    stream_bytes: int = 0
+    #: Waits for a reply with stream data ready because ``window`` frames were in flight.
+    window_stalls: int = 0
+    #: Waits with stream data ready because the room the device reported was used up.
+    room_stalls: int = 0
+    #: Windows drained and settled after a lost, refused or unanswered frame.
+    stream_recoveries: int = 0
+    #: Windows where the device took a frame after one it did not take (out of order).
+    stream_reordered: int = 0
     #: Frames whose sequence number or opcode matched no outstanding request (late replies).
     stale_frames: int = 0
     #: Per stream channel: discontinuities in the device's stream sequence numbers (the first frame
@@ -60,10 +80,14 @@ class LinkClient:
     Transport. ``timeout`` is how long to wait for each reply, in seconds; a request is sent at most
     ``1 + retries`` times, each time with identical bytes, so the device can tell a retry from new
     work. ``first_seq`` fixes the first sequence number (default: random, so a new session does not
-    repeat the last request of the previous one).
+    repeat the last request of the previous one). ``window`` is how many STREAM_H2D frames
+    ``stream_write`` keeps in flight (1: one request at a time).
     """
 
-    def __init__(self, target, *, timeout=0.25, retries=3, baudrate=DEFAULT_BAUD, first_seq=None):
+    def __init__(self, target, *, timeout=0.25, retries=3, baudrate=DEFAULT_BAUD, first_seq=None,
+                 window=DEFAULT_WINDOW):
+        if int(window) < 1:
+            raise ValueError(f"window {window}: at least one frame must be in flight")
         if isinstance(target, Transport):
             self.transport = target
         else:
@@ -74,8 +98,13 @@ class LinkClient:
         self.decoder = FrameDecoder()
         self.stats = LinkStats()
         self._seq = os.urandom(1)[0] if first_seq is None else first_seq & 0xFF
+        self.window = int(window)
         self._streams = defaultdict(bytearray)
         self._stream_seq = {}
+        #: Per host-to-device channel: room the device last reported, less what was sent since.
+        self._stream_free = {}
+        #: [link.rx_frames at a read, frames known to have arrived since], or None when unknown.
+        self._rx_ref = None
 
     # -- life cycle -------------------------------------------------------------------------------
 
@@ -141,35 +170,29 @@ class LinkClient:
 
     def stream_query(self, channel):
         """Return the free bytes in host-to-device stream ``channel``'s FIFO (an empty STREAM_H2D)."""
-        return self._stream_frame(_channel(channel), b"")[1]
+        channel = _channel(channel)
+        free = self._stream_frame(channel, b"")[1]
+        self._stream_free[channel] = free
+        return free
 
-    def stream_write(self, channel, data, *, stall_timeout=None):
-        """Send ``data`` (bytes) on host-to-device stream ``channel``, all of it, in order.
+    def stream_write(self, channel, data, *, stall_timeout=None, window=None, reorder=False):
+        """Send ``data`` (bytes) on host-to-device stream ``channel``, all of it, exactly once.
 
-        Splits the data into frames of at most STREAM_CHUNK bytes, sized to the free space the device
-        reports, and waits (draining device-to-host frames meanwhile) while the FIFO is full. Raises
-        StreamStalled if no byte is taken for ``stall_timeout`` s (default: the retry budget).
+        Keeps up to ``window`` frames (default: the client's ``window``) of at most STREAM_CHUNK
+        bytes in flight, never more bytes than the room the device last reported less what was
+        sent since, so nothing is refused; waits (draining device-to-host frames) while the FIFO
+        is full. Lost frames and replies are recovered as ``controller.link.stream`` explains.
+        Returns the (offset, length) ranges of ``data`` in the order the device took them: in
+        order, unless ``reorder`` allowed a frame lost mid-window to be sent after the ones that
+        followed it (without ``reorder`` that raises StreamOrderError). Raises StreamStalled if
+        no byte is taken for ``stall_timeout`` s (default: the retry budget), StreamUncertain if
+        the device's counters cannot tell which unanswered frames it took.
         """
         channel = _channel(channel)
-        data = memoryview(bytes(data))
         stall_timeout = self.timeout * (self.retries + 1) if stall_timeout is None else stall_timeout
-        free = STREAM_CHUNK
-        sent = 0
-        last_progress = time.monotonic()
-        while sent < len(data):
-            n = min(len(data) - sent, STREAM_CHUNK, free)
-            if n == 0:
-                if time.monotonic() - last_progress > stall_timeout:
-                    raise StreamStalled(self.url, channel, sent, len(data), stall_timeout)
-                self._pump(min(self.timeout, 0.005))
-                accepted, free = self._stream_frame(channel, b"")
-                continue
-            accepted, free = self._stream_frame(channel, data[sent:sent + n])
-            if accepted:
-                sent += accepted
-                last_progress = time.monotonic()
-            elif time.monotonic() - last_progress > stall_timeout:
-                raise StreamStalled(self.url, channel, sent, len(data), stall_timeout)
+        window = self.window if window is None else window
+        return WindowedWrite(self, channel, data, window=window, stall_timeout=stall_timeout,
+                             reorder=reorder).run()
 
     def _stream_frame(self, channel, chunk):
         """Send one STREAM_H2D frame; return (accepted, free), with STREAM_FULL as (0, free)."""
@@ -188,6 +211,22 @@ class LinkClient:
             raise ProtocolError(self.url, what, f"device took {accepted} of {len(chunk)} bytes; "
                                                 f"a stream frame is taken whole or not at all")
         return accepted, free
+
+    # -- the device's frame count, for settling unanswered stream frames --------------------------
+
+    def _read_rx_frames(self, reference=False):
+        """Read link.rx_frames; return (value, retried). ``reference``: keep it as the reference."""
+        retries = self.stats.retries
+        value = self.read(RX_FRAMES_ADDR)
+        retried = self.stats.retries != retries
+        if reference:
+            self._rx_ref = [value, 0]
+        return value, retried
+
+    def _rx_arrived(self):
+        """Count one frame known to have reached the device since the reference count."""
+        if self._rx_ref is not None:
+            self._rx_ref[1] += 1
 
     # -- device-to-host streams -------------------------------------------------------------------
 
@@ -246,10 +285,16 @@ class LinkClient:
                 others.append(frame)
         return others
 
-    def _transact(self, opcode, payload, what):
-        """Send a request until its reply arrives; return the reply payload or raise."""
+    def _next_seq(self):
         seq = self._seq
         self._seq = (seq + 1) & 0xFF
+        return seq
+
+    def _transact(self, opcode, payload, what):
+        """Send a request until its reply arrives; return the reply payload or raise."""
+        seq = self._next_seq()
+        if opcode == _WRITE and payload[:2] == struct.pack(">H", _COMMAND_ADDR):
+            self._rx_ref = None               # may clear link.rx_frames
         wire = encode_frame(opcode, seq, payload)
         expected = reply_opcode(opcode).value
         errors_before = self.decoder.errors
@@ -269,9 +314,14 @@ class LinkClient:
                     if frame.seq != seq or frame.opcode not in (expected, _ERROR):
                         self.stats.stale_frames += 1
                         continue
+                    if attempt:
+                        self._rx_ref = None   # did the unanswered attempts arrive? unknown
+                    else:
+                        self._rx_arrived()
                     if frame.opcode == expected:
                         return frame.payload
                     return self._raise_error(frame.payload, opcode, what)
+        self._rx_ref = None
         corrupt = self.decoder.errors - errors_before
         if corrupt:
             raise CRCErrors(self.url, what, corrupt, attempts, self.transport.baudrate)

@@ -7,7 +7,7 @@ from gateware.spec.protocol import ErrorCode, Opcode
 
 __all__ = [
     "LinkError", "TransportError", "NoResponse", "CRCErrors", "DeviceError", "ProtocolError",
-    "StreamStalled", "WrongDevice", "VersionMismatch",
+    "StreamStalled", "StreamOrderError", "StreamUncertain", "WrongDevice", "VersionMismatch",
 ]
 
 
@@ -121,6 +121,46 @@ class StreamStalled(LinkError):
         super().__init__(f"stream channel {channel} on {url} accepted no data for {waited:g} s "
                          f"({sent} of {total} bytes sent): the device's FIFO stays full. Check that "
                          f"whatever drains the channel is running and enabled.")
+
+
+def _ranges(ranges, limit=6):
+    shown = ", ".join(f"{o}+{n}" for o, n in ranges[:limit])
+    return shown + (f", ... ({len(ranges)} in all)" if len(ranges) > limit else "") or "none"
+
+
+class StreamOrderError(LinkError):
+    """A frame lost mid-window left the device holding later stream bytes before earlier ones.
+
+    ``delivered`` lists the (offset, length) ranges of the data the device took, in its order;
+    ``missing`` the ranges it did not take. The device's FIFO cannot be reordered: flush it (or
+    restart what consumes it) and send again.
+    """
+
+    def __init__(self, url, channel, delivered, missing):
+        self.url = url
+        self.channel = channel
+        self.delivered = list(delivered)
+        self.missing = list(missing)
+        super().__init__(f"stream channel {channel} on {url}: a frame was lost on the way to the "
+                         f"board while later ones got through, so the board holds the data out of "
+                         f"order (taken, in its order: {_ranges(self.delivered)}; not taken: "
+                         f"{_ranges(self.missing)}). Flush the channel and send again; a noisy link "
+                         f"also shows in link.crc_errors and link.uart_errors.")
+
+
+class StreamUncertain(LinkError):
+    """Stream frames went unanswered and the board's counters cannot tell which it took."""
+
+    def __init__(self, url, channel, unanswered, arrived, delivered, why):
+        self.url = url
+        self.channel = channel
+        self.unanswered = unanswered
+        self.arrived = arrived
+        self.delivered = list(delivered)
+        super().__init__(f"stream channel {channel} on {url}: {unanswered} frame(s) got no reply "
+                         f"and whether the board took them is unknown ({why}). What the channel "
+                         f"holds is uncertain: flush it and send again; check the link "
+                         f"(`qkdnode board info`, link.crc_errors, link.uart_errors).")
 
 
 class WrongDevice(LinkError):
