@@ -141,6 +141,11 @@ class SimBench:
     def __exit__(self, *exc):
         self.stop()
 
+    @property
+    def optics_model(self):
+        """The running optics model (config, VOA setting): what the model rate is planned from."""
+        return self.optics
+
     def reset_board(self, which: str) -> None:
         """Reset Alice's or Bob's board, as a power glitch would (registers, FIFOs, runs)."""
         board = self.alice_board if which == "alice" else self.bob_board
@@ -196,14 +201,15 @@ class TestbedBench:
     def __init__(self, *, distance_km=25.0, preset="lim2014", proto=None, eve_fraction=0.0,
                  seed=1, slot_period=6, frame_slots=1024, efficiency=None):
         from hil.fibre import TimeBase
-        from hil.optics import InterceptResend, preset as link_preset
+        from hil.optics import InterceptResend, Source, preset as link_preset
         from hil.testbed import Testbed
         proto = proto or Protocol()
         cfg = link_preset(preset, length_km=distance_km)
         receiver = replace(cfg.receiver, p_z=1 - proto.p_x)
         if efficiency is not None:
             receiver = replace(receiver, efficiency=efficiency)
-        cfg = cfg.with_(receiver=receiver)
+        cfg = cfg.with_(receiver=receiver,
+                        source=Source(proto.intensities, proto.probabilities, 1 - proto.p_x))
         self.slot_period, self.frame_slots = slot_period, frame_slots
         tb = TimeBase(slot_cycles=slot_period, frame_slots=frame_slots)
         self.slot_hz = tb.slot_hz
@@ -228,6 +234,11 @@ class TestbedBench:
     @property
     def sim_seconds(self) -> float:
         return self.testbed.fibre.played / self.slot_hz
+
+    @property
+    def optics_model(self):
+        """The running optics model (config, VOA setting): what the model rate is planned from."""
+        return self.testbed.fibre.model
 
     def reset_board(self, which):
         raise NotImplementedError("the testbed's fibre does not survive a board reset; use SimBench")
@@ -258,16 +269,61 @@ class TestbedBench:
 
 # -- the demo ---------------------------------------------------------------------------------------
 
-def link_plan(proto: Protocol, distance_km: float, block_size: float, preset: str = "lim2014"):
-    """Return (slots per block, model secret key rate per slot) for ``block_size`` key-basis
-    detections, from the planning model (``qkdnode model rate``) with this protocol's settings."""
-    from controller.postprocess.link_model import preset as params_of
-    from controller.postprocess.planning import FiniteSettings, expected_counts, finite_rate
-    params = params_of(preset)
+def model_parameters(optics, slot_hz: float, proto: Protocol, f_ec: float = 1.16):
+    """Return the planning model's ``LinkParameters`` for a running optics model (``OpticsModel``).
+
+    The numbers the run uses, not a preset's: fibre attenuation (length: ``optics.config``),
+    every other loss on the way (insertion, the VOA's current setting) folded into Bob's
+    efficiency with his optics and detector efficiency, the background per slot from the
+    detectors' dark counts at this slot rate, misalignment, the afterpulse probability with the
+    afterpulses in later slots (``afterpulse_slots="later"``: how the optics model fires them),
+    the protocol's epsilons and ``f_ec``.  What the model cannot represent is refused: detector
+    dead time, unequal detectors, intensities other than the protocol's.
+    """
+    from controller.postprocess.link_model import LinkParameters
+    from hil.optics.physics import dark_probabilities
+    cfg = optics.config
+    r = cfg.receiver
+    if r.dead_time_ps > 0:
+        raise ValueError(f"the planning model has no detector dead time; this link has "
+                         f"{r.dead_time_ps / 1e6:g} us: its model rate would not apply")
+    eff = np.asarray(r.efficiency, dtype=float)
+    if np.ptp(eff) > 1e-12:
+        raise ValueError(f"the planning model takes one detector efficiency; this link has {eff}")
+    if not np.allclose(cfg.source.intensities, proto.intensities):
+        raise ValueError(f"the optics model sends intensities {cfg.source.intensities}, the "
+                         f"protocol assumes {proto.intensities}")
+    dark = dark_probabilities(r, 1e12 / slot_hz)
+    fibre_db = cfg.fibre.alpha_db_per_km * cfg.fibre.length_km
+    extra_db = optics.channel_loss_db() - fibre_db
+    return LinkParameters(alpha_db_per_km=cfg.fibre.alpha_db_per_km,
+                          eta_bob=r.optics_efficiency * float(eff[0]) * 10 ** (-extra_db / 10),
+                          y0=float(1.0 - np.prod(1.0 - dark)), e_d=r.misalignment, f_ec=f_ec,
+                          p_ap=r.afterpulse_probability, sift_factor=1.0,
+                          eps_sec=proto.eps_sec, eps_cor=proto.eps_cor, afterpulse_slots="later")
+
+
+def link_plan(proto: Protocol, optics, slot_hz: float, block_size: float):
+    """Return (slots per block, model secret key rate per slot, figures) for ``block_size``
+    key-basis detections on the running link ``optics``: the planning model's ``finite_rate``
+    (what ``qkdnode model rate`` evaluates) fed with :func:`model_parameters` and this protocol's
+    intensities, probabilities and basis choice, with the reconciliation efficiency f of the
+    node's Cascade measured at the model's QBER and this block size
+    (:func:`~controller.postprocess.planning.reconciliation_efficiency`)."""
+    from controller.postprocess.planning import (FiniteSettings, expected_counts, finite_rate,
+                                                 reconciliation_efficiency)
     settings = FiniteSettings(1 - proto.p_x, tuple(proto.intensities), tuple(proto.probabilities))
-    _, pulses = expected_counts(params, distance_km, block_size, settings)
-    rate = finite_rate(params, distance_km, block_size, settings, proto.method)
-    return int(math.ceil(pulses / 2) * 2), max(float(rate), 0.0)
+    params = model_parameters(optics, slot_hz, proto)
+    counts, pulses = expected_counts(params, optics.config.fibre.length_km, block_size, settings)
+    qber = sum(counts.m_key) / sum(counts.n_key)
+    f = reconciliation_efficiency(int(block_size), qber, mode=proto.cascade_mode,
+                                  eps_cor=proto.eps_cor)
+    params = params.with_(f_ec=f)
+    rate = finite_rate(params, optics.config.fibre.length_km, block_size, settings, proto.method)
+    figures = {"model_qber": round(float(qber), 5), "model_f_ec": round(f, 4),
+               "model_eta_bob": params.eta_bob, "model_y0": params.y0,
+               "model_p_ap": params.p_ap, "model_e_d": params.e_d}
+    return int(math.ceil(pulses / 2) * 2), max(float(rate), 0.0), figures
 
 
 @dataclass
@@ -289,6 +345,11 @@ class DemoResult:
     wall_seconds: float = 0.0
     secret_key_rate_bps: float = 0.0
     model_key_rate_bps: float = 0.0
+    rate_ratio: float | None = None
+    model: dict = field(default_factory=dict)
+    auth_bits_used: int = 0
+    replenished_bits: int = 0
+    net_bits: int = 0
     blocks_per_s: float = 0.0
     keys_requested: int = 0
     keys_delivered: int = 0
@@ -343,8 +404,6 @@ def run_demo(*, distance_km=25.0, eve_fraction=0.0, block_size=100_000, seconds=
 
     proto = proto or Protocol()
     seed = int(np.random.SeedSequence().entropy % 2**32) if seed is None else seed
-    planned, rate_per_slot = link_plan(proto, distance_km, block_size)
-    block_slots = block_slots or planned
     tmp = None
     if workdir is None:
         tmp = tempfile.TemporaryDirectory(prefix="qkdnode-demo-")
@@ -359,15 +418,19 @@ def run_demo(*, distance_km=25.0, eve_fraction=0.0, block_size=100_000, seconds=
     bench = bench_cls(distance_km=distance_km, proto=proto, eve_fraction=eve_fraction, seed=seed,
                       **(bench_options or {}))
     slot_hz = bench.slot_hz
-    if blocks is None:
-        blocks = max(1, math.ceil((seconds or 0) * slot_hz / block_slots)) if seconds else 3
-    res = DemoResult(distance_km, eve_fraction, int(block_size), block_slots)
-    res.model_key_rate_bps = rate_per_slot * slot_hz
-    res.seed = seed
     nodes, servers, stores = [], [], []
     t_wall = time.monotonic()
     try:
         bench.start()
+        planned, rate_per_slot, model_figures = link_plan(proto, bench.optics_model, slot_hz,
+                                                          block_size)
+        block_slots = block_slots or planned
+        if blocks is None:
+            blocks = max(1, math.ceil((seconds or 0) * slot_hz / block_slots)) if seconds else 3
+        res = DemoResult(distance_km, eve_fraction, int(block_size), block_slots)
+        res.model_key_rate_bps = rate_per_slot * slot_hz
+        res.model = model_figures
+        res.seed = seed
         for role, kme_id, peer_id, local, remote in (("alice", "alice-kme", "bob-kme", "sae-a", "sae-b"),
                                                      ("bob", "bob-kme", "alice-kme", "sae-b", "sae-a")):
             d = root / role
@@ -463,12 +526,17 @@ def _summarise(res: DemoResult, alice, bench) -> None:
     res.sifted_bits, res.secret_bits = st.sifted_bits, st.secret_bits
     res.sim_seconds = st.slots / bench.slot_hz
     res.secret_key_rate_bps = st.secret_bits / res.sim_seconds if res.sim_seconds else 0.0
+    if res.model_key_rate_bps > 0:
+        res.rate_ratio = round(res.secret_key_rate_bps / res.model_key_rate_bps, 4)
+    res.auth_bits_used, res.replenished_bits = st.auth_bits_used, st.replenished_bits
+    res.net_bits = st.secret_bits - st.auth_bits_used
     res.blocks_per_s = st.blocks / res.wall_seconds if res.wall_seconds else 0.0
     q = [h["qber_z"] for h in st.history if h.get("qber_z") is not None] or \
         [h["qber_x"] for h in st.history if h.get("qber_x") is not None]
     res.qber = float(np.mean(q)) if q else None
     res.history = [{k: h.get(k) for k in ("block", "slots", "sifted_bits", "qber_x", "qber_z",
                                           "secret_bits", "abort", "leak_ec_bits", "replenished_bits",
+                                          "auth_bits_used", "net_bits",
                                           "acquire_wall_s", "distill_wall_s")} for h in st.history]
 
 

@@ -18,7 +18,7 @@ from scipy import optimize
 from . import asymptotic
 from .finite_key import DecoyCounts, secret_key_length
 from .infotheory import h2
-from .link_model import LinkParameters, error_probability, gain, preset
+from .link_model import LinkParameters, class_rates, preset
 
 DECOY_MODES = ("infinite", "vacuum-weak", "none", "two-decoy", "one-decoy")
 FINITE_MODES = ("two-decoy", "one-decoy")
@@ -51,8 +51,7 @@ def expected_counts(params: LinkParameters, distance_km: float, block_size: floa
     eta = params.transmittance(distance_km)
     mus = np.asarray(settings.intensities, dtype=float)
     ps = np.asarray(settings.probabilities, dtype=float)
-    r = gain(params, eta, mus)
-    e = error_probability(params, eta, mus)
+    r, e = class_rates(params, eta, mus, ps)
     pk, pt = settings.p_key ** 2, (1.0 - settings.p_key) ** 2
     pulses = block_size / (pk * float(np.sum(ps * r)))
     counts = DecoyCounts(tuple(mus), tuple(ps), tuple(pulses * pk * ps * r),
@@ -69,6 +68,35 @@ def finite_rate(params: LinkParameters, distance_km: float, block_size: float,
     leak = params.f_ec * block_size * h2(min(qber, 0.5))
     res = secret_key_length(counts, leak, params.eps_sec, params.eps_cor, method)
     return res.raw_length / pulses
+
+
+def reconciliation_efficiency(n_bits: int, qber: float, *, mode: str = "low-round",
+                              eps_cor: float = 1e-15, seeds=(1, 2, 3)) -> float:
+    """Return f = leak / (n h(QBER)) of the node's reconciliation, measured (median over seeds).
+
+    Runs this project's Cascade (``mode``, the node's schedule for that QBER) on ``n_bits``
+    random bits with independent errors at rate ``qber`` over a metering channel and adds the
+    verification tag the node discloses (61 bits per point, ``points_needed(n, eps_cor)``):
+    the same leak the node meters per block.  Feed it to the model as ``f_ec`` so the planned
+    rate uses the reconciliation actually run, not a textbook f.
+    """
+    from .cascade import block_schedule, cascade
+    from .channel import LocalChannel
+    from .verify import points_needed
+    n = int(n_bits)
+    if n < 1 or not 0.0 < qber < 0.5:
+        raise ValueError(f"need n_bits >= 1 and 0 < qber < 0.5, got {n_bits}, {qber}")
+    ks = block_schedule(n, min(max(qber, 0.005), 0.25), 20, mode)
+    fs = []
+    for seed in seeds:
+        rng = np.random.default_rng(seed)
+        x = rng.integers(0, 2, n, dtype=np.uint8)
+        y = x ^ (rng.random(n) < qber).astype(np.uint8)
+        ch = LocalChannel()
+        cascade(x, y, qber, ch, seed=seed, mode=mode, schedule=ks)
+        leak = ch.stats.leaked_bits + 61 * points_needed(n, eps_cor)
+        fs.append(leak / (n * h2(qber)))
+    return float(np.median(fs))
 
 
 def _sigmoid(x):
