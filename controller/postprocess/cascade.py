@@ -14,6 +14,11 @@ information reconciliation protocol Cascade", QIC 15, 453 (2015):
   its survival by 2^-18.  These passes use a random-subset-first order (each bit in
   the subset with probability 1/2, both parts in key order): cheap and cache-friendly.
 
+Short frames (N < SERIAL_BELOW): k1 = 2^floor(log2 1/Q), k2 = 8 k1, and Bob bisects the
+odd blocks of the later passes one at a time, cascading each error back before the next
+block: a block the cascade evens costs no parities.  On short frames, where pass 2 has only
+tens of blocks, this lowers f by 0.02-0.05 (docs/BENCHMARKS.md), at 2-5x the rounds.
+
 Low-round mode uses k1 = 2^floor(log2(1/Q)) and k2 = 2 k1 (shorter cascade chains), runs all later passes at
 once (their bisections proceed in parallel) and splits nodes of 128 bits or more
 four ways per round: it trades some extra parities for far fewer round trips.
@@ -36,6 +41,10 @@ from .channel import Channel
 MODES = ("standard", "low-round")
 # Nodes at least this large are split four ways per round (see _cascade_core.advance).
 WIDE_SPLIT = {"standard": 2**62, "low-round": 128}
+# Standard-mode frames shorter than this bisect the blocks of later passes one at a time:
+# f drops by 0.02-0.05 at N = 1e4, for 2-5x the rounds.  On long frames the parallel order
+# costs < 0.01 in f and keeps the rounds (hence the time) down.
+SERIAL_BELOW = 2**16
 
 
 def block_schedule(n: int, qber: float, passes: int = 20, mode: str = "standard") -> list[int]:
@@ -43,15 +52,27 @@ def block_schedule(n: int, qber: float, passes: int = 20, mode: str = "standard"
     q = min(max(qber, 1e-6), 0.25)
     alpha = math.log2(1.0 / q)
     half = max((n + 1) // 2, 1)
-    # 2^round(alpha): measured best of 2^floor / 2^ceil at 1-8 % for N = 1e5..1e6
-    # (docs/BENCHMARKS.md, "Key distillation"); the paper's 2^ceil loses at 5-8 %.
-    k1 = min(2 ** round(alpha), half)
-    k2 = min(2 ** math.ceil((alpha + 12.0) / 2.0), half)
     if mode == "low-round":
         # smaller first blocks and k2 = 2 k1 keep cascade chains (hence rounds) short
         k1 = min(2 ** math.floor(alpha), half)
         k2 = min(2 * k1, half)
+    elif n < SERIAL_BELOW:
+        # short frames: the paper's k2 leaves only 10-40 blocks in pass 2; with serial
+        # bisection 2^floor(alpha), 8 k1 measured best at N = 1e4, Q = 1-8 %
+        # (docs/BENCHMARKS.md, "Cascade, standard mode")
+        k1 = min(2 ** math.floor(alpha), half)
+        k2 = min(8 * k1, half)
+    else:
+        # 2^round(alpha): measured best of 2^floor / 2^ceil at 1-8 % for N = 1e5..1e6
+        # (docs/BENCHMARKS.md, "Key distillation"); the paper's 2^ceil loses at 5-8 %.
+        k1 = min(2 ** round(alpha), half)
+        k2 = min(2 ** math.ceil((alpha + 12.0) / 2.0), half)
     return [k1, k2] + [half] * (passes - 2)
+
+
+def serial_order(n: int, mode: str = "standard") -> bool:
+    """Return whether Bob bisects the blocks of passes 2.. one at a time (see advance)."""
+    return mode == "standard" and n < SERIAL_BELOW
 
 
 def stages_for(mode: str, passes: int) -> list[tuple[int, int]]:
@@ -136,7 +157,7 @@ class CascadeBob:
     """Bob's side: corrects his key by bisection, asking Alice only for unknown parities."""
 
     def __init__(self, bits: np.ndarray, setup: np.ndarray, tops: np.ndarray,
-                 mode: str = "standard"):
+                 mode: str = "standard", serial: bool | None = None):
         self.y = np.array(bits, dtype=np.uint8)
         n = self.y.size
         seed = int(setup[0])
@@ -166,6 +187,7 @@ class CascadeBob:
         self.q_cidx = np.zeros(3 * lay.blocks + 3, dtype=np.int64)
         self.q = np.zeros((3, 3 * lay.blocks + 3), dtype=np.int64)
         self.wide = WIDE_SPLIT[mode]
+        self.serial = serial_order(n, mode) if serial is None else bool(serial)
         self.stages = stages_for(mode, passes)
         self._stage = 0
         self._answers = np.zeros(0, dtype=np.uint8)
@@ -177,10 +199,12 @@ class CascadeBob:
             nq = core.advance(ans, self.y, self.perm, self.pos, self.fen, self.lay.k, self.cache,
                               self.lay.coff, self.lay.tsz, self.lay.nrev, self.active, self.lay.aoff,
                               self.wl, self.wl_n, self.started, self.q_cidx, self.q[0], self.q[1], self.q[2],
-                              self.wide)
+                              self.wide, self.serial)
             ans = np.zeros(0, dtype=np.uint8)
             if nq:
                 return self.q[:, :nq].T.copy()
+            if self.wl_n[0] > 0:
+                continue          # serial order: the next block's turn, nothing to ask yet
             if self._stage == len(self.stages):
                 return None
             first, last = self.stages[self._stage]
@@ -192,10 +216,11 @@ class CascadeBob:
 
 def cascade(alice_bits: np.ndarray, bob_bits: np.ndarray, qber: float, channel: Channel, *,
             seed: int = 0, mode: str = "standard", passes: int = 20,
-            schedule: list[int] | None = None) -> np.ndarray:
+            schedule: list[int] | None = None, serial: bool | None = None) -> np.ndarray:
     """Run Cascade between the two keys over ``channel``; return Bob's corrected key.
 
-    ``schedule`` overrides the block sizes (one per pass).  Both parties run here in
+    ``schedule`` overrides the block sizes (one per pass), ``serial`` the bisection
+    order (default: :func:`serial_order`).  Both parties run here in
     lockstep but exchange data only through the channel.
     """
     if alice_bits.shape != bob_bits.shape:
@@ -210,7 +235,7 @@ def cascade(alice_bits: np.ndarray, bob_bits: np.ndarray, qber: float, channel: 
     setup, tops = alice.opening()
     channel.send("alice", setup, tag="ec")
     channel.send("alice", tops, leaks_key=True, tag="ec")
-    bob = CascadeBob(bob_bits, channel.recv("bob"), channel.recv("bob"), mode)
+    bob = CascadeBob(bob_bits, channel.recv("bob"), channel.recv("bob"), mode, serial)
     answers = None
     while True:
         queries = bob.next_queries(answers)

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from controller.postprocess import _cascade_core as core
-from controller.postprocess.cascade import CascadeAlice, block_schedule, revealed_blocks
+from controller.postprocess.cascade import (SERIAL_BELOW, CascadeAlice, block_schedule, revealed_blocks,
+                                            serial_order)
 from controller.postprocess.channel import LocalChannel
 from controller.postprocess.reconcile import reconcile
 
@@ -46,6 +47,32 @@ def test_identical_keys_leak_only_block_parities():
     assert np.array_equal(fixed, a)
     ks = block_schedule(a.size, 0.02)
     assert rep.leaked_bits == sum(revealed_blocks(a.size, k) for k in ks)
+
+
+def test_schedule_depends_on_frame_length():
+    # short frames: k1 = 2^floor(log2 1/Q), k2 = 8 k1, serial bisection of later passes
+    assert block_schedule(10_000, 0.02) == [32, 256] + [5000] * 18
+    assert block_schedule(10_000, 0.08) == [8, 64] + [5000] * 18
+    assert serial_order(10_000) and serial_order(SERIAL_BELOW - 1)
+    # long frames: k1 = 2^round(log2 1/Q), k2 = 2^ceil((log2(1/Q) + 12) / 2), parallel
+    assert block_schedule(1_000_000, 0.02) == [64, 512] + [500_000] * 18
+    assert block_schedule(100_000, 0.01) == [128, 1024] + [50_000] * 18
+    assert not serial_order(SERIAL_BELOW) and not serial_order(10_000, "low-round")
+    # blocks never exceed half the frame
+    assert block_schedule(100, 0.001, passes=3) == [50, 50, 50]
+
+
+def test_serial_bisection_leaks_less_on_short_frames():
+    # same frames, same schedule: the serial order must correct everything and leak less
+    serial, parallel = [], []
+    for seed in range(20):
+        a, b = _pair(300 + seed, 10_000, 0.02)
+        for order, out in ((True, serial), (False, parallel)):
+            fixed, rep = reconcile(a, b, 0.02, seed=seed, serial=order)
+            assert np.array_equal(fixed, a), f"seed {300 + seed} serial={order}"
+            out.append(rep.efficiency)
+    assert np.mean(serial) < np.mean(parallel) - 0.01, (np.mean(serial), np.mean(parallel))
+    assert np.mean(serial) < 1.07, f"seeds 300-319: mean f {np.mean(serial)}"
 
 
 def test_low_round_mode_uses_fewer_rounds():
@@ -108,24 +135,3 @@ def test_cascade_frame_error_rate_and_efficiency_statistics():
         fs.append(rep.efficiency)
     assert len(failed) <= 1, f"failing seeds {failed}"
     assert np.mean(fs) < 1.10
-
-
-def test_ldpc_baseline_corrects_and_meters_its_leak():
-    a, b = _pair(21, 4000, 0.08)
-    ch = LocalChannel()
-    fixed, rep = reconcile(a, b, 0.08, method="ldpc", channel=ch, seed=21, frame_bits=4000)
-    assert np.array_equal(fixed, a), "seed 21"
-    assert rep.leaked_bits == ch.stats.leaked_bits
-    # at least the syndrome of a rate 1 - 1.1 h(Q) code was disclosed
-    assert rep.efficiency >= 1.05
-
-
-def test_ldpc_syndrome_decoder_recovers_a_lightly_corrupted_word():
-    import math
-    from controller.postprocess import ldpc
-    cp, cv, vp, ve, m = ldpc.make_code(2000, 0.5, 3)
-    a, b = _pair(5, 2000, 0.02)
-    llr = np.where(b == 0, 1.0, -1.0) * math.log(0.98 / 0.02)
-    bits, it, ok = ldpc.decode(cp, cv, vp, ve, ldpc.syndrome(cp, cv, a), llr, 50)
-    assert ok and np.array_equal(bits, a)
-    assert np.array_equal(ldpc.syndrome(cp, cv, bits), ldpc.syndrome(cp, cv, a))
