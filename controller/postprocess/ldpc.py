@@ -1,231 +1,244 @@
-"""Syndrome-based LDPC reconciliation with rate adaptation by shortening, blind retries.
+"""Blind, rate-adaptive LDPC reconciliation (one-way syndrome plus incremental reveals).
 
-* Codes: extended irregular repeat-accumulate LDPC codes: a staircase of degree-2
-  parity nodes plus information nodes of degree 3 (65 %) and 14 (35 %) joined to the
-  checks by random socket matching from a public seed.
-* Rate adaptation: Alice and Bob embed the key in a codeword of length n and fill
-  ``s`` shortened positions with public random bits (known to both, infinite LLR);
-  the mother-code rate is the lowest one in the ladder above the target
-  1 - f_start h(Q) ... and ``s`` tunes the effective rate (n - m - s) / (n - s).
-* Blind: if Bob's decoder fails, Alice discloses the values of ``reveal`` more key
-  bits (metered as leaked) and Bob decodes again, up to ``max_retries`` times.
-* Decoder: flooding sum-product on the syndrome, early stop when the syndrome matches.
+Per frame of k key bits (a key is cut into near-equal frames of at most ``frame_bits``):
 
-Leak metered by the channel: the m syndrome bits plus every revealed bit.  No
-puncturing: punctured bits would lower the true leak below what the channel sees,
-and this module reports only what the channel meters.
+* Code: an extended irregular repeat-accumulate code (staircase parity part, information
+  variables of the degrees in ``DEGREES``) with m checks and n = k + p variables, built
+  from a public seed (``_ldpc_core.build_ira``, ~0.1 s at n = 1e5) and kept in memory.
+* Puncturing: p staircase parity variables (odd parity indices, so no two share a check)
+  carry Alice's private random bits, not key bits.  Alice sends, for every punctured
+  parity j (in checks j and j+1), s_j XOR s_j+1 with the leaky part and s_j apart: s_j is
+  one-time padded by the punctured bit, independent of the key and of every other
+  message, so only m - p syndrome bits are metered as leaked (``leaks_key=True``) and
+  the p pads are not.
+* Rate: m - p = ceil(f_start k h(Q)) (the first attempt leaks f_start in efficiency);
+  p = steps x delta with delta = ceil(step_f k h(Q)).
+* Blind: when Bob's decoding fails (no convergence, or converged to a word whose hash
+  differs from Alice's), Alice discloses the values of the next delta punctured bits
+  (then, when none is left, of delta key bits), each metered as one leaked bit, and Bob
+  decodes again, up to ``max_retries`` times.  Frames are handled together: one flight
+  each way per attempt, whatever the number of frames.
+* Check: Alice sends with the syndrome a polynomial hash tag of each frame's key
+  (``verify.tag``, 61 bits per frame, metered as leaked); Bob accepts a decoded frame only
+  if its tag matches, so an undetected decoding error is a frame error with probability
+  <= attempts x (L+1) / (2^61 - 1) for L 32-bit words.
+
+A frame still failing after ``max_retries`` keeps Bob's bits and is counted in the
+returned number of failed frames (reported by ``reconcile``).
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
-from numba import njit
 
+from . import _ldpc_core as core
 from .channel import Channel
 from .infotheory import h2
+from .verify import P61, tag
 
-# Systematic-part variable degrees (node fractions); the parity part is a staircase of
-# degree-2 nodes (extended IRA structure), which keeps degree-2 nodes cycle-free.
-INFO_DEGREES = {3: 0.65, 14: 0.35}     # best of a short scan (docs/BENCHMARKS.md, "Key distillation")
+# Information-variable degree fractions (nodes) of the IRA codes; picked by a scan of
+# decoding thresholds at QBER 2 % on 3e4-bit frames (docs/BENCHMARKS.md, LDPC section).
+DEGREES = {3: 0.50, 6: 0.30, 20: 0.20}
+CODE_SEED = 0x5EED1D9C
+MAX_CODES = 16
+_CODES: dict[tuple[int, int, int], tuple[np.ndarray, np.ndarray]] = {}
 
 
-def make_code(n: int, rate: float, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]:
-    """Return a parity-check matrix in CSR+CSC form: (chk_ptr, chk_var, var_ptr, var_edge, m).
+@dataclass(frozen=True)
+class FramePlan:
+    """Sizes of one frame: key bits k, variables n = k + p, checks m, punctured p, reveal step delta."""
 
-    H = [H1 | H2]: H2 is an m x m staircase (check c joins parity nodes c-1 and c), H1 joins
-    the n - m information nodes to checks by random socket matching (degrees INFO_DEGREES,
-    duplicate edges dropped).  Edges are numbered in check order; ``chk_var[e]`` is the
-    variable of edge e and ``var_edge[var_ptr[v]:var_ptr[v+1]]`` lists the edges of v.
+    k: int
+    n: int
+    m: int
+    p: int
+    delta: int
+
+    @property
+    def rate(self) -> float:
+        """Return the mother-code rate 1 - m / n."""
+        return 1.0 - self.m / self.n
+
+
+def plan_frame(k: int, qber: float, f_start: float = 1.05, step_f: float = 0.02,
+               steps: int = 3) -> FramePlan:
+    """Return the code sizes for k key bits at design QBER ``qber``.
+
+    The first attempt leaks m - p = ceil(f_start k h(qber)) syndrome bits; each blind
+    retry discloses delta = ceil(step_f k h(qber)) bits; p = steps x delta punctured bits.
     """
-    rng = np.random.default_rng(seed)
-    m = int(round(n * (1.0 - rate)))
-    k = n - m
-    degs = np.array(sorted(INFO_DEGREES))
-    frac = np.array([INFO_DEGREES[d] for d in degs])
-    counts = np.floor(frac * k).astype(int)
-    counts[0] += k - counts.sum()
-    dv = np.repeat(degs, counts)
-    rng.shuffle(dv)
-    sockets = np.repeat(np.arange(k), dv)
-    rng.shuffle(sockets)
-    checks = np.arange(sockets.size) % m
-    info = np.unique(checks.astype(np.int64) * n + sockets)
-    par_c = np.concatenate([np.arange(m), np.arange(1, m)])
-    par_v = np.concatenate([k + np.arange(m), k + np.arange(m - 1)])
-    pairs = np.sort(np.concatenate([info, par_c.astype(np.int64) * n + par_v]))
-    chk = pairs // n
-    var = (pairs % n).astype(np.int64)
-    chk_ptr = np.zeros(m + 1, dtype=np.int64)
-    np.add.at(chk_ptr, chk + 1, 1)
-    chk_ptr = np.cumsum(chk_ptr)
-    order = np.argsort(var, kind="stable")
-    var_ptr = np.zeros(n + 1, dtype=np.int64)
-    np.add.at(var_ptr, var + 1, 1)
-    var_ptr = np.cumsum(var_ptr)
-    return chk_ptr, var, var_ptr, order.astype(np.int64), m
+    if k < 64:
+        raise ValueError(f"an LDPC frame needs at least 64 key bits, got {k}")
+    if not 0.0 < qber < 0.5:
+        raise ValueError(f"qber must be in (0, 0.5), got {qber}")
+    if f_start < 1.0 or step_f <= 0.0 or steps < 0:
+        raise ValueError(f"need f_start >= 1, step_f > 0, steps >= 0; got {f_start}, {step_f}, {steps}")
+    hq = float(h2(qber))
+    leak = int(math.ceil(f_start * k * hq))
+    delta = int(math.ceil(step_f * k * hq))
+    p = steps * delta
+    m = leak + p
+    if 2 * p + 2 > m:
+        raise ValueError(f"{steps} blind steps of {delta} bits need more punctured parity bits "
+                         f"than a code with {m} checks has; lower steps or step_f")
+    n = k + p
+    if m > 0.8 * n:
+        raise ValueError(f"QBER {qber} needs a code of rate {1 - m / n:.2f}; LDPC codes here "
+                         f"work down to rate 0.2 (QBER ~ 0.2 at f 1.05), use Cascade")
+    return FramePlan(k, n, m, p, delta)
 
 
-@njit(cache=True)
-def syndrome(chk_ptr, chk_var, bits):
-    """Return H x (uint8) for the code in CSR form."""
-    m = chk_ptr.size - 1
-    out = np.zeros(m, dtype=np.uint8)
-    for c in range(m):
-        acc = 0
-        for e in range(chk_ptr[c], chk_ptr[c + 1]):
-            acc ^= bits[chk_var[e]]
-        out[c] = acc
-    return out
-
-
-@njit(cache=True)
-def decode(chk_ptr, chk_var, var_ptr, var_edge, synd, llr, max_iter):
-    """Sum-product syndrome decoding; return (bits, iterations, success)."""
-    m = chk_ptr.size - 1
-    n = var_ptr.size - 1
-    ne = chk_var.size
-    v2c = np.empty(ne, dtype=np.float64)
-    c2v = np.zeros(ne, dtype=np.float64)
-    for e in range(ne):
-        v2c[e] = llr[chk_var[e]]
-    bits = np.zeros(n, dtype=np.uint8)
-    for v in range(n):
-        bits[v] = 1 if llr[v] < 0 else 0
-    for it in range(1, max_iter + 1):
-        for c in range(m):
-            prod = 1.0
-            zeros = 0
-            for e in range(chk_ptr[c], chk_ptr[c + 1]):
-                t = math.tanh(0.5 * v2c[e])
-                if t == 0.0:
-                    zeros += 1
-                else:
-                    prod *= t
-            sgn = -1.0 if synd[c] else 1.0
-            for e in range(chk_ptr[c], chk_ptr[c + 1]):
-                t = math.tanh(0.5 * v2c[e])
-                if t == 0.0:
-                    p = prod if zeros == 1 else 0.0
-                elif zeros > 0:
-                    p = 0.0
-                else:
-                    p = prod / t
-                p = min(max(p, -0.999999999999), 0.999999999999)
-                c2v[e] = sgn * 2.0 * math.atanh(p)
-        for v in range(n):
-            tot = llr[v]
-            for i in range(var_ptr[v], var_ptr[v + 1]):
-                tot += c2v[var_edge[i]]
-            bits[v] = 1 if tot < 0 else 0
-            for i in range(var_ptr[v], var_ptr[v + 1]):
-                e = var_edge[i]
-                x = tot - c2v[e]
-                v2c[e] = min(max(x, -50.0), 50.0)
-        ok = True
-        for c in range(m):
-            acc = 0
-            for e in range(chk_ptr[c], chk_ptr[c + 1]):
-                acc ^= bits[chk_var[e]]
-            if acc != synd[c]:
-                ok = False
-                break
-        if ok:
-            return bits, it, True
-    return bits, max_iter, False
-
-
-RATES = tuple(round(0.30 + 0.01 * i, 2) for i in range(61))   # 0.30 .. 0.90 mother codes
-CODE_SEED = 12345
-_CODES: dict[tuple[int, float, int], tuple] = {}
-
-
-def _code(n: int, rate: float, seed: int):
-    key = (n, rate, seed)
+def code(n: int, m: int, seed: int = CODE_SEED) -> tuple[np.ndarray, np.ndarray]:
+    """Return (chk_ptr, chk_var) of the public code with n variables and m checks (cached)."""
+    key = (n, m, seed)
     if key not in _CODES:
-        _CODES[key] = make_code(n, rate, seed)
+        if len(_CODES) >= MAX_CODES:
+            _CODES.pop(next(iter(_CODES)))
+        rng = np.random.default_rng([seed, n, m])
+        k_info = n - m
+        degs = np.array(sorted(DEGREES))
+        counts = np.floor(np.array([DEGREES[d] for d in degs]) * k_info).astype(np.int64)
+        counts[0] += k_info - counts.sum()
+        info_deg = np.repeat(degs, counts).astype(np.int64)
+        rng.shuffle(info_deg)
+        _CODES[key] = core.build_ira(m, info_deg, int(rng.integers(0, 2**31)))
     return _CODES[key]
 
 
-def ldpc(alice_bits: np.ndarray, bob_bits: np.ndarray, qber: float, channel: Channel, *,
-         seed: int = 0, frame_bits: int | None = None, f_start: float = 1.10,
-         reveal_frac: float = 0.03, max_retries: int = 10, max_iter: int = 60) -> np.ndarray:
-    """Reconcile with LDPC syndromes over ``channel``; return Bob's corrected key.
+def punctured(plan: FramePlan, seed: int) -> np.ndarray:
+    """Return the staircase indices j of the punctured parity bits, in reveal order.
 
-    The key is cut into frames (default 20000 bits); each frame's code length is chosen
-    so the key fills it after shortening, at effective rate 1 - f_start h(Q).  Each
-    blind retry discloses ``reveal_frac`` x (syndrome length) more key bits.  A frame
-    that still fails keeps Bob's best guess (verification will reject the block).
+    Odd j with j + 1 < m, so no check holds two punctured bits; variable n - m + j.
     """
-    n = alice_bits.size
-    frame_bits = frame_bits or min(n, 20_000)
+    odd = np.arange(1, plan.m - 1, 2)
+    return np.random.default_rng([seed, 1]).permutation(odd)[:plan.p]
+
+
+def _layout(plan: FramePlan, seed: int):
+    punct = punctured(plan, seed)
+    is_key = np.ones(plan.n, dtype=bool)
+    is_key[plan.n - plan.m + punct] = False
+    key_pos = np.flatnonzero(is_key)
+    reveal_key = np.random.default_rng([seed, 2]).permutation(plan.k)
+    rest = np.ones(plan.m, dtype=bool)
+    rest[punct] = False
+    rest[punct + 1] = False
+    return punct, key_pos, reveal_key, np.flatnonzero(rest)
+
+
+def _frames(n_bits: int, frame_bits: int) -> list[tuple[int, int]]:
+    count = -(-n_bits // frame_bits)
+    edges = np.linspace(0, n_bits, count + 1).round().astype(int)
+    return list(zip(edges[:-1], edges[1:]))
+
+
+def ldpc(alice_bits: np.ndarray, bob_bits: np.ndarray, qber: float, channel: Channel, *,
+         seed: int = 0, frame_bits: int = 100_000, f_start: float = 1.05, step_f: float = 0.02,
+         steps: int = 3, max_retries: int = 8, max_iter: int = 120,
+         rng: np.random.Generator | None = None) -> tuple[np.ndarray, int]:
+    """Reconcile over ``channel``; return (Bob's corrected key, number of failed frames).
+
+    seed: public randomness (code family and reveal orders).  rng: Alice's private
+    randomness for the punctured bits and hash points (OS entropy if None).
+    """
+    n_bits = alice_bits.size
+    if frame_bits < 64:
+        raise ValueError(f"frame_bits must be >= 64, got {frame_bits}")
+    rng = rng if rng is not None else np.random.default_rng()
+    bounds = _frames(n_bits, frame_bits)
+    # ---- Alice: plan, syndromes, pads, tags (one flight)
+    plans = [plan_frame(hi - lo, qber, f_start, step_f, steps) for lo, hi in bounds]
+    frame_seeds = np.random.default_rng(seed).integers(0, 2**62, len(plans))
+    points = rng.integers(0, P61, size=1, dtype=np.uint64)
+    leaky, pads, tags, a_state = [], [], [], []
+    for (lo, hi), plan, fs in zip(bounds, plans, frame_seeds):
+        punct, key_pos, reveal_key, rest = _layout(plan, int(fs))
+        chk_ptr, chk_var = code(plan.n, plan.m)
+        word = np.empty(plan.n, dtype=np.uint8)
+        word[key_pos] = alice_bits[lo:hi]
+        secret = rng.integers(0, 2, plan.p, dtype=np.uint8)
+        word[plan.n - plan.m + punct] = secret
+        s = core.syndrome(chk_ptr, chk_var, word)
+        leaky += [s[rest], s[punct] ^ s[punct + 1]]
+        pads.append(s[punct])
+        tags.append(tag(alice_bits[lo:hi], points)[0])
+        a_state.append((secret, alice_bits[lo:hi][reveal_key]))
+    header = np.array([[p.k, p.n, p.m, p.p, p.delta] for p in plans], dtype=np.int64)
+    channel.send("alice", np.concatenate([[len(plans)], frame_seeds, header.ravel()]).astype(np.int64),
+                 tag="ec")
+    channel.send("alice", np.concatenate(leaky).astype(bool), leaks_key=True, tag="ec")
+    channel.send("alice", np.concatenate(pads).astype(bool), tag="ec")
+    channel.send("alice", points, tag="ec")
+    channel.send("alice", np.array(tags, dtype=np.uint64), bits=61 * len(tags), leaks_key=True, tag="ec")
+    # ---- Bob: everything below uses only what came through the channel
+    hdr = np.asarray(channel.recv("bob"), dtype=np.int64)
+    count = int(hdr[0])
+    b_seeds = hdr[1:1 + count]
+    b_plans = [FramePlan(*map(int, row)) for row in hdr[1 + count:].reshape(count, 5)]
+    b_leaky = np.asarray(channel.recv("bob"), dtype=np.uint8)
+    b_pads = np.asarray(channel.recv("bob"), dtype=np.uint8)
+    b_points = np.asarray(channel.recv("bob"), dtype=np.uint64)
+    b_tags = np.asarray(channel.recv("bob"), dtype=np.uint64)
+    l0 = np.float32(math.log((1.0 - qber) / qber))
     out = np.array(bob_bits, dtype=np.uint8)
-    rng = np.random.default_rng(seed)
-    for start in range(0, n, frame_bits):
-        a = alice_bits[start:start + frame_bits]
-        b = out[start:start + frame_bits]
-        out[start:start + frame_bits] = _frame(a, b, qber, channel, rng, f_start, reveal_frac,
-                                               max_retries, max_iter)
-    return out
-
-
-def _frame(a, b, qber, channel, rng, f_start, reveal_frac, max_retries, max_iter):
-    k = a.size
-    target = 1.0 - f_start * h2(qber)
-    best = None
-    for rate in RATES:
-        if rate < target:
-            continue
-        n_code = int(math.ceil(k / (1.0 - (rate - target) / (1.0 - target)))) if rate > target else k
-        best = (rate, n_code)
-        break
-    if best is None:
-        raise ValueError(f"QBER {qber} needs a code rate above {RATES[-1]}")
-    rate, n_code = best
-    code_seed = CODE_SEED            # fixed public code family: built once, cached
-    chk_ptr, chk_var, var_ptr, var_edge, m = _code(n_code, rate, code_seed)
-    # Public setup: code, length, key bits, layout seed (key positions) and the
-    # shortened filler bits.
-    layout_seed = int(rng.integers(0, 2**62))
-    layout = np.random.default_rng(layout_seed).permutation(n_code)
-    key_pos, short_pos = layout[:k], layout[k:]
-    filler = rng.integers(0, 2, n_code - k, dtype=np.uint8)
-    channel.send("alice", np.array([code_seed, n_code, k, layout_seed, round(rate * 100)],
-                                   dtype=np.int64), tag="ec")
-    channel.send("alice", filler.astype(bool), tag="ec")
-    word_a = np.empty(n_code, dtype=np.uint8)
-    word_a[key_pos] = a
-    word_a[short_pos] = filler
-    channel.send("alice", syndrome(chk_ptr, chk_var, word_a).astype(bool), leaks_key=True, tag="ec")
-    # Bob's side: everything he uses comes from the channel.
-    b_seed, b_n, b_k, b_layout, b_rate = (int(v) for v in channel.recv("bob"))
-    got_filler = np.asarray(channel.recv("bob"), dtype=np.uint8)
-    synd = np.asarray(channel.recv("bob"), dtype=np.uint8)
-    chk_ptr, chk_var, var_ptr, var_edge, m = _code(b_n, round(b_rate / 100, 2), b_seed)
-    layout = np.random.default_rng(b_layout).permutation(b_n)
-    key_pos, short_pos = layout[:b_k], layout[b_k:]
-    big = 50.0
-    llr = np.empty(n_code, dtype=np.float64)
-    l0 = math.log((1.0 - qber) / qber)
-    llr[key_pos] = np.where(b == 0, l0, -l0)
-    llr[short_pos] = np.where(got_filler == 0, big, -big)
-    order = rng.permutation(k)            # order in which Alice would reveal key bits
-    per = max(1, int(math.ceil(reveal_frac * m)))
-    revealed = 0
+    ends = np.cumsum([0] + [p.k for p in b_plans])
+    if ends[-1] != out.size:
+        raise ValueError(f"Alice's frames cover {ends[-1]} bits, Bob holds {out.size}")
+    bounds = list(zip(ends[:-1], ends[1:]))
+    frames, lo_leak, lo_pad = [], 0, 0
+    for (lo, hi), plan, fs in zip(bounds, b_plans, b_seeds):
+        punct, key_pos, reveal_key, rest = _layout(plan, int(fs))
+        s = np.empty(plan.m, dtype=np.uint8)
+        nr = rest.size
+        s[rest] = b_leaky[lo_leak:lo_leak + nr]
+        pad = b_pads[lo_pad:lo_pad + plan.p]
+        s[punct] = pad
+        s[punct + 1] = b_leaky[lo_leak + nr:lo_leak + nr + plan.p] ^ pad
+        lo_leak += nr + plan.p
+        lo_pad += plan.p
+        llr = np.zeros(plan.n, dtype=np.float32)
+        llr[key_pos] = np.where(out[lo:hi] == 0, l0, -l0)
+        frames.append((plan, punct, key_pos, reveal_key, s, llr))
+    pending = list(range(count))
+    revealed = np.zeros(count, dtype=np.int64)
     for attempt in range(max_retries + 1):
-        bits, _, ok = decode(chk_ptr, chk_var, var_ptr, var_edge, synd, llr, max_iter)
-        channel.send("bob", np.array([ok]), tag="ec")
-        channel.recv("alice")
-        if ok:
-            return bits[key_pos]
-        if attempt == max_retries:
-            break
-        idx = order[revealed:revealed + per]
-        revealed += idx.size
-        channel.send("bob", idx.astype(np.int32), bits=32 * idx.size, tag="ec")
-        asked = np.asarray(channel.recv("alice"), dtype=np.int64)
-        channel.send("alice", a[asked].astype(bool), leaks_key=True, tag="ec")
-        vals = np.asarray(channel.recv("bob"), dtype=np.uint8)
-        llr[key_pos[asked]] = np.where(vals == 0, big, -big)
-    return bits[key_pos]
+        still = []
+        for i in pending:
+            plan, punct, key_pos, reveal_key, s, llr = frames[i]
+            chk_ptr, chk_var = code(plan.n, plan.m)
+            bits, _, converged = core.decode(chk_ptr, chk_var, s, llr, max_iter, core.PHI)
+            lo, hi = bounds[i]
+            guess = bits[key_pos]
+            if converged and tag(guess, b_points)[0] == b_tags[i]:
+                out[lo:hi] = guess
+            else:
+                still.append(i)
+        channel.send("bob", np.isin(np.arange(count), still), tag="ec")
+        failed = np.flatnonzero(np.asarray(channel.recv("alice")))
+        if failed.size == 0 or attempt == max_retries:
+            return out, int(failed.size)
+        # ---- Alice: the next delta bits of every failed frame (punctured first, then key)
+        values = []
+        for i in failed:
+            secret, key_in_order = a_state[i]
+            plan = plans[i]
+            r = revealed[i]
+            both = np.concatenate([secret, key_in_order])
+            values.append(both[r:min(r + plan.delta, both.size)])
+        channel.send("alice", np.concatenate(values).astype(bool), leaks_key=True, tag="ec")
+        got = np.asarray(channel.recv("bob"), dtype=np.uint8)
+        at = 0
+        for i in failed:
+            plan, punct, key_pos, reveal_key, s, llr = frames[i]
+            r = int(revealed[i])
+            take = min(plan.delta, plan.p + plan.k - r)
+            vals = got[at:at + take]
+            at += take
+            pos = np.concatenate([plan.n - plan.m + punct, key_pos[reveal_key]])[r:r + take]
+            llr[pos] = np.where(vals == 0, core.LLR_KNOWN, -core.LLR_KNOWN)
+            revealed[i] = r + take
+        pending = [int(i) for i in failed]
+    raise AssertionError("unreachable")

@@ -28,6 +28,7 @@ class ReconcileReport:
     messages: int
     wire_bits: int
     qber: float
+    failed_frames: int = 0      # ldpc: frames Bob could not decode (their bits left uncorrected)
 
     @property
     def efficiency(self) -> float:
@@ -41,8 +42,8 @@ def reconcile(alice_bits: np.ndarray, bob_bits: np.ndarray, qber: float, method:
 
     qber: the error rate to design for (from parameter estimation), 0 < qber < 0.5.
     method: ``cascade`` (options: mode="standard"|"low-round", passes, schedule) or
-    ``ldpc`` (options: frame_bits, f_start, reveal_frac, max_retries, max_iter;
-    experimental, see docs/postprocess.md).  seed: public randomness.
+    ``ldpc`` (options: frame_bits, f_start, step_f, steps, max_retries, max_iter, rng;
+    see docs/postprocess.md; ``failed_frames`` in the report).  seed: public randomness.
     """
     alice_bits = np.asarray(alice_bits, dtype=np.uint8)
     bob_bits = np.asarray(bob_bits, dtype=np.uint8)
@@ -54,12 +55,13 @@ def reconcile(alice_bits: np.ndarray, bob_bits: np.ndarray, qber: float, method:
         raise ValueError(f"unknown reconciliation method {method!r}; expected one of {METHODS}")
     channel = channel if channel is not None else LocalChannel()
     before = channel.stats.snapshot()
+    failed = 0
     if method == "cascade":
         from .cascade import cascade
         corrected = cascade(alice_bits, bob_bits, qber, channel, seed=seed, **options)
     else:
         from .ldpc import ldpc
-        corrected = ldpc(alice_bits, bob_bits, qber, channel, seed=seed, **options)
+        corrected, failed = ldpc(alice_bits, bob_bits, qber, channel, seed=seed, **options)
     used = channel.stats.since(before)
     return corrected, ReconcileReport(method, int(alice_bits.size), used.leaked_bits, used.rounds,
-                                      used.messages, used.bits, float(qber))
+                                      used.messages, used.bits, float(qber), failed)
