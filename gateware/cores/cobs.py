@@ -134,15 +134,24 @@ class COBSEncoder(wiring.Component):
                 ]
 
         # Drain side: send bank ``drain``'s code byte, data, and any final block and delimiter.
+        # Every decision is taken from registers: ``nidx`` is the address of the next data
+        # byte to fetch (0 while the code byte waits, so the bank's first byte is fetched then),
+        # ``last`` says the byte on ``o_stream`` is the block's last, and the block's ``final``
+        # and ``frame_end`` flags are copied out of ``infos`` when its code byte goes.
         drain = Signal()
-        index = Signal(8)
+        nidx = Signal(8)
+        left = Signal(8)            # data bytes of the block not yet sent, in DATA
+        last = Signal()             # left == 1
+        cur_final = Signal()
+        cur_end = Signal()
         info = infos[drain]
-        m.d.comb += [rd.addr.eq(Cat(index, drain)), rd.en.eq(1)]
+        m.d.comb += rd.addr.eq(Cat(nidx, drain))
 
-        def block_done():
-            with m.If(info.final):
+        def block_done(final, frame_end):
+            m.d.sync += nidx.eq(0)
+            with m.If(final):
                 m.next = "FINAL"
-            with m.Elif(info.frame_end):
+            with m.Elif(frame_end):
                 m.next = "DELIMIT"
             with m.Else():
                 m.d.sync += [full[drain].eq(0), drain.eq(~drain)]
@@ -150,23 +159,23 @@ class COBSEncoder(wiring.Component):
 
         with m.FSM():
             with m.State("CODE"):
-                # The read port fetches the bank's first byte meanwhile (index is 0 here).
-                m.d.comb += [o.valid.eq(full[drain]), o.payload.eq(info.code)]
+                # The read port fetches the bank's first byte meanwhile (nidx is 0 here).
+                m.d.comb += [rd.en.eq(1), o.valid.eq(full[drain]), o.payload.eq(info.code)]
+                m.d.sync += [left.eq(info.length), last.eq(info.length == 1),
+                             cur_final.eq(info.final), cur_end.eq(info.frame_end)]
                 with m.If(o.valid & o.ready):
                     with m.If(info.length != 0):
+                        m.d.sync += nidx.eq(1)
                         m.next = "DATA"
                     with m.Else():
-                        block_done()
+                        block_done(info.final, info.frame_end)
             with m.State("DATA"):
-                m.d.comb += [o.valid.eq(1), o.payload.eq(rd.data)]
+                # rd.data holds the byte on o_stream until it is taken.
+                m.d.comb += [rd.en.eq(o.ready), o.valid.eq(1), o.payload.eq(rd.data)]
                 with m.If(o.ready):
-                    with m.If(index + 1 == info.length):
-                        m.d.comb += rd.addr.eq(Cat(Const(0, 8), ~drain))
-                        m.d.sync += index.eq(0)
-                        block_done()
-                    with m.Else():
-                        m.d.comb += rd.addr.eq(Cat((index + 1)[:8], drain))
-                        m.d.sync += index.eq(index + 1)
+                    m.d.sync += [nidx.eq(nidx + 1), left.eq(left - 1), last.eq(left == 2)]
+                    with m.If(last):
+                        block_done(cur_final, cur_end)
             with m.State("FINAL"):
                 m.d.comb += [o.valid.eq(1), o.payload.eq(0x01)]
                 with m.If(o.ready):

@@ -111,9 +111,12 @@ class Modulator(wiring.Component):
             m.d.comb += choices.r_en.eq(half)
 
         # ------------------------------------------------------------ slot clock
-        period = Signal(16)
-        m.d.comb += period.eq(Mux(self.slot_period < MIN_SLOT_PERIOD, MIN_SLOT_PERIOD,
-                                  self.slot_period))
+        # The slot's last cycle is phase == period - 1. ``period_m1`` is registered from the
+        # register (a write takes effect one cycle later), so the slot clock's decision is one
+        # compare deep.
+        period_m1 = Signal(16)
+        m.d.sync += period_m1.eq(Mux(self.slot_period < MIN_SLOT_PERIOD, MIN_SLOT_PERIOD,
+                                     self.slot_period) - 1)
         phase = Signal(16)
         frame_idx = Signal(24)
         slot_no = Signal(SLOT_COUNTER_WIDTH)      # number of the next slot to play
@@ -138,7 +141,7 @@ class Modulator(wiring.Component):
         end = Signal()
         last = Signal()
         m.d.comb += [
-            last.eq(phase + 1 >= period),
+            last.eq(phase >= period_m1),
             begin.eq(Mux(running, last, ~pend_start & ~pend_stop) & control.run),
             end.eq(running & last & ~control.run),
             self.slot_start.eq(begin),
