@@ -278,30 +278,62 @@ def advance(ans, y, perm, pos, fen, k, cache, coff, tsz, nrev, active, aoff, wl,
 
 
 @njit(cache=True)
-def random_half_permutation(n, seed):
-    """Return a permutation listing a uniformly random subset first, each part in key order.
+def _splitmix_word(state):
+    z = state
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return z ^ (z >> np.uint64(31))
 
-    Every index joins the subset independently with probability 1/2 (splitmix64 bits).
-    A pass over it with blocks of ceil(n/2) checks the parity of (about) a random half,
-    as BICONF does, and keeps memory access sequential.
+
+@njit(cache=True)
+def _popcount64(x):
+    x = x - ((x >> np.uint64(1)) & np.uint64(0x5555555555555555))
+    x = (x & np.uint64(0x3333333333333333)) + ((x >> np.uint64(2)) & np.uint64(0x3333333333333333))
+    x = (x + (x >> np.uint64(4))) & np.uint64(0x0F0F0F0F0F0F0F0F)
+    return np.int64((x * np.uint64(0x0101010101010101)) >> np.uint64(56))
+
+
+@njit(cache=True)
+def random_half_order(n, seed, perm, pos):
+    """Fill perm (and its inverse pos) with a random-subset-first order of range(n).
+
+    Index i is left out of the subset when bit i of the splitmix64 stream from ``seed``
+    is 1 (each with probability 1/2); the subset comes first, then the rest, each in key
+    order.  A pass over it with blocks of ceil(n/2) checks the parity of (about) a random
+    half, as BICONF does, and keeps memory access sequential.  One branch-free sweep
+    after a popcount of the stream.
     """
-    perm = np.empty(n, dtype=np.int32)
-    rest = np.empty(n, dtype=np.int32)
+    words = (n + 63) // 64
+    out = 0
     state = np.uint64(seed)
-    word = np.uint64(0)
+    for w in range(words):
+        state = state + np.uint64(0x9E3779B97F4A7C15)
+        word = _splitmix_word(state)
+        if w == words - 1 and n % 64:
+            word &= (np.uint64(1) << np.uint64(n % 64)) - np.uint64(1)
+        out += _popcount64(word)
+    m = n - out                      # subset size
+    state = np.uint64(seed)
     j0 = 0
-    j1 = 0
-    for i in range(n):
-        if (i & 63) == 0:
-            state = state + np.uint64(0x9E3779B97F4A7C15)
-            z = state
-            z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-            z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-            word = z ^ (z >> np.uint64(31))
-        bit = np.int64((word >> np.uint64(i & 63)) & np.uint64(1))
-        perm[j0] = i
-        rest[j1] = i
-        j0 += 1 - bit
-        j1 += bit
-    perm[j0:] = rest[:j1]
+    j1 = m
+    for w in range(words):
+        state = state + np.uint64(0x9E3779B97F4A7C15)
+        word = _splitmix_word(state)
+        top = min(64, n - 64 * w)
+        for t in range(top):
+            bit = np.int64((word >> np.uint64(t)) & np.uint64(1))
+            i = 64 * w + t
+            dst = j0 + bit * (j1 - j0)
+            perm[dst] = i
+            pos[i] = dst
+            j0 += 1 - bit
+            j1 += bit
+
+
+@njit(cache=True)
+def random_half_permutation(n, seed):
+    """Return the random-subset-first order of :func:`random_half_order` (int32)."""
+    perm = np.empty(n, dtype=np.int32)
+    pos = np.empty(n, dtype=np.int32)
+    random_half_order(n, seed, perm, pos)
     return perm

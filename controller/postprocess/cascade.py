@@ -112,17 +112,19 @@ class _Layout:
         return cls(k, coff, tsz, aoff, nb, int(np.sum(nb * tsz)), int(np.sum(nb)))
 
 
-def _permutations(n: int, seed: int, ks: list[int]) -> np.ndarray:
-    """Return one permutation per pass from the shared seed: uniform for passes with
-    small blocks, a random-subset-first order for the BICONF halves."""
+def _permutations(n: int, seed: int, ks: list[int]) -> tuple[np.ndarray, np.ndarray]:
+    """Return (perm, pos): one permutation per pass from the shared seed and its inverse;
+    uniform for passes with small blocks, a random-subset-first order for the BICONF halves."""
     perm = np.empty((len(ks), n), dtype=np.int32)
+    pos = np.empty((len(ks), n), dtype=np.int32)
     for p, k in enumerate(ks):
         s = np.uint64((seed + 0x632BE59BD9B4E019 * (p + 1)) & (2**64 - 1))
         if revealed_blocks(n, k) == 1 and n > 1:
-            perm[p] = core.random_half_permutation(n, s)
+            core.random_half_order(n, s, perm[p], pos[p])
         else:
             perm[p] = core.splitmix_permutation(n, s)
-    return perm
+            pos[p] = core.inverse_permutation(perm[p])
+    return perm, pos
 
 
 class CascadeAlice:
@@ -134,7 +136,7 @@ class CascadeAlice:
         self.ks = list(ks)
         passes = len(self.ks)
         self.seed = seed
-        perm = _permutations(n, seed, self.ks)
+        perm, _ = _permutations(n, seed, self.ks)
         self.px = np.empty((passes, n + 1), dtype=np.uint8)
         for p in range(passes):
             self.px[p] = core.prefix_parity(self.bits, perm[p])
@@ -163,10 +165,7 @@ class CascadeBob:
         seed = int(setup[0])
         self.ks = [int(k) for k in setup[1:]]
         passes = len(self.ks)
-        self.perm = _permutations(n, seed, self.ks)
-        self.pos = np.empty_like(self.perm)
-        for p in range(passes):
-            self.pos[p] = core.inverse_permutation(self.perm[p])
+        self.perm, self.pos = _permutations(n, seed, self.ks)
         lay = _Layout.of(n, self.ks)
         self.lay = lay
         self.cache = np.full(lay.cache_size, -1, dtype=np.int8)

@@ -89,7 +89,8 @@ def test_alice_parity_oracle_matches_direct_parity():
     a = rng.integers(0, 2, 1000, dtype=np.uint8)
     ks = [16, 100, 500]                    # the last one is a BICONF half
     alice = CascadeAlice(a, ks, seed=99)
-    perm = _permutations(1000, 99, ks)
+    perm, pos = _permutations(1000, 99, ks)
+    assert all(np.array_equal(pos[p][perm[p]], np.arange(1000)) for p in range(3))
     q = np.array([[0, 0, 10], [1, 37, 600], [1, 999, 1000], [2, 3, 500], [2, 0, 1000]])
     got = alice.answer(q)
     want = [np.bitwise_xor.reduce(a[perm[p][lo:hi]]) for p, lo, hi in q]
