@@ -71,7 +71,32 @@ class NodeConfig:
     kme: KMESettings | None = None
     metrics_port: int | None = None
     metrics_host: str = "127.0.0.1"
-    instruments: dict = field(default_factory=dict)
+    instruments: "InstrumentsConfig | None" = None
+
+
+INSTRUMENT_KINDS = ("attenuator", "powermeter", "laser", "detector")
+
+
+@dataclass(frozen=True)
+class InstrumentsConfig:
+    """``[instruments]``: VISA resources of the bench and what the node sets and watches.
+
+    resources: {kind: VISA resource} for kinds in ``INSTRUMENT_KINDS``. backend: pyvisa backend
+    (``@py``). timeout_ms: I/O timeout. poll_s: seconds between readings while running.
+    attenuation_db / wavelength_nm / detector_setpoint_c / detector_efficiency_percent: set on
+    start when given (else only read). max_detector_temperature_c: above it the detector is
+    reported too warm (log, ``qkd_instrument_alarm``).
+    """
+
+    resources: dict
+    backend: str = "@py"
+    timeout_ms: int = 2000
+    poll_s: float = 5.0
+    attenuation_db: float | None = None
+    wavelength_nm: float | None = None
+    detector_setpoint_c: float | None = None
+    detector_efficiency_percent: int | None = None
+    max_detector_temperature_c: float | None = None
 
 
 class _Reader:
@@ -241,7 +266,7 @@ def parse_config(data: dict, path: Path = Path("node.toml")) -> NodeConfig:
     m = r.section("metrics", required=False) or {}
     metrics_port = r.get(m, "metrics", "port", int, None,
                          check=lambda v: None if 0 <= v <= 65535 else "must be 0..65535")
-    inst = r.section("instruments", required=False) or {}
+    instruments = _instruments(r, r.section("instruments", required=False) or {})
     if r.problems:
         raise ConfigError(f"{path} has {len(r.problems)} problem(s):\n  "
                           + "\n  ".join(r.problems))
@@ -249,4 +274,46 @@ def parse_config(data: dict, path: Path = Path("node.toml")) -> NodeConfig:
                       protocol=proto, block_slots=block_slots, kme=kme,
                       metrics_port=metrics_port,
                       metrics_host=r.get(m, "metrics", "host", str, "127.0.0.1"),
-                      instruments=dict(inst))
+                      instruments=instruments)
+
+
+def _instruments(r: _Reader, sec: dict) -> InstrumentsConfig | None:
+    settings = {"backend", "timeout_ms", "poll_s", "attenuation_db", "wavelength_nm",
+                "detector_setpoint_c", "detector_efficiency_percent", "max_detector_temperature_c"}
+    for extra in sorted(set(sec) - settings - set(INSTRUMENT_KINDS)):
+        r.problem(f"[instruments] {extra}", f"unknown key; instruments are "
+                  f"{', '.join(INSTRUMENT_KINDS)} (VISA resources), settings "
+                  f"{', '.join(sorted(settings))}")
+    resources = {}
+    for kind in INSTRUMENT_KINDS:
+        res = r.get(sec, "instruments", kind, str, None,
+                    check=lambda v: None if "::" in v else
+                    "expected a VISA resource such as TCPIP::10.0.0.5::5025::SOCKET")
+        if res is not None:
+            resources[kind] = res
+    cfg = InstrumentsConfig(
+        resources=resources,
+        backend=r.get(sec, "instruments", "backend", str, "@py"),
+        timeout_ms=r.get(sec, "instruments", "timeout_ms", int, 2000, check=_positive),
+        poll_s=r.get(sec, "instruments", "poll_s", float, 5.0, check=_positive),
+        attenuation_db=r.get(sec, "instruments", "attenuation_db", float, None,
+                             check=lambda v: None if 0 <= v <= 60 else "must be 0..60 dB"),
+        wavelength_nm=r.get(sec, "instruments", "wavelength_nm", float, None,
+                            check=lambda v: None if 1200 <= v <= 1650 else "must be 1200..1650 nm"),
+        detector_setpoint_c=r.get(sec, "instruments", "detector_setpoint_c", float, None,
+                                  check=lambda v: None if -60 <= v <= 30 else "must be -60..30 degC"),
+        detector_efficiency_percent=r.get(sec, "instruments", "detector_efficiency_percent", int,
+                                          None, check=lambda v: None if v in (10, 15, 20, 25)
+                                          else "must be 10, 15, 20 or 25"),
+        max_detector_temperature_c=r.get(sec, "instruments", "max_detector_temperature_c", float,
+                                         None))
+    needs = {"attenuation_db": "attenuator", "detector_setpoint_c": "detector",
+             "detector_efficiency_percent": "detector", "max_detector_temperature_c": "detector"}
+    for key, kind in needs.items():
+        if getattr(cfg, key) is not None and kind not in resources:
+            r.problem(f"[instruments] {key}", f"needs the {kind}: give its VISA resource as "
+                      f"[instruments] {kind}")
+    if sec and not resources:
+        r.problem("[instruments]", f"no instrument given; name at least one of "
+                  f"{', '.join(INSTRUMENT_KINDS)}, or remove the section")
+    return cfg if resources else None

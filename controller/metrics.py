@@ -92,6 +92,18 @@ class Metrics:
         self.blocks_aborted = gauge("channel_blocks_aborted", "Blocks aborted by the channel.")
         self.kme_delivered = gauge("kme_keys_delivered", "Keys delivered by the KME, by call "
                                    "(enc_keys, dec_keys).", ["call"])
+        self.instrument_up = gauge("instrument_up", "1 if the bench instrument answered its last "
+                                   "reading, 0 if not, by instrument.", ["instrument"])
+        self.voa_attenuation = gauge("voa_attenuation_db", "Attenuation set on the VOA, dB.")
+        self.voa_open = gauge("voa_output_enabled", "1 if the VOA's output shutter is open.")
+        self.optical_power = gauge("optical_power_dbm", "Optical power at the power meter, dBm.")
+        self.optical_power_w = gauge("optical_power_watts", "Optical power at the power meter, W.")
+        self.laser_power = gauge("laser_power_dbm", "Laser output power setting, dBm.")
+        self.laser_on = gauge("laser_output_enabled", "1 if the laser output is on.")
+        self.detector_temp = gauge("detector_temperature_celsius", "Detector (APD) temperature, degC.")
+        self.detector_tec = gauge("detector_tec_enabled", "1 if the detector's TEC regulates.")
+        self.instrument_alarm = gauge("instrument_alarm", "1 while an instrument reading is out of "
+                                      "its limit, by kind (detector_temperature).", ["kind"])
         self.kme_refused = gauge("kme_requests_failed", "enc_keys requests the KME could not serve, "
                                  "by reason (short_pool, peer_refused, peer_unavailable).", ["reason"])
 
@@ -123,6 +135,30 @@ class Metrics:
         """Set the count rate (Hz) of each detector channel."""
         for channel, rate in rates_hz.items():
             self.detector_rate.labels(self.node, str(channel)).set(rate)
+
+    def record_instrument(self, instrument: str, readings: Mapping | None) -> None:
+        """Set the gauges of one instrument from its readings; ``None``: it did not answer."""
+        n = self.node
+        self.instrument_up.labels(n, instrument).set(0 if readings is None else 1)
+        if readings is None:
+            return
+        if instrument == "attenuator":
+            self.voa_attenuation.labels(n).set(readings["attenuation_db"])
+            self.voa_open.labels(n).set(int(bool(readings["output_enabled"])))
+        elif instrument == "powermeter":
+            self.optical_power.labels(n).set(readings["power_dbm"])
+            self.optical_power_w.labels(n).set(readings["power_w"])
+        elif instrument == "laser":
+            self.laser_power.labels(n).set(readings["power_dbm"])
+            self.laser_on.labels(n).set(int(bool(readings["output_enabled"])))
+        elif instrument == "detector":
+            self.detector_temp.labels(n).set(readings["temperature_c"])
+            self.detector_tec.labels(n).set(int(bool(readings["tec_enabled"])))
+            self.detector_rate.labels(n, "spd").set(readings["count_rate_hz"])
+
+    def record_instrument_alarm(self, kind: str, active: bool) -> None:
+        """Set ``qkd_instrument_alarm{kind}`` (1 while the reading is out of its limit)."""
+        self.instrument_alarm.labels(self.node, kind).set(int(bool(active)))
 
     def record_disturbance(self, kind: str) -> None:
         """Count one disturbance alarm of ``kind`` (e.g. ``qber``, ``decoy``, ``channel_tamper``)."""

@@ -25,6 +25,7 @@ class NodeService:
     def __init__(self, config: NodeConfig):
         self.config = config
         self.store = self.kme = self.kme_server = self.metrics = self.metrics_server = None
+        self.instruments = None
         self.node: Node | None = None
 
     def start(self) -> "NodeService":
@@ -46,9 +47,9 @@ class NodeService:
             self.kme_server = KMEServer(self.kme, TLSFiles(k.cert, k.key, k.ca), host=k.host,
                                         port=k.port).start()
             logger.info("%s: KME %s serving ETSI 014 on %s", c.name, k.id, self.kme_server.url)
-        if c.instruments:
-            logger.info("%s: instruments configured (%s); the run loop does not drive them",
-                        c.name, ", ".join(sorted(c.instruments)))
+        if c.instruments is not None:       # fails the start if one does not answer
+            from .instruments import BenchInstruments
+            self.instruments = BenchInstruments(c.instruments, self.metrics, c.name).open().start()
         b = c.board
         board = (AliceBoard(b.url, c.protocol, slot_period=b.slot_period, frame_slots=b.frame_slots,
                             random_source=b.random_source, link_timeout=b.timeout_s)
@@ -70,6 +71,8 @@ class NodeService:
     def stop(self) -> None:
         if self.node is not None:
             self.node.stop()
+        if self.instruments is not None:
+            self.instruments.close()
         if self.kme_server is not None:
             self.kme_server.stop()
         if self.metrics_server is not None:
