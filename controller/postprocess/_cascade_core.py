@@ -175,38 +175,25 @@ def _ask(cidx, p, lo, hi, cache, q_cidx, q_pass, q_lo, q_hi, nq):
 
 
 @njit(cache=True)
-def _serial_pick(wl, wl_n, cache, coff, tsz):
-    """Return (pmin, block) for serial order: the lowest pass with pending bisections and,
-    if it is not the first pass, the one block of it to advance now (-1 = all of them)."""
-    pmin = np.int64(1) << 40
-    for w in range(wl_n[0]):
-        if wl[w, 0] < pmin:
-            pmin = wl[w, 0]
-    if pmin == 0 or wl_n[0] == 0:
-        return pmin, np.int64(-1)
-    pick = np.int64(-1)
-    for w in range(wl_n[0]):
-        if wl[w, 0] != pmin:
-            continue
-        if pick < 0:
-            pick = wl[w, 1]
-        if cache[coff[pmin] + wl[w, 1] * tsz[pmin] + 1] != -1:
-            return pmin, wl[w, 1]            # a bisection already under way goes first
-    return pmin, pick
+def _under_way(wl, w, cache, coff, tsz):
+    """Return whether worklist row w's bisection has asked anything yet."""
+    p = wl[w, 0]
+    return cache[coff[p] + wl[w, 1] * tsz[p] + 1] != -1
 
 
 @njit(cache=True)
 def advance(ans, y, perm, pos, fen, k, cache, coff, tsz, nrev, active, aoff, wl, wl_n, started,
-            q_cidx, q_pass, q_lo, q_hi, wide, serial):
+            q_cidx, q_pass, q_lo, q_hi, wide, limit):
     """Feed Alice's answers, run bisections as far as the known parities allow, and
     return the number of new queries written to q_* (q_cidx = cache slot to fill).
 
     Nodes of at least ``wide`` bits are split four ways in one round (3 parities for
-    2 levels instead of 2 parities in 2 rounds).  With ``serial`` only the lowest pass
-    with odd blocks advances, and in passes after the first one block at a time: an
-    error found there is cascaded back before the next block is bisected, so a block
-    the cascade makes even costs nothing (parallel bisection would pay for it).  A
-    return of 0 with bisections left (``wl_n[0] > 0``) means "call again".
+    2 levels instead of 2 parities in 2 rounds).  ``limit`` = 0: every odd block is
+    bisected at once.  ``limit`` >= 1: only the lowest pass with odd blocks advances,
+    and in passes after the first at most ``limit`` blocks at a time: an error found
+    there is cascaded back before more blocks start, so a block the cascade evens costs
+    nothing (bisected in parallel it would have been paid for).  A return of 0 with
+    bisections left (``wl_n[0] > 0``) means "call again".
     Worklist rows: pass, block, node, lo, hi, waiting flag.
     """
     n = y.size
@@ -215,16 +202,27 @@ def advance(ans, y, perm, pos, fen, k, cache, coff, tsz, nrev, active, aoff, wl,
     for w in range(wl_n[0]):
         wl[w, 5] = 0
     pmin = np.int64(1) << 40
-    pick = np.int64(-1)
-    if serial:
-        pmin, pick = _serial_pick(wl, wl_n, cache, coff, tsz)
+    room = np.int64(1) << 40
+    if limit > 0:
+        for w in range(wl_n[0]):
+            pmin = min(pmin, wl[w, 0])
+        if pmin >= 1:
+            room = limit
+            for w in range(wl_n[0]):
+                if wl[w, 0] == pmin and _under_way(wl, w, cache, coff, tsz):
+                    room -= 1
     nq = 0
     w = 0
     while w < wl_n[0]:
         p = wl[w, 0]
-        if wl[w, 5] == 1 or p > pmin or (p == pmin and pick >= 0 and wl[w, 1] != pick):
+        if wl[w, 5] == 1 or p > pmin:
             w += 1
             continue
+        if p == pmin and p >= 1 and not _under_way(wl, w, cache, coff, tsz):
+            if room <= 0:
+                w += 1
+                continue
+            room -= 1
         b = wl[w, 1]
         base = coff[p] + b * tsz[p]
         node = wl[w, 2]

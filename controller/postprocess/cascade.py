@@ -14,10 +14,11 @@ information reconciliation protocol Cascade", QIC 15, 453 (2015):
   its survival by 2^-18.  These passes use a random-subset-first order (each bit in
   the subset with probability 1/2, both parts in key order): cheap and cache-friendly.
 
-Short frames (N < SERIAL_BELOW): k1 = 2^floor(log2 1/Q), k2 = 8 k1, and Bob bisects the
-odd blocks of the later passes one at a time, cascading each error back before the next
-block: a block the cascade evens costs no parities.  On short frames, where pass 2 has only
-tens of blocks, this lowers f by 0.02-0.05 (docs/BENCHMARKS.md), at 2-5x the rounds.
+Frames shorter than ORDERED_BELOW bits: k1 = 2^floor(log2 1/Q), k2 = 8 k1, and Bob
+bisects the odd blocks of the later passes a few at a time (one in 64 of pass 2's blocks,
+at least one), cascading each error back before the next blocks start: a block that the
+cascade evens costs no parities.  This lowers f by 0.01-0.05 at N = 1e4..1e5
+(docs/BENCHMARKS.md) for 2-5x the rounds; longer frames bisect every odd block at once.
 
 Low-round mode uses k1 = 2^floor(log2(1/Q)) and k2 = 2 k1 (shorter cascade chains), runs all later passes at
 once (their bisections proceed in parallel) and splits nodes of 128 bits or more
@@ -41,10 +42,12 @@ from .channel import Channel
 MODES = ("standard", "low-round")
 # Nodes at least this large are split four ways per round (see _cascade_core.advance).
 WIDE_SPLIT = {"standard": 2**62, "low-round": 128}
-# Standard-mode frames shorter than this bisect the blocks of later passes one at a time:
-# f drops by 0.02-0.05 at N = 1e4, for 2-5x the rounds.  On long frames the parallel order
-# costs < 0.01 in f and keeps the rounds (hence the time) down.
-SERIAL_BELOW = 2**16
+# Standard-mode frames shorter than this bisect the blocks of later passes a few at a time
+# (at most one in 2^LIMIT_SHIFT of pass 2's blocks): f drops by 0.01-0.05 at N = 1e4..1e5
+# for 2-5x the rounds.  On longer frames, bisecting all at once costs < 0.01 in f and keeps
+# the rounds (hence the time) down.
+ORDERED_BELOW = 2**18
+LIMIT_SHIFT = 6
 
 
 def block_schedule(n: int, qber: float, passes: int = 20, mode: str = "standard") -> list[int]:
@@ -56,8 +59,8 @@ def block_schedule(n: int, qber: float, passes: int = 20, mode: str = "standard"
         # smaller first blocks and k2 = 2 k1 keep cascade chains (hence rounds) short
         k1 = min(2 ** math.floor(alpha), half)
         k2 = min(2 * k1, half)
-    elif n < SERIAL_BELOW:
-        # short frames: the paper's k2 leaves only 10-40 blocks in pass 2; with serial
+    elif n < ORDERED_BELOW:
+        # the paper's k2 leaves only 10-40 blocks in pass 2 at N = 1e4; with ordered
         # bisection 2^floor(alpha), 8 k1 measured best at N = 1e4, Q = 1-8 %
         # (docs/BENCHMARKS.md, "Cascade, standard mode")
         k1 = min(2 ** math.floor(alpha), half)
@@ -70,9 +73,17 @@ def block_schedule(n: int, qber: float, passes: int = 20, mode: str = "standard"
     return [k1, k2] + [half] * (passes - 2)
 
 
-def serial_order(n: int, mode: str = "standard") -> bool:
-    """Return whether Bob bisects the blocks of passes 2.. one at a time (see advance)."""
-    return mode == "standard" and n < SERIAL_BELOW
+def bisection_limit(n: int, later: list[int], mode: str = "standard") -> int:
+    """Return how many blocks of a later pass Bob bisects at once (0 = all; see advance).
+
+    ``later``: the block size of pass 2 (empty list: none).  Standard mode on frames
+    shorter than ORDERED_BELOW bisects one block in 2^LIMIT_SHIFT of pass 2 at a time (at
+    least one); longer frames and low-round mode bisect all of them at once.
+    """
+    if mode != "standard" or n >= ORDERED_BELOW:
+        return 0
+    blocks = (n + later[0] - 1) // later[0] if later else 1
+    return max(1, blocks >> LIMIT_SHIFT)
 
 
 def stages_for(mode: str, passes: int) -> list[tuple[int, int]]:
@@ -159,7 +170,7 @@ class CascadeBob:
     """Bob's side: corrects his key by bisection, asking Alice only for unknown parities."""
 
     def __init__(self, bits: np.ndarray, setup: np.ndarray, tops: np.ndarray,
-                 mode: str = "standard", serial: bool | None = None):
+                 mode: str = "standard", limit: int | None = None):
         self.y = np.array(bits, dtype=np.uint8)
         n = self.y.size
         seed = int(setup[0])
@@ -186,7 +197,9 @@ class CascadeBob:
         self.q_cidx = np.zeros(3 * lay.blocks + 3, dtype=np.int64)
         self.q = np.zeros((3, 3 * lay.blocks + 3), dtype=np.int64)
         self.wide = WIDE_SPLIT[mode]
-        self.serial = serial_order(n, mode) if serial is None else bool(serial)
+        self.limit = bisection_limit(n, self.ks[1:2], mode) if limit is None else int(limit)
+        if self.limit < 0:
+            raise ValueError(f"bisection limit must be >= 0 (0 = all at once), got {limit}")
         self.stages = stages_for(mode, passes)
         self._stage = 0
         self._answers = np.zeros(0, dtype=np.uint8)
@@ -198,12 +211,12 @@ class CascadeBob:
             nq = core.advance(ans, self.y, self.perm, self.pos, self.fen, self.lay.k, self.cache,
                               self.lay.coff, self.lay.tsz, self.lay.nrev, self.active, self.lay.aoff,
                               self.wl, self.wl_n, self.started, self.q_cidx, self.q[0], self.q[1], self.q[2],
-                              self.wide, self.serial)
+                              self.wide, self.limit)
             ans = np.zeros(0, dtype=np.uint8)
             if nq:
                 return self.q[:, :nq].T.copy()
             if self.wl_n[0] > 0:
-                continue          # serial order: the next block's turn, nothing to ask yet
+                continue          # ordered bisection: the next blocks' turn, nothing asked yet
             if self._stage == len(self.stages):
                 return None
             first, last = self.stages[self._stage]
@@ -215,11 +228,11 @@ class CascadeBob:
 
 def cascade(alice_bits: np.ndarray, bob_bits: np.ndarray, qber: float, channel: Channel, *,
             seed: int = 0, mode: str = "standard", passes: int = 20,
-            schedule: list[int] | None = None, serial: bool | None = None) -> np.ndarray:
+            schedule: list[int] | None = None, limit: int | None = None) -> np.ndarray:
     """Run Cascade between the two keys over ``channel``; return Bob's corrected key.
 
-    ``schedule`` overrides the block sizes (one per pass), ``serial`` the bisection
-    order (default: :func:`serial_order`).  Both parties run here in
+    ``schedule`` overrides the block sizes (one per pass), ``limit`` how many blocks of
+    a later pass are bisected at once (0 = all; default :func:`bisection_limit`).  Both parties run here in
     lockstep but exchange data only through the channel.
     """
     if alice_bits.shape != bob_bits.shape:
@@ -234,7 +247,7 @@ def cascade(alice_bits: np.ndarray, bob_bits: np.ndarray, qber: float, channel: 
     setup, tops = alice.opening()
     channel.send("alice", setup, tag="ec")
     channel.send("alice", tops, leaks_key=True, tag="ec")
-    bob = CascadeBob(bob_bits, channel.recv("bob"), channel.recv("bob"), mode, serial)
+    bob = CascadeBob(bob_bits, channel.recv("bob"), channel.recv("bob"), mode, limit)
     answers = None
     while True:
         queries = bob.next_queries(answers)

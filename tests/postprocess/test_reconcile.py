@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from controller.postprocess import _cascade_core as core
-from controller.postprocess.cascade import (SERIAL_BELOW, CascadeAlice, block_schedule, revealed_blocks,
-                                            serial_order)
+from controller.postprocess.cascade import (ORDERED_BELOW, CascadeAlice, bisection_limit, block_schedule,
+                                            revealed_blocks)
 from controller.postprocess.channel import LocalChannel
 from controller.postprocess.reconcile import reconcile
 
@@ -50,29 +50,40 @@ def test_identical_keys_leak_only_block_parities():
 
 
 def test_schedule_depends_on_frame_length():
-    # short frames: k1 = 2^floor(log2 1/Q), k2 = 8 k1, serial bisection of later passes
+    # short frames: k1 = 2^floor(log2 1/Q), k2 = 8 k1, ordered bisection of later passes
     assert block_schedule(10_000, 0.02) == [32, 256] + [5000] * 18
-    assert block_schedule(10_000, 0.08) == [8, 64] + [5000] * 18
-    assert serial_order(10_000) and serial_order(SERIAL_BELOW - 1)
-    # long frames: k1 = 2^round(log2 1/Q), k2 = 2^ceil((log2(1/Q) + 12) / 2), parallel
+    assert block_schedule(100_000, 0.08) == [8, 64] + [50_000] * 18
+    assert bisection_limit(10_000, [256]) == 1              # 40 blocks: one at a time
+    assert bisection_limit(100_000, [64]) == 1563 >> 6
+    # long frames: k1 = 2^round(log2 1/Q), k2 = 2^ceil((log2(1/Q) + 12) / 2), all at once
     assert block_schedule(1_000_000, 0.02) == [64, 512] + [500_000] * 18
-    assert block_schedule(100_000, 0.01) == [128, 1024] + [50_000] * 18
-    assert not serial_order(SERIAL_BELOW) and not serial_order(10_000, "low-round")
+    assert block_schedule(ORDERED_BELOW, 0.01) == [128, 1024] + [ORDERED_BELOW // 2] * 18
+    assert bisection_limit(ORDERED_BELOW, [1024]) == 0
+    assert bisection_limit(10_000, [16], "low-round") == 0
     # blocks never exceed half the frame
     assert block_schedule(100, 0.001, passes=3) == [50, 50, 50]
 
 
-def test_serial_bisection_leaks_less_on_short_frames():
-    # same frames, same schedule: the serial order must correct everything and leak less
-    serial, parallel = [], []
-    for seed in range(20):
-        a, b = _pair(300 + seed, 10_000, 0.02)
-        for order, out in ((True, serial), (False, parallel)):
-            fixed, rep = reconcile(a, b, 0.02, seed=seed, serial=order)
-            assert np.array_equal(fixed, a), f"seed {300 + seed} serial={order}"
-            out.append(rep.efficiency)
-    assert np.mean(serial) < np.mean(parallel) - 0.01, (np.mean(serial), np.mean(parallel))
-    assert np.mean(serial) < 1.07, f"seeds 300-319: mean f {np.mean(serial)}"
+@pytest.mark.parametrize("n, limit", [(10_000, 1), (50_000, 4)])
+def test_ordered_bisection_leaks_less(n, limit):
+    # same frames, same schedule: the ordered bisection must correct everything, leak less
+    # than bisecting every odd block at once, and take more rounds
+    ordered, parallel = [], []
+    for seed in range(20 if n < 50_000 else 4):
+        a, b = _pair(300 + seed, n, 0.02)
+        for lim, out in ((limit, ordered), (0, parallel)):
+            fixed, rep = reconcile(a, b, 0.02, seed=seed, limit=lim)
+            assert np.array_equal(fixed, a), f"seed {300 + seed} limit={lim}"
+            out.append((rep.efficiency, rep.rounds))
+    (f_o, r_o), (f_p, r_p) = np.mean(ordered, axis=0), np.mean(parallel, axis=0)
+    assert f_o < f_p - 0.005 and r_o > r_p, (f_o, r_o, f_p, r_p)
+    assert f_o < 1.06, f"seeds from 300: mean f {f_o}"
+
+
+def test_bisection_limit_is_checked():
+    a, b = _pair(2, 1000, 0.02)
+    with pytest.raises(ValueError, match="bisection limit"):
+        reconcile(a, b, 0.02, limit=-1)
 
 
 def test_low_round_mode_uses_fewer_rounds():
