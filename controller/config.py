@@ -15,7 +15,7 @@ Relative paths are relative to the file.  An example is in docs/operations.md.
 from __future__ import annotations
 
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from controller.node.protocol import Protocol
