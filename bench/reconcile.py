@@ -9,6 +9,8 @@ Figures (over ``--frames`` frames of ``--bits`` bits with i.i.d. errors at ``--q
 * ``mbit_per_s``: N / seconds_per_frame / 1e6.
 * ``cpu_seconds_per_frame``, ``mbit_per_s_cpu``: the same from the process CPU time, which
   a machine shared with other jobs does not inflate (both parties, one thread).
+* ``load_average``: the 1-minute load average of the machine at the start and the end of
+  the run (wall-clock figures on a loaded machine are lower bounds).
 
 Run ``qkdnode bench reconcile --method cascade --qber 0.02 --bits 1000000 --frames 10 --json``
 or ``python -m bench.reconcile ...``.  A small untimed frame first compiles the numba kernels.
@@ -16,6 +18,7 @@ or ``python -m bench.reconcile ...``.  A small untimed frame first compiles the 
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import time
@@ -47,6 +50,7 @@ def run(argv: list[str]) -> dict:
     warm = rng.integers(0, 2, 2000, dtype=np.uint8)
     reconcile(warm, warm ^ (rng.random(2000) < args.qber).astype(np.uint8), args.qber,
               args.method, seed=0, **options)
+    load_start = os.getloadavg()[0]
     effs, rounds, times, cpu, failures = [], [], [], [], 0
     for frame in range(args.frames):
         a = rng.integers(0, 2, args.bits, dtype=np.uint8)
@@ -69,6 +73,7 @@ def run(argv: list[str]) -> dict:
         "seconds_per_frame": spf, "mbit_per_s": args.bits / spf / 1e6,
         "cpu_seconds_per_frame": statistics.median(cpu),
         "mbit_per_s_cpu": args.bits / statistics.median(cpu) / 1e6,
+        "load_average": [round(load_start, 2), round(os.getloadavg()[0], 2)],
     }
 
 

@@ -41,7 +41,7 @@ def reconcile(alice_bits: np.ndarray, bob_bits: np.ndarray, qber: float, method:
     """Correct Bob's key towards Alice's; return (corrected key, report).
 
     qber: the error rate to design for (from parameter estimation), 0 < qber < 0.5.
-    method: ``cascade`` (options: mode="standard"|"low-round", passes, schedule) or
+    method: ``cascade`` (options: mode="standard"|"low-round", passes, schedule, limit) or
     ``ldpc`` (options: frame_bits, f_start, step_f, steps, max_retries, max_iter, rng;
     see docs/postprocess.md; ``failed_frames`` in the report).  seed: public randomness.
     """
