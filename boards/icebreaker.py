@@ -1,7 +1,13 @@
-"""iCEBreaker (iCE40UP5K-SG48): 12 MHz oscillator, PLL to 48 MHz, FT2232H UART at 12 Mbaud.
+"""iCEBreaker (iCE40UP5K-SG48): 12 MHz oscillator, PLL to 30 MHz, FT2232H UART at 6 Mbaud.
 
 Alice on PMOD1A, Bob on PMOD1B (PMOD2 keeps the snap-off button/LED board). The tagger samples
-twice per clock (``SB_IO`` DDR input): 48 MHz x 2 gives 10.4 ns bins.
+twice per clock (``SB_IO`` DDR input): 30 MHz x 2 gives 16.7 ns bins.
+
+Why 30 MHz and not 48: the UP5K is the slow, low-power iCE40; its routing costs 1.8-3.6 ns per
+hop, and the link's executor and the register bank, Alice's slot clock and Bob's slot
+classifier each still have paths of 7-9 logic levels after pipelining (``docs/boards.md``,
+"Timing status"). 30 MHz is what all three images meet. The UART rate must divide the clock
+exactly and be one the FT2232H makes exactly (12 MHz / n): 6 Mbaud is 5 clocks per bit.
 """
 
 from amaranth import *
@@ -11,13 +17,14 @@ from .base import Board, RolePins, reset_from_lock
 
 __all__ = ["BOARD", "PLL"]
 
-#: SB_PLL40_PAD settings (icepll -i 12 -o 48): f_out = 12 MHz * (DIVF + 1) / (2**DIVQ * (DIVR + 1)).
-PLL = {"DIVR": 0, "DIVF": 63, "DIVQ": 4, "FILTER_RANGE": 1}
+#: SB_PLL40_PAD settings (icepll -i 12 -o 30): f_out = 12 MHz * (DIVF + 1) / (2**DIVQ * (DIVR + 1)),
+#: VCO 960 MHz (range 533-1066), PFD 12 MHz.
+PLL = {"DIVR": 0, "DIVF": 79, "DIVQ": 5, "FILTER_RANGE": 1}
 REF_HZ = 12_000_000
 
 
 def clock(m, platform, board):
-    """12 MHz pin 35 -> SB_PLL40_PAD -> 48 MHz ``sync``, held in reset until the PLL locks."""
+    """12 MHz pin 35 -> SB_PLL40_PAD -> 30 MHz ``sync``, held in reset until the PLL locks."""
     m.domains.sync = cd = ClockDomain("sync")
     clk12 = platform.request("clk12", 0, dir="-")
     locked, pll_clk = Signal(name="locked"), Signal(name="pll_clk")
@@ -37,11 +44,11 @@ BOARD = Board(
     name="icebreaker",
     title="1BitSquared iCEBreaker (iCE40UP5K-SG48)",
     platform=ICEBreakerPlatform,
-    sys_hz=48_000_000,
-    baud=12_000_000,
-    usb_uart="FTDI FT2232H, channel B: up to 12 Mbaud",
+    sys_hz=30_000_000,
+    baud=6_000_000,
+    usb_uart="FTDI FT2232H, channel B: up to 12 Mbaud (12 MHz / n exactly)",
     samples_per_clock=2,
-    clock_plan="12 MHz oscillator -> SB_PLL40_PAD (DIVR 0, DIVF 63, DIVQ 4) -> 48 MHz sync",
+    clock_plan="12 MHz oscillator -> SB_PLL40_PAD (DIVR 0, DIVF 79, DIVQ 5) -> 30 MHz sync",
     clock=clock,
     io_attrs={"IO_STANDARD": "SB_LVCMOS"},
     # PMOD1A pins 1-4, 7-8: state[0], state[1], intensity[0], intensity[1], laser, sync.
