@@ -56,12 +56,19 @@ def prefix_parity(bits, perm):
 
 
 @njit(cache=True)
-def answer_queries(px_all, q_pass, q_lo, q_hi):
-    """Return Alice's parities (uint8) of permuted ranges [lo, hi) in the given passes."""
-    out = np.empty(q_pass.size, dtype=np.uint8)
-    for i in range(q_pass.size):
-        out[i] = px_all[q_pass[i], q_hi[i]] ^ px_all[q_pass[i], q_lo[i]]
-    return out
+def answer_queries(px_all, q, out):
+    """Write Alice's parities of permuted ranges into out (bool); q rows are (pass, lo, hi).
+
+    Return -1, or the index of the first row that is not a range [lo, hi) of a pass
+    (nothing after it is answered).
+    """
+    passes, n1 = px_all.shape
+    for i in range(q.shape[0]):
+        p, lo, hi = q[i, 0], q[i, 1], q[i, 2]
+        if p < 0 or p >= passes or lo < 0 or hi <= lo or hi >= n1:
+            return i
+        out[i] = (px_all[p, hi] ^ px_all[p, lo]) == 1
+    return -1
 
 
 @njit(cache=True)
@@ -162,15 +169,15 @@ def _flip(j, y, pos, fen, k, cache, coff, tsz, nrev, active, aoff, wl, wl_n, sta
 
 
 @njit(cache=True)
-def _ask(cidx, p, lo, hi, cache, q_cidx, q_pass, q_lo, q_hi, nq):
+def _ask(cidx, p, lo, hi, cache, q_cidx, q_out, nq):
     """Queue a query for cache slot cidx (range [lo, hi) of pass p) unless known."""
     if cache[cidx] >= 0:
         return nq
     cache[cidx] = -2          # asked, answer pending
     q_cidx[nq] = cidx
-    q_pass[nq] = p
-    q_lo[nq] = lo
-    q_hi[nq] = hi
+    q_out[nq, 0] = p
+    q_out[nq, 1] = lo
+    q_out[nq, 2] = hi
     return nq + 1
 
 
@@ -183,9 +190,10 @@ def _under_way(wl, w, cache, coff, tsz):
 
 @njit(cache=True)
 def advance(ans, y, perm, pos, fen, k, cache, coff, tsz, nrev, active, aoff, wl, wl_n, started,
-            q_cidx, q_pass, q_lo, q_hi, wide, limit):
+            q_cidx, q_out, wide, limit):
     """Feed Alice's answers, run bisections as far as the known parities allow, and
-    return the number of new queries written to q_* (q_cidx = cache slot to fill).
+    return the number of new queries written to q_out rows (pass, lo, hi); q_cidx holds
+    the cache slot each answer fills.
 
     Nodes of at least ``wide`` bits are split four ways in one round (3 parities for
     2 levels instead of 2 parities in 2 rounds).  ``limit`` = 0: every odd block is
@@ -242,14 +250,14 @@ def advance(ans, y, perm, pos, fen, k, cache, coff, tsz, nrev, active, aoff, wl,
             lc = 2 * node + 1
             a_left = cache[base + lc]
             if a_left < 0:
-                nq = _ask(base + lc, p, lo, mid, cache, q_cidx, q_pass, q_lo, q_hi, nq)
+                nq = _ask(base + lc, p, lo, mid, cache, q_cidx, q_out, nq)
                 if hi - lo >= wide:
                     if mid - lo >= 2:
                         nq = _ask(base + 2 * lc + 1, p, lo, lo + (mid - lo) // 2,
-                                  cache, q_cidx, q_pass, q_lo, q_hi, nq)
+                                  cache, q_cidx, q_out, nq)
                     if hi - mid >= 2:
                         nq = _ask(base + 2 * lc + 3, p, mid, mid + (hi - mid) // 2,
-                                  cache, q_cidx, q_pass, q_lo, q_hi, nq)
+                                  cache, q_cidx, q_out, nq)
                 wl[w, 5] = 1
                 break
             if cache[base + lc + 1] < 0:

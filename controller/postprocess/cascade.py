@@ -162,8 +162,15 @@ class CascadeAlice:
 
     def answer(self, queries: np.ndarray) -> np.ndarray:
         """Return the parities of queried ranges; queries rows are (pass, lo, hi)."""
-        q = np.asarray(queries, dtype=np.int64).reshape(-1, 3)
-        return core.answer_queries(self.px, q[:, 0], q[:, 1], q[:, 2]).astype(bool)
+        q = np.asarray(queries)
+        if q.ndim != 2 or q.shape[1] != 3 or q.dtype.kind not in "iu":
+            raise ValueError(f"expected integer query rows (pass, lo, hi), got {q.dtype} {q.shape}")
+        out = np.empty(len(q), dtype=np.bool_)
+        bad = core.answer_queries(self.px, q.astype(np.int64, copy=False), out)
+        if bad >= 0:
+            raise ValueError(f"query {bad} {q[bad].tolist()} is not a range [lo, hi) of a pass "
+                             f"(passes {self.px.shape[0]}, n {self.bits.size}): protocol out of step")
+        return out
 
 
 class CascadeBob:
@@ -195,26 +202,33 @@ class CascadeBob:
         self.wl_n = np.zeros(1, dtype=np.int64)
         self.started = np.zeros(1, dtype=np.int64)
         self.q_cidx = np.zeros(3 * lay.blocks + 3, dtype=np.int64)
-        self.q = np.zeros((3, 3 * lay.blocks + 3), dtype=np.int64)
+        self.q = np.zeros((3 * lay.blocks + 3, 3), dtype=np.int32)
         self.wide = WIDE_SPLIT[mode]
         self.limit = bisection_limit(n, self.ks[1:2], mode) if limit is None else int(limit)
         if self.limit < 0:
             raise ValueError(f"bisection limit must be >= 0 (0 = all at once), got {limit}")
         self.stages = stages_for(mode, passes)
         self._stage = 0
-        self._answers = np.zeros(0, dtype=np.uint8)
+        self._answers = np.zeros(0, dtype=np.bool_)
+        self._pending = 0
 
     def next_queries(self, answers: np.ndarray | None = None) -> np.ndarray | None:
-        """Consume Alice's last answers; return the next queries (rows pass, lo, hi) or None."""
-        ans = self._answers if answers is None else np.asarray(answers, dtype=np.uint8)
+        """Consume Alice's last answers; return the next queries (int32 rows pass, lo, hi;
+        a view valid until the next call) or None when Bob is done."""
+        ans = self._answers if answers is None else np.asarray(answers, dtype=np.bool_)
+        if ans.size != self._pending:
+            raise ValueError(f"expected {self._pending} parities from Alice, got {ans.size}: "
+                             "protocol out of step")
         while True:
             nq = core.advance(ans, self.y, self.perm, self.pos, self.fen, self.lay.k, self.cache,
                               self.lay.coff, self.lay.tsz, self.lay.nrev, self.active, self.lay.aoff,
-                              self.wl, self.wl_n, self.started, self.q_cidx, self.q[0], self.q[1], self.q[2],
+                              self.wl, self.wl_n, self.started, self.q_cidx, self.q,
                               self.wide, self.limit)
-            ans = np.zeros(0, dtype=np.uint8)
+            ans = self._answers
+            self._pending = 0
             if nq:
-                return self.q[:, :nq].T.copy()
+                self._pending = nq
+                return self.q[:nq]        # a view: the channel copies what it sends
             if self.wl_n[0] > 0:
                 continue          # ordered bisection: the next blocks' turn, nothing asked yet
             if self._stage == len(self.stages):
@@ -255,7 +269,7 @@ def cascade(alice_bits: np.ndarray, bob_bits: np.ndarray, qber: float, channel: 
             break
         # Bob names each range by pass and bounds; on the wire a node id would do, so
         # each query is metered at 32 bits.
-        channel.send("bob", queries.astype(np.int32), bits=32 * len(queries), tag="ec")
+        channel.send("bob", queries, bits=32 * len(queries), tag="ec")
         got = channel.recv("alice")
         channel.send("alice", alice.answer(got), leaks_key=True, tag="ec")
         answers = channel.recv("bob")

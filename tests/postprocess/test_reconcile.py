@@ -147,3 +147,21 @@ def test_cascade_frame_error_rate_and_efficiency_statistics():
         fs.append(rep.efficiency)
     assert len(failed) <= 1, f"failing seeds {failed}"
     assert np.mean(fs) < 1.10
+
+
+def test_cascade_parties_reject_out_of_step_messages():
+    from controller.postprocess.cascade import CascadeBob
+    a, b = _pair(4, 2000, 0.05)
+    ks = block_schedule(2000, 0.05)
+    alice = CascadeAlice(a, ks, seed=4)
+    with pytest.raises(ValueError, match="not a range"):
+        alice.answer(np.array([[0, 5, 5]], dtype=np.int32))          # empty range
+    with pytest.raises(ValueError, match="not a range"):
+        alice.answer(np.array([[len(ks), 0, 1]], dtype=np.int32))    # no such pass
+    with pytest.raises(ValueError, match="query rows"):
+        alice.answer(np.array([0.5, 1.0, 2.0]))
+    bob = CascadeBob(b, *alice.opening())
+    queries = bob.next_queries()
+    assert queries is not None and len(queries) > 0
+    with pytest.raises(ValueError, match="parities from Alice"):
+        bob.next_queries(alice.answer(queries)[:-1])
