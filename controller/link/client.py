@@ -26,10 +26,11 @@ __all__ = ["LinkClient", "LinkStats", "STREAM_CHUNK", "DEFAULT_WINDOW"]
 
 logger = logging.getLogger(__name__)
 
-#: STREAM_H2D frames ``stream_write`` keeps in flight by default. Eight full frames are about
-#: 2 kB on the wire, 1.7 ms at 12 Mbaud: enough to cover a host's reply latency, while the room
-#: the device reports still bounds the bytes in flight (LOOPBACK's 512-byte FIFO allows two).
-DEFAULT_WINDOW = 8
+#: STREAM_H2D frames ``stream_write`` keeps in flight by default: 16 full frames are about 4 kB,
+#: 3.5 ms at 12 Mbaud, enough to cover a host's reply latency of a few ms (``qkdnode bench
+#: stream``). The room the device reports still bounds the bytes in flight (LOOPBACK's 512-byte
+#: FIFO allows two frames and a piece, which also keeps the gateware's 512-byte RX FIFO safe).
+DEFAULT_WINDOW = 16
 
 #: A write here may clear the link counters (core.command.clear_counters).
 _COMMAND_ADDR = REGISTER_MAP.address("core.command")
