@@ -17,7 +17,7 @@ from .cores.csr import RegisterBank
 from .cores.link import Link, LINK_COUNTERS
 from .cores.uart import UARTRx, UARTTx, divisor_for
 from .cores.modulator import Modulator, AlicePins
-from .cores.tagger import Tagger
+from .cores.tagger import Tagger, COUNTER_REGISTERS, COUNTERS_PORT
 from .cores.tagger_records import RecordSerializer
 from .spec.tagger import TAGGER_BLOCK, CHANNELS
 
@@ -74,13 +74,15 @@ class NodeCore(wiring.Component):
     ``clk_hz`` is reported in ``core.clk_hz``; ``git_hash``/``dirty`` in ``core.git_hash`` and
     ``core.platform``. ``loopback_depth`` is the LOOPBACK stream FIFO's size in bytes.
     ``choices_depth`` is ALICE's choice FIFO size in bytes. The role's pins (``ROLE_PINS``)
-    join the signature.
+    join the signature. ``counter_memory``: BOB's counters live in block RAM behind one bank
+    read port (``gateware.cores.tagger_counters``) rather than in 23 x 32 flip-flops.
     """
 
     def __init__(self, *, role=Role.LINK, clk_hz=48_000_000, git_hash=0, dirty=False,
                  loopback_depth=512, flush_cycles=256, choices_depth=4096, samples=1,
-                 events_words=512):
+                 events_words=512, counter_memory=True):
         self.role = role
+        self.counter_memory = counter_memory
         self.samples = samples
         self.events_words = events_words
         self.choices_depth = choices_depth
@@ -100,7 +102,12 @@ class NodeCore(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        m.submodules.bank = bank = RegisterBank(role_register_map(self.role))
+        read_ports = None
+        if self.role == Role.BOB and self.counter_memory:
+            read_ports = {f"{TAGGER_BLOCK.name}.{COUNTERS_PORT}":
+                          tuple(f"{TAGGER_BLOCK.name}.{reg.name}" for reg in COUNTER_REGISTERS)}
+        m.submodules.bank = bank = RegisterBank(role_register_map(self.role),
+                                                read_ports=read_ports)
         m.submodules.link = link = Link(h2d=self.h2d, d2h=self.d2h, flush_cycles=self.flush_cycles)
         wiring.connect(m, link.bus, bank.bus)
         wiring.connect(m, wiring.flipped(self.i_rx), link.i_rx)
@@ -155,8 +162,15 @@ class NodeCore(wiring.Component):
 
     def _elaborate_bob(self, m, bank, link):
         """Wire the tagger to its registers (by their spec names), its pins and EVENTS."""
-        m.submodules.tagger = tagger = Tagger(self.samples, fifo_words=self.events_words)
+        m.submodules.tagger = tagger = Tagger(self.samples, fifo_words=self.events_words,
+                                              counter_memory=self.counter_memory)
+        if self.counter_memory:
+            addr, data = bank.mem(f"{TAGGER_BLOCK.name}.{COUNTERS_PORT}")
+            m.d.comb += [getattr(tagger, f"{COUNTERS_PORT}__addr").eq(addr),
+                         data.eq(getattr(tagger, f"{COUNTERS_PORT}__data"))]
         for reg in TAGGER_BLOCK.registers:
+            if self.counter_memory and reg in COUNTER_REGISTERS:
+                continue
             path = f"{TAGGER_BLOCK.name}.{reg.name}"
             if reg.memory:
                 addr, data = bank.mem(path)

@@ -9,6 +9,12 @@ A memory-backed register (``Register(memory=True)``, e.g. a histogram) has no po
 ``bank.mem("block.name")`` returns its ``(addr, data)`` pair. The bank drives ``addr`` (the element
 index, from the bus address) every cycle; the owner puts it on a synchronous memory read port and
 returns the element on ``data`` one cycle later, which is when the bank answers the read.
+
+``read_ports`` does the same for a run of ordinary read-only registers a core keeps in a memory
+(Bob's counters on the iCE40): ``{name: (path, ...)}`` with the registers contiguous in the map;
+``bank.mem(name)`` is then the read port, word ``i`` being the ``i``-th element from the first
+register's address, and those registers get no port of their own. The map, and so the host's
+view, does not change.
 """
 
 from amaranth import *
@@ -22,7 +28,8 @@ __all__ = ["CSRBus", "RegisterBank"]
 
 #: Register access from the link (the initiator's view). Reads: put ``addr`` and pulse
 #: ``r_stb``; ``r_data`` holds the value from the next cycle on. Writes: ``addr``, ``w_data``
-#: and a ``w_stb`` pulse. ``mapped`` and ``writable`` decode the ``addr`` of the previous cycle
+#: and a ``w_stb`` pulse. ``addr`` must be held from at least one cycle before a strobe (the
+#: bank decodes it in that cycle). ``mapped`` and ``writable`` decode the ``addr`` of the previous cycle
 #: (registered), so the link holds an address one cycle before it decides on it, and can refuse
 #: a request before it has any effect.
 CSRBus = wiring.Signature({
@@ -48,10 +55,33 @@ class RegisterBank(wiring.Component):
     the stored value, ``w1p`` elements ``Out`` ports that pulse for one cycle per write.
     """
 
-    def __init__(self, register_map=REGISTER_MAP):
+    def __init__(self, register_map=REGISTER_MAP, *, read_ports=None):
         self._map = register_map
         members = {"bus": In(CSRBus)}
+        # Memory read ports: (name, first address, words); covered paths have no port of their own.
+        self._ports = {}
+        covered = set()
+        for name, paths in (read_ports or {}).items():
+            infos = [register_map[path] for path in paths]
+            for info in infos:
+                if info.access != Access.RO or info.memory:
+                    raise ValueError(f"read port {name!r}: {info.path} is not a plain read-only "
+                                     f"register")
+            for a, b in zip(infos, infos[1:]):
+                if b.address != a.address + a.count:
+                    raise ValueError(f"read port {name!r}: {b.path} does not follow {a.path} "
+                                     f"in the map")
+            self._ports[name] = (infos[0].address, sum(info.count for info in infos))
+            covered.update(info.path for info in infos)
+            members[_port_name(name) + "__addr"] = Out(range(self._ports[name][1]))
+            members[_port_name(name) + "__data"] = In(32)
         for info in register_map:
+            if info.memory:
+                self._ports[info.path] = (info.address, info.count)
+        self._covered = covered
+        for info in register_map:
+            if info.path in covered:
+                continue
             init = info.init if info.access != Access.W1P else 0
             if info.layout is not None:
                 init = info.layout.from_bits(init)
@@ -65,9 +95,9 @@ class RegisterBank(wiring.Component):
         super().__init__(members)
 
     def mem(self, path):
-        """Return ``(addr, data)``: the read port of memory-backed register ``path``."""
-        info = self._map[path]
-        if not info.memory:
+        """Return ``(addr, data)``: the read port of memory-backed register ``path`` (or of the
+        ``read_ports`` entry ``path``)."""
+        if path not in self._ports:
             raise ValueError(f"{path} is not memory-backed; use reg({path!r})")
         name = _port_name(path)
         return getattr(self, name + "__addr"), getattr(self, name + "__data")
@@ -75,6 +105,8 @@ class RegisterBank(wiring.Component):
     def reg(self, path, index=None):
         """Return the port of register ``path`` (``"block.name"``), element ``index`` of an array."""
         info = self._map[path]
+        if path in self._covered:
+            raise ValueError(f"{path} is read through a memory read port; use mem()")
         if info.count > 1 and index is None:
             raise ValueError(f"{path} is an array of {info.count}; give an index")
         return getattr(self, _port_name(path, index if info.count > 1 else None))
@@ -101,30 +133,40 @@ class RegisterBank(wiring.Component):
         # Reads are registered: the value is sampled when r_stb is high. A memory-backed register
         # answers from its read port's data in the next cycle instead.
         r_data = Signal(32)
-        memories = [info for info in self._map if info.memory]
-        mem_hit = Signal(range(len(memories) + 1))   # 1 + index of the memory read, or 0
+        mem_hit = Signal(range(len(self._ports) + 1))   # 1 + index of the memory read, or 0
         m.d.comb += bus.r_data.eq(r_data)
         with m.If(bus.r_stb):
             m.d.sync += mem_hit.eq(0)
-        for k, info in enumerate(memories):
-            addr, data_port = self.mem(info.path)
-            offset = Signal(REGISTER_MAP.ADDRESS_WIDTH)
-            m.d.comb += [offset.eq(bus.addr - info.address), addr.eq(offset)]
-            with m.If(bus.r_stb & (bus.addr >= info.address) &
-                      (bus.addr < info.address + info.count)):
+        for k, (path, (first, count)) in enumerate(self._ports.items()):
+            addr, data_port = self.mem(path)
+            offset = Signal(REGISTER_MAP.ADDRESS_WIDTH, name=f"offset{k}")
+            m.d.comb += [offset.eq(bus.addr - first), addr.eq(offset)]
+            inside = Signal(name=f"in_port{k}")   # registered, as the word selects below
+            m.d.sync += inside.eq((bus.addr >= first) & (bus.addr < first + count))
+            with m.If(bus.r_stb & inside):
                 m.d.sync += mem_hit.eq(k + 1)
             with m.If(mem_hit == k + 1):
                 m.d.comb += bus.r_data.eq(Value.cast(data_port))
+        # Word selects, registered: the link holds ``addr`` at least one cycle before it strobes
+        # (``CSRBus``), so a strobe finds its word's select already decoded, and the read is an
+        # AND-OR of the words (no address compare on the strobe's path).
+        sel = {}
+        for info in self._map:
+            if info.memory or info.path in self._covered:
+                continue
+            for i in range(info.count):
+                address = info.address + i
+                sel[address] = Signal(name=f"sel_{address:04x}")
+                m.d.sync += sel[address].eq(bus.addr == address)
+        terms = []
+        for info in self._map:
+            if info.access == Access.W1P or info.memory or info.path in self._covered:
+                continue
+            for i in range(info.count):
+                port = Value.cast(self.reg(info.path, i if info.count > 1 else None))
+                terms.append(Mux(sel[info.address + i], port, 0))
         with m.If(bus.r_stb):
-            m.d.sync += r_data.eq(0)
-            with m.Switch(bus.addr):
-                for info in self._map:
-                    if info.access == Access.W1P or info.memory:
-                        continue
-                    for i in range(info.count):
-                        port = self.reg(info.path, i if info.count > 1 else None)
-                        with m.Case(info.address + i):
-                            m.d.sync += r_data.eq(Value.cast(port))
+            m.d.sync += r_data.eq(_or_tree(terms) if terms else 0)
 
         for info in self._map:
             if info.access == Access.RO:
@@ -132,10 +174,19 @@ class RegisterBank(wiring.Component):
             for i in range(info.count):
                 port = self.reg(info.path, i if info.count > 1 else None)
                 width = info.width
-                hit = bus.w_stb & (bus.addr == info.address + i)
+                hit = bus.w_stb & sel[info.address + i]
                 if info.access == Access.RW:
                     with m.If(hit):
                         m.d.sync += Value.cast(port).eq(bus.w_data[:width])
                 else:
                     m.d.comb += Value.cast(port).eq(Mux(hit, bus.w_data[:width], 0))
         return m
+
+
+def _or_tree(values):
+    """Return the OR of ``values`` as a balanced tree (shallow logic for a wide read mux)."""
+    values = list(values)
+    while len(values) > 1:
+        values = [values[i] | values[i + 1] if i + 1 < len(values) else values[i]
+                  for i in range(0, len(values), 2)]
+    return values[0]

@@ -22,19 +22,36 @@ from ..spec.tagger import (TAGGER_BLOCK, CHANNELS, HIST_BINS, CHANNEL_COUNTERS,
 from .sampler import FirstEdge
 from .tagger_hist import PhaseHistogram
 from .tagger_records import ITEMS, ItemKind, ItemQueue, RecordWriter
+from .tagger_counters import CounterFile
 from .tagger_slots import SlotClassifier
 
-__all__ = ["Tagger", "register_members"]
+__all__ = ["Tagger", "register_members", "COUNTER_REGISTERS", "COUNTER_WORDS", "COUNTERS_PORT"]
+
+#: The counter registers, in address order (contiguous in the map): channel counters, then global.
+COUNTER_REGISTERS = tuple(reg for reg in TAGGER_BLOCK.registers
+                          if reg.name in CHANNEL_COUNTERS or reg.name in GLOBAL_COUNTERS)
+#: Counter words (elements of ``COUNTER_REGISTERS``).
+COUNTER_WORDS = sum(reg.count for reg in COUNTER_REGISTERS)
+#: Port-name stem of the counters' shared read port when they live in block RAM.
+COUNTERS_PORT = "counters"
 
 
-def register_members(block=TAGGER_BLOCK):
+def register_members(block=TAGGER_BLOCK, *, counter_memory=False):
     """Return the signature members that mirror ``block``'s registers, from the core's view.
 
     RW and W1P registers are inputs, RO registers outputs; arrays are member arrays. A
-    memory-backed register ``name`` becomes ``name__addr`` (in) and ``name__data`` (out).
+    memory-backed register ``name`` becomes ``name__addr`` (in) and ``name__data`` (out). With
+    ``counter_memory`` the counters (``COUNTER_REGISTERS``) share one such read port instead,
+    ``counters__addr`` / ``counters__data``, word ``i`` being the ``i``-th counter element in
+    address order.
     """
     members = {}
+    if counter_memory:
+        members[f"{COUNTERS_PORT}__addr"] = In(range(COUNTER_WORDS))
+        members[f"{COUNTERS_PORT}__data"] = Out(32)
     for reg in block.registers:
+        if counter_memory and reg in COUNTER_REGISTERS:
+            continue
         if reg.memory:
             members[f"{reg.name}__addr"] = In(range(reg.count))
             members[f"{reg.name}__data"] = Out(reg.shape)
@@ -53,21 +70,26 @@ class Tagger(wiring.Component):
     ``det[ch]`` and ``sync`` take N-bit sample vectors (bit 0 earliest) from ``Sampler`` (or
     ``SimSampler``). ``o_records`` streams 32-bit records; ``o_words`` is how many wait in the
     FIFO. ``queue_depth`` is the item queue's depth in clocks' worth of items (the drop point).
+    ``counter_memory``: keep the counters in block RAM (``CounterFile``, read through
+    ``counters__addr``/``counters__data``; a read lags by a few dozen clocks) instead of one
+    32-bit register port each -- the iCE40's choice, where flip-flops and the bank's read
+    multiplexer are scarce.
     """
 
-    def __init__(self, samples=1, *, fifo_words=512, queue_depth=4):
+    def __init__(self, samples=1, *, fifo_words=512, queue_depth=4, counter_memory=False):
         if fifo_words % 16 or fifo_words < 16:
             raise ValueError(f"Tagger: fifo_words={fifo_words}; use a multiple of 16")
         self.samples = samples
         self.fifo_words = fifo_words
         self.queue_depth = queue_depth
+        self.counter_memory = counter_memory
         members = {
             "det": In(samples).array(CHANNELS),
             "sync": In(samples),
             "o_records": Out(stream.Signature(32)),
             "o_words": Out(16),
         }
-        members.update(register_members())
+        members.update(register_members(counter_memory=counter_memory))
         super().__init__(members)
 
     def elaborate(self, platform):
@@ -130,15 +152,6 @@ class Tagger(wiring.Component):
                      hist.r_addr.eq(self.hist__addr), self.hist__data.eq(hist.r_data)]
 
         # -- counters (wrap at 2**32; zeroed by clear)
-        def counter(reg, inc):
-            with m.If(clear):
-                m.d.sync += reg.eq(0)
-            with m.Else():
-                m.d.sync += reg.eq(reg + inc)
-
-        for name in CHANNEL_COUNTERS:
-            for ch in range(CHANNELS):
-                counter(getattr(self, name)[ch], getattr(cls, name)[ch])
         det_items = sum(cls.item_valid[k] & (cls.item[k].kind == ItemKind.DETECTION)
                         for k in range(ITEMS))
         global_inc = {
@@ -151,8 +164,28 @@ class Tagger(wiring.Component):
             "no_sync": sum(cls.no_sync[ch] for ch in range(CHANNELS)),
         }
         assert set(global_inc) == set(GLOBAL_COUNTERS), "a spec counter is not driven"
-        for name, inc in global_inc.items():
-            counter(getattr(self, name), inc)
+        increments = []      # (register name, channel or None, increment), in address order
+        for reg in COUNTER_REGISTERS:
+            if reg.name in CHANNEL_COUNTERS:
+                increments += [(reg.name, ch, getattr(cls, reg.name)[ch])
+                               for ch in range(CHANNELS)]
+            else:
+                increments.append((reg.name, None, global_inc[reg.name]))
+        if self.counter_memory:
+            m.submodules.counters = counters = CounterFile(COUNTER_WORDS,
+                                                           max_inc=max(ITEMS, CHANNELS))
+            for k, (_, _, inc) in enumerate(increments):
+                m.d.comb += counters.inc[k].eq(inc)
+            m.d.comb += [counters.clear.eq(clear),
+                         counters.r_addr.eq(getattr(self, f"{COUNTERS_PORT}__addr")),
+                         getattr(self, f"{COUNTERS_PORT}__data").eq(counters.r_data)]
+        else:
+            for name, ch, inc in increments:
+                reg = getattr(self, name) if ch is None else getattr(self, name)[ch]
+                with m.If(clear):
+                    m.d.sync += reg.eq(0)
+                with m.Else():
+                    m.d.sync += reg.eq(reg + inc)
 
         # -- identity and status
         m.d.comb += [
