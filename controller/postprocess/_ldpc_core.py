@@ -13,19 +13,25 @@ import math
 import numpy as np
 from numba import njit
 
-# phi(x) = -ln tanh(x / 2) tabulated at the midpoints of cells of width 1/PHI_SCALE on
-# [0, PHI_MAX): the check-node update of sum-product is phi(sum phi(|t|) - phi(|t_e|)).
+# phi(x) = -ln tanh(x / 2), tabulated at cell midpoints: cells of 1/PHI_SCALE on
+# [0, PHI_MAX) and, where phi is steep, cells of 1/PHI_FINE on [0, PHI_SPLIT).  The
+# check-node update of sum-product is phi(sum phi(|t|) - phi(|t_e|)); the table caps a
+# check message at phi(0.5 / PHI_FINE) = 12.5.
 PHI_SCALE = 512
 PHI_MAX = 24.0
+PHI_FINE = 65536
+PHI_SPLIT = 0.125
 LLR_KNOWN = 30.0     # prior LLR magnitude of a bit Bob knows (shortened or revealed)
 
 
-def _phi_table() -> np.ndarray:
+def _phi_tables() -> tuple[np.ndarray, np.ndarray]:
     x = (np.arange(int(PHI_SCALE * PHI_MAX)) + 0.5) / PHI_SCALE
-    return (-np.log(np.tanh(x / 2.0))).astype(np.float32)
+    fine = (np.arange(int(PHI_FINE * PHI_SPLIT)) + 0.5) / PHI_FINE
+    return ((-np.log(np.tanh(x / 2.0))).astype(np.float32),
+            (-np.log(np.tanh(fine / 2.0))).astype(np.float32))
 
 
-PHI = _phi_table()
+PHI, PHI_LOW = _phi_tables()
 
 
 @njit(cache=True)
@@ -101,35 +107,49 @@ def syndrome(chk_ptr, chk_var, bits):
 
 
 @njit(cache=True, inline="always")
-def _phi(x, phi):
-    """Return phi(x) for x >= 0: the table above 1/8, ln(2/x) + x^2/12 below (exact to 1e-6)."""
-    if x < 0.125:
-        x = max(x, np.float32(1e-7))
-        return np.float32(math.log(2.0 / x) + x * x / 12.0)
+def _phi(x, phi, phi_low):
+    """Return phi(x) for x >= 0 from the two tables."""
+    if x < PHI_SPLIT:
+        i = int(x * PHI_FINE)
+        return phi_low[i if i > 0 else 0]
     i = int(x * PHI_SCALE)
     return phi[i] if i < phi.size else phi[phi.size - 1]
 
 
-@njit(cache=True, fastmath=True)
-def decode(chk_ptr, chk_var, synd, llr, max_iter, phi):
-    """Layered sum-product syndrome decoding; return (bits, iterations, converged).
+@njit(cache=True)
+def decode(chk_ptr, chk_var, synd, llr, max_iter, phi, phi_low, stall=25):
+    """Layered sum-product syndrome decoding from ``llr``; return (bits, iterations, converged).
 
-    ``llr`` (float32, one per variable) is log P(bit = 0) / P(bit = 1) of Bob's prior;
-    checks are processed in order, each updating the posteriors at once (row-serial
-    schedule, about twice as fast to converge as flooding).  Stops when the hard
-    decisions satisfy the syndrome.
+    ``llr`` (float32, one per variable) is log P(bit = 0) / P(bit = 1) of Bob's prior.
+    """
+    post = llr.astype(np.float32)
+    msg = np.zeros(chk_var.size, dtype=np.float32)
+    return decode_state(chk_ptr, chk_var, synd, post, msg, max_iter, phi, phi_low, stall)
+
+
+@njit(cache=True, fastmath=True)
+def decode_state(chk_ptr, chk_var, synd, post, msg, max_iter, phi, phi_low, stall):
+    """Run layered sum-product on the state (``post`` per variable, ``msg`` per edge, both
+    float32, updated in place); return (bits, iterations, converged).
+
+    A fresh state is post = prior LLRs, msg = 0; a blind retry continues from the state
+    of the failed attempt after adding the change of the prior to ``post``.  Checks
+    are processed in order, each updating the posteriors at once (row-serial schedule, about twice as fast to converge as flooding).  Stops when the hard
+    decisions satisfy the syndrome, or gives up when the number of checks whose inputs
+    disagree with their syndrome bit has not reached a new low for ``stall`` iterations.
     """
     m = chk_ptr.size - 1
-    n = llr.size
-    post = llr.copy()
-    msg = np.zeros(chk_var.size, dtype=np.float32)
+    n = post.size
     bits = np.empty(n, dtype=np.uint8)
     dmax = 0
     for c in range(m):
         dmax = max(dmax, chk_ptr[c + 1] - chk_ptr[c])
     t_loc = np.empty(dmax, dtype=np.float32)
     f_loc = np.empty(dmax, dtype=np.float32)
+    best = m + 1
+    best_it = 0
     for it in range(1, max_iter + 1):
+        unsat = 0
         for c in range(m):
             e0 = chk_ptr[c]
             d = chk_ptr[c + 1] - e0
@@ -138,13 +158,14 @@ def decode(chk_ptr, chk_var, synd, llr, max_iter, phi):
             for j in range(d):
                 t = post[chk_var[e0 + j]] - msg[e0 + j]
                 t_loc[j] = t
-                f = _phi(abs(t), phi)
+                f = _phi(abs(t), phi, phi_low)
                 f_loc[j] = f
                 tot += f
                 if t < 0:
                     neg ^= 1
+            unsat += neg
             for j in range(d):
-                r = _phi(tot - f_loc[j], phi)
+                r = _phi(tot - f_loc[j], phi, phi_low)
                 t = t_loc[j]
                 if (neg ^ (1 if t < 0 else 0)) == 1:
                     r = -r
@@ -162,4 +183,8 @@ def decode(chk_ptr, chk_var, synd, llr, max_iter, phi):
                 break
         if ok:
             return bits, it, True
+        if unsat < best:
+            best, best_it = unsat, it
+        elif it - best_it >= stall:
+            return bits, it, False
     return bits, max_iter, False

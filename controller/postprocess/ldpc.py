@@ -63,8 +63,8 @@ class FramePlan:
         return 1.0 - self.m / self.n
 
 
-def plan_frame(k: int, qber: float, f_start: float = 1.05, step_f: float = 0.02,
-               steps: int = 3) -> FramePlan:
+def plan_frame(k: int, qber: float, f_start: float = 1.04, step_f: float = 0.01,
+               steps: int = 14) -> FramePlan:
     """Return the code sizes for k key bits at design QBER ``qber``.
 
     The first attempt leaks m - p = ceil(f_start k h(qber)) syndrome bits; each blind
@@ -136,13 +136,15 @@ def _frames(n_bits: int, frame_bits: int) -> list[tuple[int, int]]:
 
 
 def ldpc(alice_bits: np.ndarray, bob_bits: np.ndarray, qber: float, channel: Channel, *,
-         seed: int = 0, frame_bits: int = 100_000, f_start: float = 1.05, step_f: float = 0.02,
-         steps: int = 3, max_retries: int = 8, max_iter: int = 120,
-         rng: np.random.Generator | None = None) -> tuple[np.ndarray, int]:
+         seed: int = 0, frame_bits: int = 100_000, f_start: float = 1.04, step_f: float = 0.01,
+         steps: int = 14, max_retries: int = 20, max_iter: int = 200, stall: int = 25,
+         warm: bool = False, rng: np.random.Generator | None = None) -> tuple[np.ndarray, int]:
     """Reconcile over ``channel``; return (Bob's corrected key, number of failed frames).
 
     seed: public randomness (code family and reveal orders).  rng: Alice's private
-    randomness for the punctured bits and hash points (OS entropy if None).
+    randomness for the punctured bits and hash points (OS entropy if None).  max_iter,
+    stall: decoder limits per attempt; warm: a retry continues from the failed attempt's
+    messages (else it restarts from the priors).
     """
     n_bits = alice_bits.size
     if frame_bits < 64:
@@ -201,15 +203,18 @@ def ldpc(alice_bits: np.ndarray, bob_bits: np.ndarray, qber: float, channel: Cha
         lo_pad += plan.p
         llr = np.zeros(plan.n, dtype=np.float32)
         llr[key_pos] = np.where(out[lo:hi] == 0, l0, -l0)
-        frames.append((plan, punct, key_pos, reveal_key, s, llr))
+        frames.append((plan, punct, key_pos, reveal_key, s, llr, [None, None]))
     pending = list(range(count))
     revealed = np.zeros(count, dtype=np.int64)
     for attempt in range(max_retries + 1):
         still = []
         for i in pending:
-            plan, punct, key_pos, reveal_key, s, llr = frames[i]
+            plan, punct, key_pos, reveal_key, s, llr, state = frames[i]
             chk_ptr, chk_var = code(plan.n, plan.m)
-            bits, _, converged = core.decode(chk_ptr, chk_var, s, llr, max_iter, core.PHI)
+            if state[0] is None or not warm:
+                state[0], state[1] = llr.copy(), np.zeros(chk_var.size, dtype=np.float32)
+            bits, _, converged = core.decode_state(chk_ptr, chk_var, s, state[0], state[1], max_iter,
+                                                   core.PHI, core.PHI_LOW, stall)
             lo, hi = bounds[i]
             guess = bits[key_pos]
             if converged and tag(guess, b_points)[0] == b_tags[i]:
@@ -232,13 +237,16 @@ def ldpc(alice_bits: np.ndarray, bob_bits: np.ndarray, qber: float, channel: Cha
         got = np.asarray(channel.recv("bob"), dtype=np.uint8)
         at = 0
         for i in failed:
-            plan, punct, key_pos, reveal_key, s, llr = frames[i]
+            plan, punct, key_pos, reveal_key, s, llr, state = frames[i]
             r = int(revealed[i])
             take = min(plan.delta, plan.p + plan.k - r)
             vals = got[at:at + take]
             at += take
             pos = np.concatenate([plan.n - plan.m + punct, key_pos[reveal_key]])[r:r + take]
-            llr[pos] = np.where(vals == 0, core.LLR_KNOWN, -core.LLR_KNOWN)
+            known = np.where(vals == 0, core.LLR_KNOWN, -core.LLR_KNOWN).astype(np.float32)
+            if state[0] is not None:
+                state[0][pos] += known - llr[pos]
+            llr[pos] = known
             revealed[i] = r + take
         pending = [int(i) for i in failed]
     raise AssertionError("unreachable")
