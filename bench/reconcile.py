@@ -56,6 +56,8 @@ def run(argv: list[str]) -> dict:
         a = rng.integers(0, 2, args.bits, dtype=np.uint8)
         b = a ^ (rng.random(args.bits) < args.qber).astype(np.uint8)
         t0, c0 = time.perf_counter(), time.process_time()
+        if args.method == "ldpc":     # Alice's private bits (punctured values, hash points)
+            options["rng"] = np.random.default_rng([args.seed, frame])
         fixed, rep = reconcile(a, b, args.qber, args.method, seed=args.seed * 1_000_003 + frame,
                                **options)
         times.append(time.perf_counter() - t0)
