@@ -216,10 +216,11 @@ class LinkClient:
     # -- the device's frame count, for settling unanswered stream frames --------------------------
 
     def _read_rx_frames(self, reference=False):
-        """Read link.rx_frames; return (value, retried). ``reference``: keep it as the reference."""
+        """Read link.rx_frames; return (value, retries it took). ``reference``: keep it as the
+        reference count."""
         retries = self.stats.retries
         value = self.read(RX_FRAMES_ADDR)
-        retried = self.stats.retries != retries
+        retried = self.stats.retries - retries
         if reference:
             self._rx_ref = [value, 0]
         return value, retried

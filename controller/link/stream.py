@@ -305,15 +305,19 @@ class WindowedWrite:
                                   "no reference count of link.rx_frames was taken")
         start, known = ref
         value, retried = client._read_rx_frames()
-        arrived = (value - start - known - 1) % (1 << 32)   # less the READ itself
         client._rx_ref = [value, 0]
-        if retried or arrived > len(unknown) or 0 < arrived < len(unknown):
-            why = ("the read of link.rx_frames itself needed retries" if retried else
-                   f"{arrived} of them arrived and the count cannot say which"
-                   if arrived <= len(unknown) else
-                   f"the count moved by {arrived}, more than were sent (board reset?)")
-            raise StreamUncertain(client.url, self.channel, len(unknown), arrived,
-                                  self.delivered, why)
+        # the count includes the READ's own attempts that arrived: the answered one, and maybe
+        # some of the ``retried`` ones before it whose replies were lost
+        base = (value - start - known) % (1 << 32)
+        possible = [base - reads for reads in range(1, retried + 2)
+                    if 0 <= base - reads <= len(unknown)]
+        if len(possible) != 1 or 0 < possible[0] < len(unknown):
+            why = ("the count moved by more than was sent (board reset?)" if not possible else
+                   "the read of link.rx_frames itself needed retries" if len(possible) > 1 else
+                   f"{possible[0]} of them arrived and the count cannot say which")
+            raise StreamUncertain(client.url, self.channel, len(unknown),
+                                  possible[0] if len(possible) == 1 else None, self.delivered, why)
+        arrived = possible[0]
         status = _APPLIED if arrived else _LOST
         for f in unknown:
             f.status = status
