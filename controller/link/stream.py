@@ -90,7 +90,9 @@ class WindowedWrite:
         self.delivered = []                   # ranges the device took, in its order
         self.done = 0                         # bytes the device took
         self.sent_frames = 0
-        self.free = client._stream_free.get(channel)   # room at the newest reply, or None
+        # room at the newest reply, or None; taken out of the client's memory until this write
+        # ends well (after an error what the device holds is not known here)
+        self.free = client._stream_free.pop(channel, None)
         self.free_n = -1                      # send order of the frame that reported it
         self.what = f"STREAM_H2D channel {channel}"
         self.done_at_recovery = 0             # bytes taken at the last recovery

@@ -384,3 +384,23 @@ def test_alice_record_follows_the_fifo_when_a_frame_is_lost(alice_board):
     played = unpack_choices(_took(alice_board))
     for name, got, want in zip(("bit", "basis", "intensity"), played, record):
         assert np.array_equal(got, want), name
+
+
+def test_room_is_forgotten_after_a_failed_write(model_factory):
+    """After a write fails part-way, the client does not trust the room it knew before it: the
+    next write learns the room afresh and nothing is refused."""
+    server = model_factory(role=Role.ALICE, alice_options={"choices_depth": 2000})
+    dropper = None
+
+    def wrap(t):
+        nonlocal dropper
+        dropper = FrameDropper(t, drop_tx={1})
+        return dropper
+    with _client(server, wrap, window=8) as c:
+        assert c.stream_query(CHOICES) == 2000
+        with pytest.raises(StreamOrderError):
+            c.stream_write(CHOICES, bytes(1500))       # frame 1 lost: 1253 bytes taken
+        with pytest.raises(StreamStalled, match="747 of 1000 bytes sent"):
+            c.stream_write(CHOICES, bytes(1000), stall_timeout=0.2)   # 747 bytes of room left
+    assert server.board.bank.get("link.bad_requests") == 0   # no STREAM_FULL
+    assert len(server.board.alice.fifo) == 2000
