@@ -49,11 +49,11 @@ def _parse(argv):
     return parser.parse_args(argv)
 
 
-def link_limit():
-    """Return the record-byte and record rates the 12 Mbaud link carries at most."""
+def link_limit(baud=BAUD):
+    """Return the record-byte and record rates the link carries at most at ``baud``."""
     data = MAX_PAYLOAD - 1
     wire = cobs_max_encoded_len(HEADER_LEN + MAX_PAYLOAD + CRC_LEN) + 1
-    uart_bytes = BAUD / UART_BITS_PER_BYTE
+    uart_bytes = baud / UART_BITS_PER_BYTE
     record_bytes = uart_bytes * data / wire
     return {"limit_uart_bytes_per_s": uart_bytes, "limit_record_bytes_per_s": round(record_bytes),
             "limit_records_per_s": round(record_bytes / 4),
