@@ -123,18 +123,24 @@ class _Layout:
         return cls(k, coff, tsz, aoff, nb, int(np.sum(nb * tsz)), int(np.sum(nb)))
 
 
-def _permutations(n: int, seed: int, ks: list[int]) -> tuple[np.ndarray, np.ndarray]:
-    """Return (perm, pos): one permutation per pass from the shared seed and its inverse;
+def _pass_order(n: int, seed: int, p: int, k: int, perm: np.ndarray, pos: np.ndarray | None) -> None:
+    """Fill perm (and pos, its inverse, unless None) with pass p's order from the shared seed:
     uniform for passes with small blocks, a random-subset-first order for the BICONF halves."""
+    s = np.uint64((seed + 0x632BE59BD9B4E019 * (p + 1)) & (2**64 - 1))
+    if revealed_blocks(n, k) == 1 and n > 1:
+        core.random_half_order(n, s, perm, pos if pos is not None else np.empty(n, dtype=np.int32))
+    else:
+        perm[:] = core.splitmix_permutation(n, s)
+        if pos is not None:
+            pos[:] = core.inverse_permutation(perm)
+
+
+def _permutations(n: int, seed: int, ks: list[int]) -> tuple[np.ndarray, np.ndarray]:
+    """Return (perm, pos): every pass's order and its inverse (Bob keeps them all)."""
     perm = np.empty((len(ks), n), dtype=np.int32)
     pos = np.empty((len(ks), n), dtype=np.int32)
     for p, k in enumerate(ks):
-        s = np.uint64((seed + 0x632BE59BD9B4E019 * (p + 1)) & (2**64 - 1))
-        if revealed_blocks(n, k) == 1 and n > 1:
-            core.random_half_order(n, s, perm[p], pos[p])
-        else:
-            perm[p] = core.splitmix_permutation(n, s)
-            pos[p] = core.inverse_permutation(perm[p])
+        _pass_order(n, seed, p, k, perm[p], pos[p])
     return perm, pos
 
 
@@ -147,10 +153,11 @@ class CascadeAlice:
         self.ks = list(ks)
         passes = len(self.ks)
         self.seed = seed
-        perm, _ = _permutations(n, seed, self.ks)
         self.px = np.empty((passes, n + 1), dtype=np.uint8)
-        for p in range(passes):
-            self.px[p] = core.prefix_parity(self.bits, perm[p])
+        perm = np.empty(n, dtype=np.int32)             # Alice keeps prefix parities only
+        for p, k in enumerate(self.ks):
+            _pass_order(n, seed, p, k, perm, None)
+            self.px[p] = core.prefix_parity(self.bits, perm)
 
     def opening(self) -> tuple[np.ndarray, np.ndarray]:
         """Return the public setup (seed, block sizes) and every block parity (disclosed)."""
