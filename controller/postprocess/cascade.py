@@ -3,8 +3,9 @@
 Improvements of Martinez-Mateo, Pacher, Peev, Ciurana, Martin, "Demystifying the
 information reconciliation protocol Cascade", QIC 15, 453 (2015):
 
-* block sizes: k1 = 2^round(log2(1/Q)), k2 = 2^ceil((log2(1/Q) + 12) / 2), then
-  k = N/2 for every later pass (20 passes in all), all capped at N/2;
+* block sizes (frames of ORDERED_BELOW bits or more): k1 = 2^round(log2(1/Q)),
+  k2 = 2^ceil((log2(1/Q) + 12) / 2), then k = N/2 for every later pass (20 passes in
+  all), all capped at N/2;
 * sub-block reuse: every parity Alice has disclosed (blocks and bisection halves) is
   kept, and the complementary half of a known node is derived, never asked for;
   cascading back into an earlier pass starts from what is already known;
