@@ -218,6 +218,7 @@ class Fibre:
         self._offset = 0             # fibre slot - Alice's slot number (grows at a board reset)
         self.error = None            # what stopped the fibre (a slot period it cannot follow)
         self._period_warned = False
+        self._pin_run = None         # the run of an Alice twin: last sync, slot and cycle seen
         self.stats = {"slots": 0, "underflow_slots": 0, "clicks": 0, "syncs": 0, "stretches": 0,
                       "merged_clicks": 0, "resets": 0}
 
@@ -232,13 +233,61 @@ class Fibre:
     def _on_slots(self, first_slot, nibbles, underflow, frame_idx, frame_slots):
         # Called under Alice's board lock: just queue the batch.
         period = self.alice.period
-        if period != self.timebase.slot_cycles and not self._period_warned:
-            self._period_warned = True
-            self.error = (f"Alice plays slots of {period} clock cycles but the fibre's time base "
-                          f"has {self.timebase.slot_cycles}: configure her from the time base "
-                          f"(Testbed.timebase.alice_settings())")
+        if period != self.timebase.slot_cycles:
+            self._period_error(period)
+        n = len(nibbles) + int(underflow)
+        starts = np.arange((-int(frame_idx)) % frame_slots, n, frame_slots, dtype=np.int64)
         self._queue.append((first_slot, np.array(nibbles, dtype=np.uint8), int(underflow),
-                            int(frame_idx), int(frame_slots)))
+                            starts, int(frame_slots)))
+
+    def _period_error(self, period):
+        if not self._period_warned:
+            self._period_warned = True
+            self.error = (f"Alice plays slots of {period:g} clock cycles but the fibre's time "
+                          f"base has {self.timebase.slot_cycles}: configure her from the time "
+                          f"base (Testbed.timebase.alice_settings())")
+
+    def attach_twin(self, twin_slots):
+        """Listen to the slots an Alice RTL twin's pins play (``hil.twin.TwinSlots``); return
+        self."""
+        from hil.twin import unpack_records
+
+        def on_word(first_slot, records, first_cycle, ended):
+            self.play_pins(first_slot, *unpack_records(records), first_cycle=first_cycle,
+                           ended=ended)
+        twin_slots.listeners.append(on_word)
+        self.alice_twin = twin_slots
+        return self
+
+    def play_pins(self, first_slot, state, intensity, laser, sync, *, first_cycle=None,
+                  ended=False):
+        """Send slots from ``first_slot`` as Alice's pins played them (arrays per slot: the
+        modulator ``state`` (``Bb84State``: basis * 2 + bit) and ``intensity`` pins, 1 where
+        a laser or sync pulse came out): a slot without a laser pulse is vacuum whatever its
+        settings, a frame starts at every sync pulse. ``first_cycle``: the clock cycle the
+        first slot started, to check the slot period against the time base; ``ended``: the run
+        stopped after these slots. The same notion of time as the model Alice's batches."""
+        tb = self.timebase
+        state = np.asarray(state, np.uint8)
+        n = state.size
+        fired = np.asarray(laser, bool)
+        cls = np.where(fired, np.asarray(intensity, np.uint8), np.uint8(Intensity.VACUUM.value))
+        nib = ((state & 1) << _BIT) | (((state >> 1) & 1) << _BASIS) | ((cls & 3) << _INTENSITY)
+        starts = np.flatnonzero(np.asarray(sync, bool)).astype(np.int64)
+        run = self._pin_run or {"sync": None, "next": None, "first": None, "cycle": None}
+        if first_slot == run["next"] and first_cycle is not None and run["cycle"] is not None:
+            period = (first_cycle - run["cycle"]) / (first_slot - run["first"])
+            if period != tb.slot_cycles:
+                self._period_error(period)
+        for s in (first_slot + starts).tolist():
+            if run["sync"] is not None and s - run["sync"] != tb.frame_slots and self.error is None:
+                self.error = (f"Alice plays frames of {s - run['sync']} slots but the fibre's "
+                              f"time base has {tb.frame_slots}: configure both boards from one "
+                              f"TimeBase (Testbed.timebase)")
+            run["sync"] = s
+        run.update(next=first_slot + n, first=first_slot, cycle=first_cycle)
+        self._pin_run = None if ended else run
+        self._queue.append((first_slot, nib.astype(np.uint8), 0, starts, None))
 
     def play(self, first_slot, bit, basis, intensity, *, frame_idx=None):
         """Send slots from ``first_slot`` with the given choices (arrays; intensity class per
@@ -247,8 +296,9 @@ class Fibre:
         fidx = first_slot % self.timebase.frame_slots if frame_idx is None else frame_idx
         nib = ((np.asarray(bit, np.uint8) & 1) << _BIT) | ((np.asarray(basis, np.uint8) & 1) << _BASIS) \
             | ((np.asarray(intensity, np.uint8) & 3) << _INTENSITY)
-        self._queue.append((first_slot, nib.astype(np.uint8), 0, fidx, self.timebase.frame_slots))
-        assert n == nib.size
+        fs = self.timebase.frame_slots
+        starts = np.arange((-fidx) % fs, n, fs, dtype=np.int64)
+        self._queue.append((first_slot, nib.astype(np.uint8), 0, starts, fs))
 
     def _process(self):
         """Run the optics once over every batch queued since the last call (contiguous slots:
@@ -259,8 +309,8 @@ class Fibre:
         parts, starts = [], []
         expect = self._played
         while self._queue:
-            first, nib, underflow, frame_idx, frame_slots = self._queue.popleft()
-            if frame_slots != tb.frame_slots:
+            first, nib, underflow, frame_starts, frame_slots = self._queue.popleft()
+            if frame_slots is not None and frame_slots != tb.frame_slots:
                 raise RuntimeError(f"Alice plays frames of {frame_slots} slots but the fibre's time "
                                    f"base has {tb.frame_slots}: configure both boards from one "
                                    f"TimeBase (Testbed.timebase)")
@@ -274,8 +324,7 @@ class Fibre:
             choices = np.full(nib.size + underflow, self._VACUUM, np.uint8)
             choices[:nib.size] = nib
             parts.append(choices)
-            starts.append(np.arange(first + (-frame_idx) % frame_slots, first + choices.size,
-                                    frame_slots, dtype=np.int64))
+            starts.append(first + frame_starts)
             self.stats["underflow_slots"] += underflow
             expect = first + choices.size
         if parts:
@@ -297,13 +346,13 @@ class Fibre:
 
     # -- Bob side -----------------------------------------------------------------------------
 
-    def pump(self):
-        """Run the optics over what Alice played and hand Bob every whole frame; return the
-        stretch delivered (or None)."""
+    def pump(self, min_frames=1):
+        """Run the optics over what Alice played and hand Bob every whole frame, once there are
+        at least ``min_frames`` of them; return the stretch delivered (or None)."""
         with self._lock:
             self._process()
             starts = np.concatenate(self._syncs) if self._syncs else np.empty(0, np.int64)
-            if starts.size < 2:
+            if starts.size < max(2, int(min_frames) + 1):
                 return None
             return self._deliver(int(starts[-1]))
 

@@ -2,9 +2,10 @@
 
 ``Testbed(...)`` starts, on 127.0.0.1 only:
 
-* Alice's board: the behavioural model (``hil.model``, role ALICE);
-* Bob's board: the behavioural model (role BOB) or the RTL twin (``hil.twin``, our gateware in
-  Verilator) with its detector pins driven from the fibre;
+* Alice's board: the behavioural model (``hil.model``, role ALICE) or the RTL twin (``hil.twin``,
+  our gateware in Verilator) whose played slots, read from its pins, feed the fibre;
+* Bob's board: the behavioural model (role BOB) or the RTL twin with its detector pins driven
+  from the fibre;
 * the fibre between them (``hil.fibre.Fibre``: the optics model at ``distance_km`` of the preset);
 * the instruments served as SCPI over TCP (``hil.scpi.SimulatedBench``): the VOA object is the
   optics model's attenuator and the detector its detector settings, so a VOA set over VISA
@@ -77,21 +78,30 @@ class LinkedDetector:
 class Testbed:
     """The simulated bench; a context manager (``start()``/``stop()``).
 
-    boards: ``"model"`` or ``"rtl"`` (Bob's board in Verilator; Alice stays the behavioural
-    model). preset / distance_km: the optics (``hil.optics.preset``). timebase: a ``TimeBase``
+    boards: ``"model"`` or ``"rtl"`` (both boards' gateware in Verilator); ``alice``: Alice's
+    board kind if not ``boards`` (``Testbed("rtl", alice="model")``: Bob's twin only).
+    preset / distance_km: the optics (``hil.optics.preset``). timebase: a ``TimeBase``
     (default: 48-cycle slots, 1024-slot frames, 2 samples per clock). seed: the optics model's
     seed. attack: an eavesdropper from ``hil.optics.eve``. link_detector: the simulated
     detector's settings drive the optics model's detectors (initialised from the preset).
+
+    With Alice's twin, ``realtime`` lets her play on her own simulated clock, at most
+    ``ahead_frames`` frames ahead of what Bob has taken (Bob's twin: of what his pins have
+    played); ``stretch_frames``: whole frames handed to Bob's twin at a time (each stretch is a
+    tagger run with a gap after it, so longer stretches waste less of his time).
     """
 
     __test__ = False          # not a pytest test class, whatever the name says
 
     def __init__(self, boards="model", *, preset="gys2005", distance_km=25.0, timebase=None,
                  seed=1, realtime=True, pump_interval=0.02, attack=None, link_detector=True,
-                 optics=None):
-        if boards not in BOARDS:
-            raise ValueError(f"boards {boards!r}: expected one of {', '.join(BOARDS)}")
+                 optics=None, alice=None, ahead_frames=None, stretch_frames=None):
+        alice = boards if alice is None else alice
+        for kind in (boards, alice):
+            if kind not in BOARDS:
+                raise ValueError(f"boards {kind!r}: expected one of {', '.join(BOARDS)}")
         self.boards = boards
+        self.alice_kind = alice
         self.preset = preset
         self.distance_km = float(distance_km)
         self.timebase = timebase or TimeBase()
@@ -105,7 +115,12 @@ class Testbed:
         self._stop = threading.Event()
         self._servers = []
         self.twin = None
+        self.alice_twin = None
+        self.alice_board = None
         self.error = None
+        # Bob's twin spends a gap of two frames per stretch: hand him several frames at once
+        self.stretch_frames = stretch_frames or (4 if boards == "rtl" and alice == "rtl" else 1)
+        self.ahead_frames = ahead_frames or 2 * self.stretch_frames + 2
 
     # -- life cycle ---------------------------------------------------------------------------
 
@@ -131,17 +146,23 @@ class Testbed:
                 # between stretches, more than a frame of silence: each stretch is one tagger
                 # run; realtime: Alice's clock is the twin's simulated time (it is slower
                 # than the wall clock), so the light never queues up in front of the twin
+                # (with Alice's twin, her own simulated time, flow-controlled by Bob's)
                 self.twin = Twin(Role.BOB, samples=tb.samples, clicks=True,
                                  gap_bins=2 * tb.frame_bins + 4 * tb.slot_bins,
-                                 free_run=self.realtime).start()
-            clock = None
-            if self.realtime:
-                clock = (lambda: self.twin.clicks.seconds(tb.clk_hz)) if self.twin \
-                    else time.monotonic
-            self.alice_board = ModelBoard(role=Role.ALICE, clk_hz=tb.clk_hz,
-                                          alice_options={"clock": clock})
-            self.alice_server = ModelServer(self.alice_board).start()
-            self._servers.append(self.alice_server)
+                                 free_run=self.realtime and self.alice_kind == "model").start()
+            if self.alice_kind == "rtl":
+                self.alice_twin = Twin(Role.ALICE, slots=True).start()
+                self.alice_url = self.alice_twin.url
+            else:
+                clock = None
+                if self.realtime:
+                    clock = (lambda: self.twin.clicks.seconds(tb.clk_hz)) if self.twin \
+                        else time.monotonic
+                self.alice_board = ModelBoard(role=Role.ALICE, clk_hz=tb.clk_hz,
+                                              alice_options={"clock": clock})
+                self.alice_server = ModelServer(self.alice_board).start()
+                self._servers.append(self.alice_server)
+                self.alice_url = self.alice_server.url
             if self.boards == "model":
                 self.bob_board = ModelBoard(role=Role.BOB, clk_hz=tb.clk_hz,
                                             bob_options={"samples": tb.samples})
@@ -153,9 +174,11 @@ class Testbed:
                 bob = self.twin.clicks
                 self.bob_url = self.twin.url
             self.fibre = Fibre(optics, tb, seed=self.seed, bob=bob, attenuator=self.bench.voa,
-                               detector=detector,
-                               attack=self.attack).attach(self.alice_board.alice)
-            self.alice_url = self.alice_server.url
+                               detector=detector, attack=self.attack)
+            if self.alice_twin is not None:
+                self.fibre.attach_twin(self.alice_twin.slots)
+            else:
+                self.fibre.attach(self.alice_board.alice)
             if self.realtime:
                 self._thread = threading.Thread(target=self._pump_loop, name="testbed-fibre",
                                                 daemon=True)
@@ -174,9 +197,11 @@ class Testbed:
         for server in self._servers:
             server.stop()
         self._servers.clear()
-        if self.twin is not None:
-            self.twin.stop()
-            self.twin = None
+        for name in ("twin", "alice_twin"):
+            twin = getattr(self, name)
+            if twin is not None:
+                twin.stop()
+                setattr(self, name, None)
         bench = getattr(self, "bench", None)
         if bench is not None:
             bench.stop()
@@ -200,15 +225,33 @@ class Testbed:
     def pump(self):
         """Let Alice catch up with her clock, and hand Bob every whole frame (everything once
         Alice is stopped)."""
-        alice = self.alice_board.alice
-        with self.alice_board.lock:
-            alice.catch_up()
-            running = alice.running
-        self.fibre.pump()
+        if self.alice_twin is not None:
+            slots = self.alice_twin.slots
+            slots.poll()
+            running = slots.running
+            if self.realtime:
+                self._grant()
+        else:
+            alice = self.alice_board.alice
+            with self.alice_board.lock:
+                alice.catch_up()
+                running = alice.running
+        self.fibre.pump(self.stretch_frames)
         if not running:
             self.fibre.flush()
         if self.twin is not None:
             self.twin.clicks.check()
+
+    def _grant(self):
+        """Realtime, Alice's twin: let her play ``ahead_frames`` frames past what she has played
+        while Bob's twin has at most one stretch waiting (a model Bob takes light at once)."""
+        if self.twin is not None:
+            clicks = self.twin.clicks
+            clicks.check()
+            if clicks.sent - clicks.played > 1:
+                return
+        slots = self.alice_twin.slots
+        slots.grant(slots.played + self.ahead_frames * self.timebase.frame_slots)
 
     def advance(self, slots, *, wait=True):
         """Play ``slots`` more slots of Alice's run (``realtime=False``) and hand Bob the whole
@@ -216,14 +259,25 @@ class Testbed:
         if self.realtime:
             raise RuntimeError("advance() is for a testbed built with realtime=False; a realtime "
                                "testbed plays slots on its own clock")
-        with self.alice_board.lock:
-            self.alice_board.alice.advance(int(slots))
+        if self.alice_twin is not None:
+            # her twin plays on simulated time: at least ``slots`` more (the host's own traffic
+            # to her board takes simulated time too, and her run goes on meanwhile)
+            twin_slots = self.alice_twin.slots
+            twin_slots.poll()
+            target = twin_slots.played + int(slots)
+            twin_slots.grant(target)
+            twin_slots.wait_played(target)
+        else:
+            with self.alice_board.lock:
+                self.alice_board.alice.advance(int(slots))
         self.pump()
         if wait and self.twin is not None:
             self.twin.clicks.wait()
 
     def flush(self, *, wait=True):
         """Hand Bob all the light Alice played, the frame in progress included."""
+        if self.alice_twin is not None:
+            self.alice_twin.slots.poll()
         self.fibre.flush()
         if wait and self.twin is not None:
             self.twin.clicks.wait()
@@ -239,6 +293,8 @@ class Testbed:
         """Return the bench's URLs, resources and settings as plain data (``--json``)."""
         return {
             "boards": self.boards,
+            "alice_board": self.alice_kind,
+            "bob_board": self.boards,
             "alice_url": self.alice_url,
             "bob_url": self.bob_url,
             "visa": self.resources,

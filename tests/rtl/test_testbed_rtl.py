@@ -46,7 +46,8 @@ def _drain(tagger, timeout=120.0):
 def test_twin_and_model_tag_the_same_light():
     tb = TimeBase(slot_cycles=8, frame_slots=128)
     model_bob = ModelBoard(role=Role.BOB, bob_options={"samples": tb.samples})
-    with Testbed("rtl", timebase=tb, realtime=False, distance_km=0.0, seed=SEED) as bed, \
+    with Testbed("rtl", alice="model", timebase=tb, realtime=False, distance_km=0.0,
+                 seed=SEED) as bed, \
             ModelServer(model_bob) as server:
         bed.fibre.bob = Tee(bed.twin.clicks, ModelBob(model_bob.bob))
         taggers = [Tagger(Device(url, timeout=2.0)) for url in (bed.bob_url, server.url)]
