@@ -149,6 +149,9 @@ def ldpc(alice_bits: np.ndarray, bob_bits: np.ndarray, qber: float, channel: Cha
     n_bits = alice_bits.size
     if frame_bits < 64:
         raise ValueError(f"frame_bits must be >= 64, got {frame_bits}")
+    if n_bits < 64:
+        raise ValueError(f"LDPC reconciliation needs a key of at least 64 bits, got {n_bits}; "
+                         f"use Cascade for short keys")
     rng = rng if rng is not None else np.random.default_rng()
     bounds = _frames(n_bits, frame_bits)
     # ---- Alice: plan, syndromes, pads, tags (one flight)

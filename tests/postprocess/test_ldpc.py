@@ -105,6 +105,11 @@ def test_plan_frame_rejects_what_it_cannot_do():
         ldpc.plan_frame(10_000, 0.0)
     with pytest.raises(ValueError, match="punctured"):
         ldpc.plan_frame(10_000, 0.05, step_f=0.02, steps=100)
+    with pytest.raises(ValueError, match="at least 64 bits"):
+        reconcile(np.zeros(10, np.uint8), np.zeros(10, np.uint8), 0.02, method="ldpc")
+    with pytest.raises(ValueError, match="use Cascade"):
+        a, b = _pair(1, 1000, 0.3)
+        reconcile(a, b, 0.3, method="ldpc")
 
 
 def test_code_is_deterministic_from_its_seed():
