@@ -26,9 +26,12 @@ Pipelining: where the boundaries fall in a clock (``jp``, ``w``, whether B is st
 and, for each bin ``j``, its segment, phase, in-frame flag and gate test depend only on the slot
 position state, never on the clicks. They are computed one clock ahead from the *next* state and
 registered, so a click only selects its bin's precomputed row (a multiplexer) before the dead time
-and the event merge. The records are the same as without this stage; the one visible difference
-is that a change of ``slot_period``, ``frame_slots``, ``gate_start`` or ``gate_width`` while
-synced takes effect one clock later.
+and the event merge. The configuration is registered too, with the gate limits per bin
+(``gate_start - j``, ``gate_start + gate_width - j``, each also ``+ slot_period``) so that each
+gate test is one comparison of the next ``phase0``. The records are the same as without these
+stages; the one visible difference is that a change of ``slot_period``, ``frame_slots``,
+``sync_delay``, ``gate_start`` or ``gate_width`` reaches the clicks two clocks later (a register
+write while the tagger runs lands at an arbitrary clock either way).
 """
 
 from amaranth import *
@@ -82,92 +85,136 @@ class SlotClassifier(wiring.Component):
             "synced": Out(1),
         })
 
-    def _boundaries(self, m, synced, slot0, phase0, pend_valid, pend_time, now):
-        """Return where this clock's boundaries fall and, per bin ``j``, its segment, phase, frame
-        and gate test, from the slot position state alone (no clicks): a dict of values."""
-        n = self.samples
-        lb = (n - 1).bit_length()
-        ph_w = PHASE_BITS + 2
-        b = {}
-        b["has_o"] = Signal(name="nx_has_o")
-        b["jp"] = Signal(range(max(n, 2)), name="nx_jp")
-        m.d.comb += b["has_o"].eq(pend_valid & (pend_time[lb:] == now[lb:]))
-        if lb:
-            m.d.comb += b["jp"].eq(pend_time[:lb])
-        dist = Signal(signed(PHASE_BITS + 3), name="nx_dist")
-        m.d.comb += dist.eq(self.slot_period - phase0)
-        b["has_w"] = Signal(name="nx_has_w")
-        b["w"] = Signal(range(max(n, 2)), name="nx_w")
-        m.d.comb += b["has_w"].eq(synced & (dist < n))
-        with m.If(dist > 0):
-            m.d.comb += b["w"].eq(dist)
-        b["wrap_first"] = Signal(name="nx_wrap_first")
-        m.d.comb += b["wrap_first"].eq(b["has_w"] & (~b["has_o"] | (b["w"] < b["jp"])))
-        b["b_in_frame"] = Signal(name="nx_b_in_frame")
-        m.d.comb += b["b_in_frame"].eq(synced & (slot0 + 1 < self.frame_slots))
-        # Per bin j (every value ``index`` can take): segment C (new frame), B (next slot) or A.
-        for j in range(max(n, 2)):
-            in_c, in_b = Signal(name=f"nx_in_c_{j}"), Signal(name=f"nx_in_b_{j}")
-            m.d.comb += [in_c.eq(b["has_o"] & (j >= b["jp"])),
-                         in_b.eq(~in_c & b["wrap_first"] & (j >= b["w"]))]
-            # The three candidate phases and their gate tests side by side, then the choice.
-            cands = []
-            for seg, value in (("c", j - b["jp"]), ("b", phase0 + j - self.slot_period),
-                               ("a", phase0 + j)):
-                phase = Signal(ph_w, name=f"nx_phase_{seg}{j}")
-                offset = Signal(ph_w + 1, name=f"nx_gate_off_{seg}{j}")
-                m.d.comb += [phase.eq(value), offset.eq(phase - self.gate_start)]
-                cands.append((phase, (phase >= self.gate_start) & (offset < self.gate_width)))
-            phase, in_frame, in_gate = (Signal(ph_w, name=f"nx_phase{j}"),
-                                        Signal(name=f"nx_in_frame{j}"), Signal(name=f"nx_in_gate{j}"))
-            with m.If(in_c):
-                m.d.comb += [phase.eq(cands[0][0]), in_gate.eq(cands[0][1]), in_frame.eq(1)]
-            with m.Elif(in_b):
-                m.d.comb += [phase.eq(cands[1][0]), in_gate.eq(cands[1][1]),
-                             in_frame.eq(b["b_in_frame"])]
-            with m.Else():
-                m.d.comb += [phase.eq(cands[2][0]), in_gate.eq(cands[2][1]), in_frame.eq(synced)]
-            b[f"in_c{j}"], b[f"in_b{j}"] = in_c, in_b
-            b[f"phase{j}"], b[f"in_frame{j}"], b[f"in_gate{j}"] = phase, in_frame, in_gate
-        return b
-
     def elaborate(self, platform):
         m = Module()
         n = self.samples
+        lb = (n - 1).bit_length()
         ph_w = PHASE_BITS + 2
         bins = range(max(n, 2))   # the values ``index`` can take
+        en = self.enable
 
-        # -- slot position state: registers, and their next values (``*_nx``, combinational)
-        now = Signal(TIME_BITS)          # bin time of the first sample of this clock's clicks
+        # -- configuration, registered (with what is derived from it alone). Everything below
+        # uses these copies, so a change reaches all of the classifier in the same clock.
+        slot_period = Signal(PHASE_BITS, name="cfg_slot_period")
+        frame_slots = Signal(SLOT_BITS, name="cfg_frame_slots")
+        sync_delay = Signal(SYNC_DELAY_BITS, name="cfg_sync_delay")
+        m.d.sync += [slot_period.eq(self.slot_period), frame_slots.eq(self.frame_slots),
+                     sync_delay.eq(self.sync_delay)]
+        lim_w = PHASE_BITS + 4
+        # Gate of a bin-j click at phase base + j: lo_j <= base < hi_j (exact integers), with
+        # lo_j = gate_start - j, hi_j = gate_start + gate_width - j for segment A (base = phase0)
+        # and the same + slot_period for segment B (base = phase0 - slot_period).
+        gate_lim = {}
+        for j in bins:
+            for seg, extra in (("a", 0), ("b", self.slot_period)):
+                lo = Signal(signed(lim_w), name=f"cfg_gate_lo_{seg}{j}")
+                hi = Signal(signed(lim_w), name=f"cfg_gate_hi_{seg}{j}")
+                m.d.sync += [lo.eq(self.gate_start - j + extra),
+                             hi.eq(self.gate_start + self.gate_width - j + extra)]
+                gate_lim[seg, j] = (lo, hi)
+        # Segment C's phases are 0..N-1: their gate test per phase; and whether a sync edge at
+        # bin i has its origin inside the next clock (i + sync_delay < N).
+        small_gate = Array(Signal(name=f"cfg_gate_small{p}") for p in bins)
+        origin_next = Array(Signal(name=f"cfg_origin_next{i}") for i in bins)
+        for p in bins:
+            m.d.sync += [small_gate[p].eq((self.gate_start <= p) &
+                                          (p < self.gate_start + self.gate_width)),
+                         origin_next[p].eq(p + self.sync_delay < n)]
+
+        # -- slot position state
+        now1 = Signal(TIME_BITS, init=n)  # bin time of the first sample of the NEXT clock's clicks
+        m.d.sync += now1.eq(now1 + n)    # (a multiple of N: its low bits are always 0)
         synced = Signal()
         frame = Signal(FRAME_BITS, init=(1 << FRAME_BITS) - 1)   # the first origin makes frame 0
         slot0 = Signal(SLOT_BITS)        # slot of bin 0 of this clock (before any boundary)
         phase0 = Signal(PHASE_BITS + 1)  # its phase, 0..slot_period (slot_period: boundary at bin 0)
         pend_valid = Signal()
         pend_time = Signal(TIME_BITS)
-        state = [now, synced, slot0, phase0, pend_valid, pend_time]
-        now_nx, synced_nx, slot0_nx, phase0_nx, pend_valid_nx, pend_time_nx = nx = [
-            Signal.like(s, name=f"{s.name}_nx") for s in state]
-        m.d.comb += [x.eq(s) for x, s in zip(nx, state)]
-        m.d.sync += [s.eq(x) for x, s in zip(nx, state)]
         open_mask = Signal(CHANNELS)     # the running slot's event (slot0 of the current frame)
         open_phase = Signal(PHASE_BITS)
         rem = [Signal(DEAD_TIME_BITS + 1, name=f"dead_left{ch}") for ch in range(CHANNELS)]
 
-        # -- where the boundaries fall in this clock: computed from the next state one clock
-        # ahead and registered (they depend on the state only, not on the clicks). Their reset
-        # values are those of the reset state wherever they are seen: not synced, no origin.
-        ahead = self._boundaries(m, synced_nx, slot0_nx, phase0_nx, pend_valid_nx, pend_time_nx,
-                                 now_nx)
-        cur = {k: Signal.like(v, name=k, init=0) for k, v in ahead.items()}
-        m.d.sync += [cur[k].eq(v) for k, v in ahead.items()]
-        has_o, jp, w = cur["has_o"], cur["jp"], cur["w"]
-        wrap_first, b_in_frame = cur["wrap_first"], cur["b_in_frame"]
-        bin_in_c = Array(cur[f"in_c{j}"] for j in bins)
-        bin_in_b = Array(cur[f"in_b{j}"] for j in bins)
-        bin_phase = Array(cur[f"phase{j}"] for j in bins)
-        bin_in_frame = Array(cur[f"in_frame{j}"] for j in bins)
-        bin_in_gate = Array(cur[f"in_gate{j}"] for j in bins)
+        # -- where the boundaries fall in this clock, and per bin j its segment, phase, frame
+        # and gate test: registered, computed a clock ahead from the next state below. Reset
+        # values (all 0) are those of the reset state wherever they are seen: no origin, not
+        # synced (so no click is in a frame and phases and gate tests are not looked at).
+        has_o, wrap_first, b_in_frame = (Signal(name="bnd_has_o"), Signal(name="bnd_wrap_first"),
+                                         Signal(name="bnd_b_in_frame"))
+        jp = Signal(range(max(n, 2)), name="bnd_jp")     # origin at bin jp (if has_o)
+        w = Signal(range(max(n, 2)), name="bnd_w")       # slot boundary at bin w (if wrap_first)
+        bin_in_c = Array(Signal(name=f"bnd_in_c{j}") for j in bins)
+        bin_in_b = Array(Signal(name=f"bnd_in_b{j}") for j in bins)
+        bin_phase = Array(Signal(ph_w, name=f"bnd_phase{j}") for j in bins)
+        bin_in_frame = Array(Signal(name=f"bnd_in_frame{j}") for j in bins)
+        bin_in_gate = Array(Signal(name=f"bnd_in_gate{j}") for j in bins)
+
+        # -- next state of the slot position (it never depends on the clicks)
+        synced_nx = Signal(name="synced_nx")
+        slot0_nx = Signal(SLOT_BITS, name="slot0_nx")
+        phase0_nx = Signal(PHASE_BITS + 1, name="phase0_nx")
+        b_in_frame_nx = Signal(name="b_in_frame_nx")   # synced_nx & slot0_nx + 1 < frame_slots
+        with m.If(~en):
+            m.d.comb += [synced_nx.eq(0), slot0_nx.eq(slot0), phase0_nx.eq(phase0),
+                         b_in_frame_nx.eq(0)]
+        with m.Elif(has_o):
+            m.d.comb += [synced_nx.eq(1), slot0_nx.eq(0), phase0_nx.eq(n - jp),
+                         b_in_frame_nx.eq(1 < frame_slots)]
+        with m.Elif(wrap_first):
+            m.d.comb += [synced_nx.eq(b_in_frame), slot0_nx.eq(slot0 + 1), phase0_nx.eq(n - w),
+                         b_in_frame_nx.eq(b_in_frame & (slot0 + 2 < frame_slots))]
+        with m.Else():
+            m.d.comb += [synced_nx.eq(synced), slot0_nx.eq(slot0), phase0_nx.eq(phase0 + n),
+                         b_in_frame_nx.eq(synced & (slot0 + 1 < frame_slots))]
+        m.d.sync += [synced.eq(synced_nx), slot0.eq(slot0_nx), phase0.eq(phase0_nx),
+                     b_in_frame.eq(b_in_frame_nx)]
+        # The sync stage (one clock ahead): a new pending origin.
+        new_edge = Signal()
+        m.d.comb += new_edge.eq(en & self.sync_edge & (~pend_valid | has_o))
+        with m.If(new_edge):
+            m.d.sync += [pend_valid.eq(1),
+                         pend_time.eq(now1 + self.sync_index + sync_delay)]
+        with m.Elif(has_o | ~en):
+            m.d.sync += pend_valid.eq(0)
+        # Origin in the next clock: pend_time_nx[lb:] == now1[lb:], with now1[:lb] == 0.
+        has_o_nx, jp_nx = Signal(name="has_o_nx"), Signal(range(max(n, 2)), name="jp_nx")
+        with m.If(new_edge):
+            m.d.comb += has_o_nx.eq(origin_next[self.sync_index])
+            if lb:
+                m.d.comb += jp_nx.eq(self.sync_index + sync_delay[:lb])
+        with m.Else():
+            m.d.comb += has_o_nx.eq(en & ~has_o & pend_valid & (pend_time[lb:] == now1[lb:]))
+            if lb:
+                m.d.comb += jp_nx.eq(pend_time[:lb])
+        # Slot boundary in the next clock: at dist = slot_period - phase0 bins, if dist < N.
+        dist = Signal(signed(PHASE_BITS + 3), name="dist_nx")
+        m.d.comb += dist.eq(slot_period - phase0_nx)
+        has_w_nx, w_nx = Signal(name="has_w_nx"), Signal(range(max(n, 2)), name="w_nx")
+        m.d.comb += has_w_nx.eq(synced_nx & (dist < n))
+        with m.If(dist > 0):
+            m.d.comb += w_nx.eq(dist)
+        wrap_first_nx = Signal(name="wrap_first_nx")
+        m.d.comb += wrap_first_nx.eq(has_w_nx & (~has_o_nx | (w_nx < jp_nx)))
+        m.d.sync += [has_o.eq(has_o_nx), jp.eq(jp_nx), w.eq(w_nx), wrap_first.eq(wrap_first_nx)]
+        for j in bins:
+            # Segment C (new frame from jp), else B (next slot from w), else A.
+            in_c, in_b = Signal(name=f"in_c_nx{j}"), Signal(name=f"in_b_nx{j}")
+            m.d.comb += [in_c.eq(has_o_nx & (j >= jp_nx)),
+                         in_b.eq(~in_c & wrap_first_nx & (j >= w_nx))]
+            lo_a, hi_a = gate_lim["a", j]
+            lo_b, hi_b = gate_lim["b", j]
+            phase = Signal(ph_w, name=f"phase_nx{j}")
+            c_index = Signal(range(max(n, 2)), name=f"c_index_nx{j}")
+            m.d.comb += c_index.eq(j - jp_nx)
+            with m.If(in_c):
+                m.d.sync += [bin_phase[j].eq(j - jp_nx), bin_in_frame[j].eq(1),
+                             bin_in_gate[j].eq(small_gate[c_index])]
+            with m.Elif(in_b):
+                m.d.sync += [bin_phase[j].eq(j - dist), bin_in_frame[j].eq(b_in_frame_nx),
+                             bin_in_gate[j].eq((phase0_nx >= lo_b) & (phase0_nx < hi_b))]
+            with m.Else():
+                m.d.sync += [bin_phase[j].eq(phase0_nx + j), bin_in_frame[j].eq(synced_nx),
+                             bin_in_gate[j].eq((phase0_nx >= lo_a) & (phase0_nx < hi_a))]
+            m.d.sync += [bin_in_c[j].eq(in_c), bin_in_b[j].eq(in_b)]
 
         # -- per channel: the click's bin picks its segment, phase and gate test; dead time
         seg_a, seg_b, seg_c, acc, phases, flags = [], [], [], [], [], []
@@ -252,27 +299,13 @@ class SlotClassifier(wiring.Component):
              frame + 1)
         m.d.sync += [self.origin.eq(en & has_o), self.synced.eq(synced)]
 
-        # -- next state
-        m.d.comb += now_nx.eq(now + n)
+        m.d.sync += frame.eq(Mux(self.clear, frame.init, Mux(en & has_o, frame + 1, frame)))
         with m.If(~en):
-            m.d.comb += [synced_nx.eq(0), pend_valid_nx.eq(0)]
             m.d.sync += open_mask.eq(0)
         with m.Elif(has_o):
-            m.d.comb += [synced_nx.eq(1), slot0_nx.eq(0), phase0_nx.eq(n - jp)]
-            m.d.sync += [frame.eq(frame + 1), open_mask.eq(mask_c), open_phase.eq(phase_c)]
+            m.d.sync += [open_mask.eq(mask_c), open_phase.eq(phase_c)]
         with m.Elif(wrap_first):
-            m.d.comb += [slot0_nx.eq(slot0 + 1), phase0_nx.eq(n - w), synced_nx.eq(b_in_frame)]
             m.d.sync += [open_mask.eq(mask_b), open_phase.eq(phase_b)]
         with m.Else():
-            m.d.comb += phase0_nx.eq(phase0 + n)
             m.d.sync += [open_mask.eq(ev_a_mask), open_phase.eq(ev_a_phase)]
-        with m.If(self.clear):
-            m.d.sync += frame.eq(frame.init)
-
-        # -- the sync stage (one clock ahead): a new pending origin
-        with m.If(en & self.sync_edge & (~pend_valid | has_o)):
-            m.d.comb += [pend_valid_nx.eq(1),
-                         pend_time_nx.eq(now + n + self.sync_index + self.sync_delay)]
-        with m.Elif(has_o):
-            m.d.comb += pend_valid_nx.eq(0)
         return m
