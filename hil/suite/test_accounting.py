@@ -10,9 +10,11 @@ from hil.suite.bench import HilBench
 
 #: Bob's dead time in slots for the test: long enough that a good share of clicks fall in it.
 DEAD_SLOTS = 200
-#: Light far above the link's record rate on the model: a bench of its own at 0 km with the
-#: shortest slots Alice plays (12 M slots/s at 48 MHz) and every pulse a signal pulse.
-FAST = {"distance_km": 0.0, "timebase": {"slot_cycles": 4, "frame_slots": 256}}
+#: Light far above the link's record rate on model and rtl: a bench of its own at 0 km with
+#: the shortest slots Alice plays (12 M slots/s at 48 MHz) and every pulse a signal pulse;
+#: on rtl the whole run is one stretch (the twin's gaps between stretches would drain the FIFO).
+FAST = {"distance_km": 0.0, "timebase": {"slot_cycles": 4, "frame_slots": 256},
+        "stretch_frames": 128}
 BRIGHT = ChoiceSampler(p_x=0.5, p_signal=1.0, p_decoy=0.0, p_vacuum=0.0)
 #: The simulated boards' link (``hil.twin``: 12 Mbaud at 48 MHz, the behavioural Bob's too).
 SIM_BAUD = 12_000_000
@@ -64,27 +66,17 @@ def test_counters_reconcile_at_full_rate(fresh, target, seed):
 
 @pytest.fixture
 def fast(request, target, seed):
-    """A bench whose light is far above the link's record rate (see FAST): the model starts
-    its own; hw uses the session bench, VOA at 0 dB, with the bench file's ``[overflow]``
-    timing (``slot_cycles``, ``frame_slots``: light the bench knows to outrun Bob's link).
-
-    rtl is skipped: Alice's choices reach her twin over the same 12 Mbaud UART as Bob's
-    records leave his, so with fewer clicks than slots her light cannot outrun his link
-    (measured: 2 268 clicks in 202 682 slots of 4 cycles, her FIFO underflowing, no drop);
-    forcing it there needs her LFSR mode, which ``HilBench.play`` does not drive yet."""
-    if target == "rtl":
-        pytest.skip("rtl: Alice's UART-fed slots cannot outrun Bob's link of the same baud; "
-                    "an overflow needs her LFSR mode (not driven by HilBench.play yet)")
+    """A bench whose light is far above the link's record rate (see FAST): model and rtl start
+    their own; hw uses the session bench, VOA at 0 dB, with the bench file's ``[overflow]``
+    timing (``slot_cycles``, ``frame_slots``) if it gives one."""
     if target == "hw":
         hb = request.getfixturevalue("fresh")
         timing = hb.options.get("overflow", {})
-        if not timing:
-            pytest.skip("the bench file gives no [overflow] slot_cycles/frame_slots whose "
-                        "light outruns Bob's link")
         saved = hb.timebase
-        from dataclasses import replace
-        hb.timebase = replace(saved, **{k: int(v) for k, v in timing.items()
-                                         if k in ("slot_cycles", "frame_slots")})
+        if timing:
+            from dataclasses import replace
+            hb.timebase = replace(saved, **{k: int(v) for k, v in timing.items()
+                                             if k in ("slot_cycles", "frame_slots")})
         hb.configure_bob()
         yield hb
         hb.timebase = saved
