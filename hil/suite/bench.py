@@ -131,9 +131,7 @@ class HilBench:
 
     ``target``: ``model``, ``rtl`` or ``hw``. ``options``: for hw, ``alice_url``, ``bob_url``
     and the bench file's dict (``visa`` resources, ``timing``); for model/rtl, ``distance_km``
-    and ``preset`` (defaults 25 km, gys2005), ``timebase`` (``TimeBase`` arguments over the
-    target's) and ``stretch_frames`` (``Testbed``). ``seed`` seeds Alice's choices and the
-    optics.
+    and ``preset`` (defaults 25 km, gys2005). ``seed`` seeds Alice's choices and the optics.
     """
 
     def __init__(self, target, *, seed=1, options=None):
@@ -152,11 +150,11 @@ class HilBench:
         opts = self.options
         if self.target in ("model", "rtl"):
             from hil.testbed import Testbed
-            tb = TimeBase(**{**TARGETS[self.target]["timebase"], **opts.get("timebase", {})})
+            tb = TimeBase(**TARGETS[self.target]["timebase"])
             self.testbed = Testbed(self.target, preset=opts.get("preset", "gys2005"),
                                    distance_km=opts.get("distance_km",
                                                         TARGETS[self.target]["distance_km"]),
-                                   timebase=tb, stretch_frames=opts.get("stretch_frames"),
+                                   timebase=tb,
                                    seed=self.seed, realtime=False).start()
             alice_url, bob_url = self.testbed.alice_url, self.testbed.bob_url
             visa, backend = self.testbed.resources, "@py"
