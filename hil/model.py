@@ -532,28 +532,16 @@ class BobBlock(BlockModel):
     player does (``hil.twin.TwinClicks``): moved to start after the previous stretch, a whole
     number of clocks later, and followed by ``gap_bins`` of silence, so with a gap of more than
     a frame each stretch is a run of its own, as on the twin (bit for bit while Bob's dead
-    times are shorter than the gap).
-
-    Items go to EVENTS through the gateware's event FIFO of ``fifo_words`` words
-    (``hil.tagger_model.PacedQueue``), drained at the link's record rate in the tagger's time:
-    the record bytes a link of ``baud`` (default the RTL twin's, ``hil.twin.BAUD``, at the
-    board's ``clk_hz``) carries in full EVENTS frames (``bench.tagger.link_limit``). Light
-    above that rate fills it: items are dropped, counted in ``dropped_events`` /
-    ``dropped_markers`` and reported by OVERFLOW records, as on the gateware. Below the limit
-    nothing drops and the records equal the gateware's bit for bit; above it the drop points
-    are the model's own (the gateware's depend on its UART timing) and the two agree by
-    accounting: counters, OVERFLOW records and detections reconcile. The host side of EVENTS
-    (the TCP socket) is not paced.
+    times are shorter than the gap). The EVENTS queue is unbounded, so the model never drops
+    (overflow is the gateware's, tested on RTL).
     """
 
     name = "tagger"
 
-    def __init__(self, board, *, samples=2, fifo_words=512, baud=None, gap_bins=None):
+    def __init__(self, board, *, samples=2, fifo_words=512, gap_bins=None):
         super().__init__(board)
-        from hil.twin import BAUD
         self.samples = samples
         self.fifo_words = fifo_words
-        self.baud = BAUD if baud is None else int(baud)
         self.gap_bins = None if gap_bins is None else int(gap_bins)
         self.stream = None
         self.events = EventsChannel()
@@ -579,21 +567,11 @@ class BobBlock(BlockModel):
     def _clear(self):
         self.hist = np.zeros((CHANNELS, HIST_BINS), dtype=np.int64)
         self.stream = None                   # a clear starts a new run at frame 0
-        self.fifo = self._new_fifo()
         for name in CHANNEL_COUNTERS:
             for ch in range(CHANNELS):
                 self.bank.set(f"tagger.{name}", 0, ch)
         for name in GLOBAL_COUNTERS:
             self.bank.set(f"tagger.{name}", 0)
-
-    def _new_fifo(self):
-        """Return an empty event FIFO of ``fifo_words`` words drained at the link's record rate
-        (``bench.tagger.link_limit`` at ``baud``: full EVENTS frames) in the tagger's bins."""
-        from bench.tagger import link_limit
-        from hil.tagger_model import PacedQueue
-        record_bytes_per_s = link_limit(self.baud)["limit_record_bytes_per_s"]
-        bins_per_s = self.board.core.clk_hz * self.samples
-        return PacedQueue(self.fifo_words, 4 * bins_per_s / record_bytes_per_s)
 
     def _command(self, value, index):
         if REGISTER_MAP["tagger.command"].layout.from_bits(value).clear:
@@ -667,14 +645,8 @@ class BobBlock(BlockModel):
         return self.stream
 
     def _commit(self, result):
-        """Queue a TaggerResult's items through the event FIFO (``PacedQueue``: records, drops)
-        and add its counts to the counters and histograms; return it with the words queued and
-        the drops counted."""
-        words, _, dropped_events, dropped_markers = self.fifo.push(result.items, self.stream.until)
-        result.words = words
-        result.counters["dropped_events"] += dropped_events
-        result.counters["dropped_markers"] += dropped_markers
-        self.events.queue += words.astype(">u4").tobytes()
+        """Queue a TaggerResult's records and add its counts to the counters and histograms."""
+        self.events.queue += result.words.astype(">u4").tobytes()
         for name, value in result.counters.items():
             if name in CHANNEL_COUNTERS:
                 for ch in range(CHANNELS):

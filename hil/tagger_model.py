@@ -21,7 +21,7 @@ from gateware.spec.tagger import (
     CHANNEL_COUNTERS, GLOBAL_COUNTERS,
 )
 
-__all__ = ["TaggerConfig", "TaggerResult", "TaggerModel", "TaggerStream", "PacedQueue", "ITEM_DTYPE", "Item",
+__all__ = ["TaggerConfig", "TaggerResult", "TaggerModel", "TaggerStream", "ITEM_DTYPE", "Item",
            "encode", "render_records"]
 
 
@@ -394,97 +394,3 @@ def _markers(times, rank, kind, frames):
     out = np.zeros(len(times), dtype=ITEM_DTYPE)
     out["time"], out["rank"], out["kind"], out["frame"] = times, rank, kind, frames
     return out
-
-
-class PacedQueue:
-    """The event FIFO before the link: ``capacity`` record words, sent at one word per
-    ``word_bins`` bins of the tagger's time (the link's record rate), items in, words out.
-
-    ``push(items, until)`` takes items (ITEM_DTYPE, in time order) at their flush times; an
-    item whose records (its own, a FRAME record when its frame differs from the last one sent,
-    an OVERFLOW record when drops came before it) do not fit in the words still queued at its
-    time is dropped and counted; the drops go, as an OVERFLOW record, before the next item
-    kept, or alone as soon as the queue has room for one word again (a GAP item), as the
-    gateware's record writer does. Returns ``(words, kept items, dropped events, dropped
-    markers)``.
-
-    This is the model's own accounting of the gateware's FIFO, not a cycle-exact copy: the
-    gateware drops whole clock groups at its group FIFO before the record writer, and its
-    UART framing and flush timing move the exact drop points. Below the link's limit neither
-    drops, and the records are the gateware's bit for bit; above it, they agree by accounting
-    (counters, OVERFLOW records and detections reconcile), as the cocotb scoreboard compares
-    overflow runs (``match_with_drops``).
-    """
-
-    def __init__(self, capacity, word_bins):
-        if capacity < 3:
-            raise ValueError(f"capacity {capacity} words: an item needs up to 3")
-        if not word_bins > 0:
-            raise ValueError(f"word_bins {word_bins}: must be positive")
-        self.capacity = int(capacity)
-        self.word_bins = float(word_bins)
-        self.busy = float(_NEVER)        # when the link has sent every word queued so far
-        self.last = None                 # frame of the last FRAME record queued
-        self.gap = [0, 0]                # drops not yet reported (events, markers)
-        self.gap_time = None             # time of the last drop
-
-    def level(self, t):
-        """Return the words still queued at time ``t`` (bins)."""
-        return max(0, int(np.ceil((self.busy - t) / self.word_bins))) if self.busy > t else 0
-
-    def _room_time(self):
-        """Return the first time after the last drop when one word fits again."""
-        return max(self.gap_time + 1,
-                   int(np.ceil(self.busy - (self.capacity - 1) * self.word_bins)))
-
-    def _queue(self, t, words):
-        self.busy = max(self.busy, float(t)) + words * self.word_bins
-
-    def push(self, items, until):
-        """Queue ``items`` (see the class); ``until``: the time the light has reached (a
-        pending gap is reported alone if the queue had room again before it)."""
-        frame_mask = (1 << FRAME_BITS) - 1
-        last0 = self.last
-        kept, gaps = [], []
-        dropped = [0, 0]
-        for i in range(items.size):
-            t = int(items["time"][i])
-            self._report_gap(t, kept, gaps)
-            kind = int(items["kind"][i])
-            det = kind == Item.DETECTION
-            frame = int(items["frame"][i]) & frame_mask
-            gap = self.gap[0] or self.gap[1]
-            need = 1 + (1 if gap else 0) + (1 if det and (gap or frame != self.last) else 0)
-            if self.level(t) + need > self.capacity:
-                self.gap[0 if det else 1] += 1
-                dropped[0 if det else 1] += 1
-                self.gap_time = t
-                continue
-            kept.append(items[i:i + 1])
-            gaps.append(tuple(self.gap))
-            self.gap = [0, 0]
-            if gap:
-                self.last = None
-            if det:
-                self.last = frame
-            self._queue(t, need)
-        self._report_gap(until, kept, gaps)
-        kept = np.concatenate(kept) if kept else np.zeros(0, ITEM_DTYPE)
-        words, last = _render(kept, gaps, last0)
-        assert last == self.last
-        return words, kept, dropped[0], dropped[1]
-
-    def _report_gap(self, t, kept, gaps):
-        """Queue the pending gap alone (a GAP item) if the queue had room before ``t``."""
-        if not (self.gap[0] or self.gap[1]):
-            return
-        room = self._room_time()
-        if room >= t:
-            return
-        item = np.zeros(1, ITEM_DTYPE)
-        item["time"], item["rank"], item["kind"] = room, 3, Item.GAP
-        kept.append(item)
-        gaps.append(tuple(self.gap))
-        self.gap = [0, 0]
-        self.last = None
-        self._queue(room, 1)

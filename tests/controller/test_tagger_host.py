@@ -105,9 +105,7 @@ def bob_board():
 
 def test_controller_drives_model_bob_over_tcp(bob_board):
     board, server = bob_board
-    # light whose records fit the event FIFO and the link (denser light overflows the FIFO:
-    # tests/hil/test_model_fifo.py)
-    cfg, clicks, syncs, want = run_model(seed=SEED + 4, rate=0.003)
+    cfg, clicks, syncs, want = run_model(seed=SEED + 4)
     with Device(server.url, timeout=1.0) as dev:
         assert dev.info()["role"] == "BOB"
         tagger = Tagger(dev)
