@@ -29,8 +29,6 @@ import time
 from collections import deque
 from pathlib import Path
 
-import numpy as np
-
 from controller.link.codec import FrameDecoder, crc16, encode_frame
 from gateware.spec.protocol import (
     MAX_BURST, MAX_PAYLOAD, ErrorCode, Opcode, StreamChannel, reply_opcode,
@@ -518,32 +516,20 @@ class EventsChannel(StreamChannelModel):
 class BobBlock(BlockModel):
     """``tagger``: Bob's time tagger, classified by the golden model (``hil.tagger_model``).
 
-    ``inject(clicks, syncs, until)`` hands the block a stretch of detector clicks and sync edges
-    (times in bins, one list per channel) as the pins would see them; while
-    ``tagger.control.enable`` is 1 it goes to the run in progress (``TaggerStream``, started at
-    the first light after a ``clear``), whose state carries from stretch to stretch as the
-    gateware's does: stretches on one time line give exactly the records, counters and
-    histograms of one run over all their light, whatever the split. The items that became
-    final are queued on EVENTS and counted; an open frame and the last open slot wait for
-    later light or for ``idle(bins)`` (the light stopped, time goes on: the frame ends with
-    sync lost).
-
-    ``gap_bins`` (default None: one time line) plays each stretch as the RTL twin's click
-    player does (``hil.twin.TwinClicks``): moved to start after the previous stretch, a whole
-    number of clocks later, and followed by ``gap_bins`` of silence, so with a gap of more than
-    a frame each stretch is a run of its own, as on the twin (bit for bit while Bob's dead
-    times are shorter than the gap). The EVENTS queue is unbounded, so the model never drops
-    (overflow is the gateware's, tested on RTL).
+    ``inject(clicks, syncs)`` hands the block a stretch of detector clicks and sync edges (times
+    in bins, one list per channel) as the pins would see them; while ``tagger.control.enable`` is
+    1 it is classified as one run (sync acquired at its first origin, lost after its last frame),
+    its records are queued on EVENTS and its counts added to the counters and histograms. Frame
+    numbers continue from stretch to stretch. The EVENTS queue is unbounded, so the model never
+    drops (overflow is the gateware's, tested on RTL).
     """
 
     name = "tagger"
 
-    def __init__(self, board, *, samples=2, fifo_words=512, gap_bins=None):
+    def __init__(self, board, *, samples=2, fifo_words=512):
         super().__init__(board)
         self.samples = samples
         self.fifo_words = fifo_words
-        self.gap_bins = None if gap_bins is None else int(gap_bins)
-        self.stream = None
         self.events = EventsChannel()
         self.bank.on_write["tagger.command"] = self._command
         self.bank.on_read["tagger.status"] = self._status
@@ -565,8 +551,9 @@ class BobBlock(BlockModel):
         return [self.events]
 
     def _clear(self):
+        import numpy as np
         self.hist = np.zeros((CHANNELS, HIST_BINS), dtype=np.int64)
-        self.stream = None                   # a clear starts a new run at frame 0
+        self.next_frame = 0
         for name in CHANNEL_COUNTERS:
             for ch in range(CHANNELS):
                 self.bank.set(f"tagger.{name}", 0, ch)
@@ -598,71 +585,25 @@ class BobBlock(BlockModel):
             gate_width=int(gate.width), hist_shift=self.bank.get("tagger.hist_shift"),
             dead_time=[self.bank.get("tagger.dead_time", ch) for ch in range(CHANNELS)])
 
-    def inject(self, clicks, syncs, until=None):
-        """Classify a stretch of ``clicks`` and ``syncs`` (bins) of the light before ``until``
-        (default: just after its latest time); return the TaggerResult of the items that became
-        final, or None when the tagger is disabled (the stretch is ignored, as the gateware
-        would)."""
-        with self.board.lock:
-            if not self.enabled:
-                return None
-            stream = self._stream()
-            if self.gap_bins is None:
-                return self._commit(stream.feed(clicks, syncs, until))
-            # the RTL twin's way: the stretch starts after the previous one's gap (a whole
-            # number of clocks later), then gap_bins of silence
-            times = [np.asarray(c, dtype=np.int64) for c in [*clicks, syncs]]
-            shift = 0
-            present = [t for t in times if t.size]
-            if present and stream.until > min(int(t.min()) for t in present):
-                n = self.samples
-                shift = -(-(stream.until - min(int(t.min()) for t in present)) // n) * n
-            times = [t + shift for t in times]
-            first = stream.feed(times[:CHANNELS], times[CHANNELS],
-                                None if until is None else int(until) + shift)
-            second = stream.feed([()] * CHANNELS, (), stream.until + self.gap_bins)
-            return self._commit(_joined(first, second))
-
-    def idle(self, bins):
-        """Let ``bins`` of time pass without light (the light stopped: the open frame ends, its
-        last slot is flushed); return the TaggerResult of what became final, or None when the
-        tagger is disabled."""
-        with self.board.lock:
-            if not self.enabled:
-                return None
-            stream = self._stream()
-            base = stream.until if stream.until > 0 else 0
-            return self._commit(stream.feed([()] * CHANNELS, (), base + int(bins)))
-
-    def _stream(self):
-        """Return the tagger run in progress (started at the first light after a clear), with
-        the registers as they are now."""
+    def inject(self, clicks, syncs):
+        """Classify a stretch of ``clicks`` and ``syncs`` (bins); return its TaggerResult, or
+        None when the tagger is disabled (the stretch is ignored, as the gateware would)."""
         from hil.tagger_model import TaggerModel
-        cfg = self.config()
-        if self.stream is None:
-            self.stream = TaggerModel(cfg).stream(first_frame=0)
-        self.stream.config = cfg
-        return self.stream
-
-    def _commit(self, result):
-        """Queue a TaggerResult's records and add its counts to the counters and histograms."""
-        self.events.queue += result.words.astype(">u4").tobytes()
-        for name, value in result.counters.items():
-            if name in CHANNEL_COUNTERS:
-                for ch in range(CHANNELS):
-                    self.bank.set(f"tagger.{name}",
-                                  self.bank.get(f"tagger.{name}", ch) + int(value[ch]), ch)
-            else:
-                self.bank.set(f"tagger.{name}", self.bank.get(f"tagger.{name}") + int(value))
-        self.hist += result.hist
-        return result
-
-
-def _joined(a, b):
-    """Return one TaggerResult of two consecutive ones."""
-    from hil.tagger_model import TaggerResult
-    return TaggerResult(np.concatenate([a.words, b.words]), np.concatenate([a.items, b.items]),
-                        {k: a.counters[k] + b.counters[k] for k in a.counters}, a.hist + b.hist)
+        with self.board.lock:
+            if not self.enabled:
+                return None
+            result = TaggerModel(self.config()).run(clicks, syncs, first_frame=self.next_frame)
+            self.next_frame += int(result.counters["frames"])
+            self.events.queue += result.words.astype(">u4").tobytes()
+            for name, value in result.counters.items():
+                if name in CHANNEL_COUNTERS:
+                    for ch in range(CHANNELS):
+                        self.bank.set(f"tagger.{name}",
+                                      self.bank.get(f"tagger.{name}", ch) + int(value[ch]), ch)
+                else:
+                    self.bank.set(f"tagger.{name}", self.bank.get(f"tagger.{name}") + int(value))
+            self.hist += result.hist
+            return result
 
 
 class ModelBoard:

@@ -242,8 +242,6 @@ class HilBench:
                 feeder.pump()
             feeder.stop()
             self.testbed.flush()
-            if self.target == "model":   # the light stopped, time goes on: the last frame ends
-                self.testbed.bob_board.bob.idle(2 * self.timebase.frame_bins)
         else:
             feeder.run(slots / self.timebase.slot_hz)
         records, counters = self._drain()
