@@ -155,6 +155,11 @@ class HilBench:
                                    distance_km=opts.get("distance_km",
                                                         TARGETS[self.target]["distance_km"]),
                                    timebase=tb,
+                                   # rtl: Bob's twin with the behavioural Alice by default. Her
+                                   # twin works (tests/rtl/test_alice_twin.py) but at these
+                                   # 8-cycle slots her UART-fed FIFO underflows and the suite
+                                   # takes ~4x longer; options={"alice": "rtl"} runs both twins.
+                                   alice=opts.get("alice", "model"),
                                    seed=self.seed, realtime=False).start()
             alice_url, bob_url = self.testbed.alice_url, self.testbed.bob_url
             visa, backend = self.testbed.resources, "@py"
