@@ -6,7 +6,7 @@ import pytest
 
 from gateware import rtlsim
 from gateware.spec.registers import Role
-from hil.twin import build_twin
+from hil.twin import BAUD, CLK_HZ
 
 pytestmark = pytest.mark.cocotb
 
@@ -16,8 +16,12 @@ VECTORS = HERE.parent / "vectors" / "link_session.json"
 
 @pytest.fixture(scope="module")
 def link_build():
-    # The same build as the RTL twin's LINK image (one Verilator build serves both).
-    return build_twin(Role.LINK)
+    # The plain LINK image (NodeTop), its UART pins driven by the test; the RTL twin's top
+    # (hil.twin.twin_top) wraps the same image with a UART bridge inside the simulation.
+    from gateware.top import NodeTop
+    top = NodeTop(clk_hz=CLK_HZ, baud=BAUD, role=Role.LINK, git_hash=0)
+    name = "link_pins"
+    return name, rtlsim.build(name, rtlsim.verilog(top, name)), top.divisor
 
 
 @pytest.mark.parametrize("testcase", ["test_shared_vectors", "test_back_to_back_requests",
