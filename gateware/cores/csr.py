@@ -166,7 +166,7 @@ class RegisterBank(wiring.Component):
                 port = Value.cast(self.reg(info.path, i if info.count > 1 else None))
                 terms.append(Mux(sel[info.address + i], port, 0))
         with m.If(bus.r_stb):
-            m.d.sync += r_data.eq(_or_tree(terms) if terms else 0)
+            m.d.sync += r_data.eq(or_tree(terms) if terms else 0)
 
         for info in self._map:
             if info.access == Access.RO:
@@ -183,7 +183,7 @@ class RegisterBank(wiring.Component):
         return m
 
 
-def _or_tree(values):
+def or_tree(values):
     """Return the OR of ``values`` as a balanced tree (shallow logic for a wide read mux)."""
     values = list(values)
     while len(values) > 1:

@@ -24,6 +24,8 @@ from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
+from .csr import or_tree
+
 __all__ = ["CounterFile"]
 
 
@@ -85,7 +87,7 @@ class CounterFile(wiring.Component):
         # and read its word.
         pre = [Signal(self.pre_bits, name=f"pre{k}") for k in range(n)]
         taken = Signal(self.pre_bits)
-        m.d.comb += taken.eq(_or_all([pre[k] & hot[k].replicate(self.pre_bits) for k in range(n)]))
+        m.d.comb += taken.eq(or_tree([pre[k] & hot[k].replicate(self.pre_bits) for k in range(n)]))
         for k in range(n):
             with m.If(self.clear):
                 m.d.sync += pre[k].eq(0)
@@ -117,11 +119,3 @@ class CounterFile(wiring.Component):
                      self.r_data.eq(Mux(host_zero, 0, host.data))]
         return m
 
-
-def _or_all(values):
-    """Return the OR of ``values`` as a balanced tree."""
-    values = list(values)
-    while len(values) > 1:
-        values = [values[i] | values[i + 1] if i + 1 < len(values) else values[i]
-                  for i in range(0, len(values), 2)]
-    return values[0]

@@ -22,7 +22,7 @@ from controller.tagger import Records, Tagger, reconcile
 from gateware.spec.modulator import SLOTS_PER_BYTE
 from gateware.spec.tagger import CHANNELS
 
-__all__ = ["HilBench", "Run", "SeededSource", "load_bench_file", "expected_click_probability"]
+__all__ = ["HilBench", "Run", "SeededSource", "drain", "load_bench_file", "expected_click_probability"]
 
 #: Per target: time base overrides and slots per measurement.
 TARGETS = {
@@ -257,20 +257,27 @@ class HilBench:
                    self.timebase.frame_slots, att)
 
     def _drain(self, timeout=60.0):
-        """Read EVENTS until the tagger's counters and the records agree, or ``timeout`` s."""
-        parts = []
-        deadline = time.monotonic() + timeout
-        counters = None
-        while time.monotonic() < deadline:
-            parts.append(self.tagger.read_records(timeout=0.05))
-            counters = self.tagger.counters()
-            got = sum(len(p) for p in parts)
-            if counters["events"] == got + counters["dropped_events"] \
-                    and self.bob.fields("tagger.status")["fifo_bytes"] == 0:
-                parts.append(self.tagger.read_records(timeout=0.05))
-                if sum(len(p) for p in parts) == got:
-                    break
-        return Records.concat(parts), counters
+        """Read EVENTS until the tagger's counters and the records agree (see :func:`drain`)."""
+        return drain(self.tagger, timeout)
+
+
+def drain(tagger, timeout=60.0):
+    """Read EVENTS until ``tagger``'s counters and the records received agree (events = records
+    + dropped, event FIFO empty, nothing more arriving), or ``timeout`` s; return (records,
+    counters)."""
+    parts = []
+    deadline = time.monotonic() + timeout
+    counters = None
+    while time.monotonic() < deadline:
+        parts.append(tagger.read_records(timeout=0.05))
+        counters = tagger.counters()
+        got = sum(len(p) for p in parts)
+        if counters["events"] == got + counters["dropped_events"] \
+                and tagger.device.fields("tagger.status")["fifo_bytes"] == 0:
+            parts.append(tagger.read_records(timeout=0.05))
+            if sum(len(p) for p in parts) == got:
+                break
+    return Records.concat(parts), counters
 
 
 def channel_counts(records):

@@ -2,7 +2,6 @@
 fibre (``Fibre.attach_twin``) into Bob's RTL twin. The host's record of the choices Alice sent
 (her REPORTS) must match Bob's decoded events slot for slot."""
 
-import time
 from dataclasses import replace
 
 import numpy as np
@@ -10,27 +9,16 @@ import pytest
 
 from controller.alice import AliceFeeder, ChoiceSampler
 from controller.device import Device
-from controller.tagger import Records, Tagger, reconcile
+from controller.tagger import Tagger, reconcile
 from gateware.spec.modulator import Intensity
 from hil.fibre import TimeBase
 from hil.optics import preset
-from hil.suite.bench import Run, SeededSource
+from hil.suite.bench import Run, SeededSource, drain
 from hil.testbed import Testbed
 
 pytestmark = pytest.mark.cocotb
 
 SEED = 20261128
-
-
-def _drain(tagger, timeout=120.0):
-    parts, deadline = [], time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        parts.append(tagger.read_records(timeout=0.1))
-        counters = tagger.counters()
-        if reconcile(counters, Records.concat(parts)).ok \
-                and tagger.device.fields("tagger.status")["fifo_bytes"] == 0:
-            break
-    return Records.concat(parts), counters
 
 
 def _clean_optics():
@@ -60,7 +48,7 @@ def test_alice_twin_light_matches_bob_twin_events():
                 feeder.pump()
             feeder.stop()
         bed.flush()
-        records, counters = _drain(tagger)
+        records, counters = drain(tagger, timeout=120.0)
         fibre = dict(bed.fibre.stats)
     sent = feeder.record.slots()
     run_first = int(feeder.record.runs[-1][0])

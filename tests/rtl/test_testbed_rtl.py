@@ -2,18 +2,17 @@
 stretches go to a behavioural Bob; the two send the same EVENTS bytes, counters and histograms
 (the tagger issue's scoreboard, reused on the optics model's light)."""
 
-import time
 
 import numpy as np
 import pytest
 
 from controller.alice import AliceFeeder, ChoiceSampler
 from controller.device import Device
-from controller.tagger import Records, Tagger, reconcile
+from controller.tagger import Tagger
 from gateware.spec.registers import Role
 from hil.fibre import ModelBob, TimeBase
 from hil.model import ModelBoard, ModelServer
-from hil.suite.bench import SeededSource
+from hil.suite.bench import SeededSource, drain
 from hil.testbed import Testbed
 
 pytestmark = pytest.mark.cocotb
@@ -30,17 +29,6 @@ class Tee:
     def deliver(self, stretch):
         for bob in self.bobs:
             bob.deliver(stretch)
-
-
-def _drain(tagger, timeout=120.0):
-    parts, deadline = [], time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        parts.append(tagger.read_records(timeout=0.1))
-        counters = tagger.counters()
-        if reconcile(counters, Records.concat(parts)).ok \
-                and tagger.device.fields("tagger.status")["fifo_bytes"] == 0:
-            break
-    return Records.concat(parts), counters
 
 
 def test_twin_and_model_tag_the_same_light():
@@ -66,7 +54,7 @@ def test_twin_and_model_tag_the_same_light():
                 feeder.pump()
             feeder.stop()
         bed.flush()
-        (rtl, rtl_counters), (model, model_counters) = (_drain(t) for t in taggers)
+        (rtl, rtl_counters), (model, model_counters) = (drain(t, timeout=120.0) for t in taggers)
         assert bed.fibre.stats["clicks"] > 200, bed.fibre.stats
         assert rtl_counters == model_counters, f"seed {SEED}"
         assert rtl.words == model.words and len(rtl) == len(model) > 100
