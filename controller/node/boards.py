@@ -2,7 +2,8 @@
 
 Alice streams exactly ``block_slots`` choices, lets the board play them, stops the run and takes
 the run's record (``controller.alice.SentRecord``): slot numbers relative to the run's first
-slot index her record.  Bob clears his tagger before each run (frame numbers start at 0 with
+slot index her record.  A run that went on past ``block_slots`` while the stop crossed the link
+is cut to its first ``block_slots`` slots (``AliceBoard.overrun`` counts the rest).  Bob clears his tagger before each run (frame numbers start at 0 with
 the run's first sync), collects the EVENTS stream until the tagger reports sync lost after the
 run's last frame, and maps each detection to ``frame * frame_slots + slot``, the same relative
 slot number.  Board resets and link errors surface as :class:`BoardFault`.
@@ -37,6 +38,7 @@ class AliceBoard:
         self.url, self.proto, self.link_timeout = url, proto, link_timeout
         self.slot_period, self.frame_slots = slot_period, frame_slots
         self.random_source, self.chunk, self.poll_s = random_source, chunk, poll_s
+        self.overrun = {"slots": 0, "choices": 0}   # of the last run: slots past the block, choices in them
         ps = proto.probabilities
         self.sampler = ChoiceSampler(p_x=proto.p_x, p_signal=ps[0], p_decoy=ps[1],
                                      p_vacuum=ps[2] if len(ps) > 2 else 0.0)
@@ -125,6 +127,13 @@ class AliceBoard:
             self.close()
             raise BoardFault(f"Alice's board reported {len(f.record.runs)} run(s) and {played} "
                              f"played choices for a block of {n_slots}: reports out of step")
+        # a board's run goes on while the stop command crosses the link: the slots past the
+        # block's n_slots are underflows (dark), or choices an underflow earlier in the run
+        # pushed back; the block is the first n_slots, the rest is link time it cost
+        self.overrun = {"slots": max(len(rec["slot"]) - n_slots, 0),
+                        "choices": int(rec["usable"][n_slots:].sum())}
+        if self.overrun["slots"]:
+            rec = {k: v[:n_slots] for k, v in rec.items() if k != "pending"}
         first = int(rec["slot"][0])
         return AliceRecord(bits=rec["bit"], bases=rec["basis"], intensities=rec["intensity"],
                            usable=rec["usable"]), first
