@@ -67,6 +67,10 @@ def absorb(key: int, h: int, data: bytes) -> int:
     return h
 
 
+class _Tagged(bytes):
+    """A block-lane payload that arrived in a tagged frame (authenticated by its own tag)."""
+
+
 def _tag_bytes(h: int, pad: bytes) -> bytes:
     return ((h + (int.from_bytes(pad, "big") & P127)) % P127).to_bytes(16, "big")
 
@@ -207,6 +211,8 @@ class AuthChannel:
         self._hello = threading.Event()
         self._expect = pool.recv_floor(self.peer)
         self._first = True
+        self.peer_generation: int | None = None     # the peer's pad top-up generation (HELLO)
+        self._claimed_generation: int | None = None
         try:
             self._handshake()
         except BaseException:
@@ -284,14 +290,24 @@ class AuthChannel:
     # -- handshake ----------------------------------------------------------------------------
 
     def _handshake(self) -> None:
-        """Exchange receive floors (unauthenticated), then authenticated HELLOs."""
+        """Exchange receive floors and pad generations (unauthenticated), then authenticated HELLOs.
+
+        The FLOOR frame says which pads this end will accept and which top-up generation it
+        holds; until the HELLO confirms it, the claim only limits which pads this end sends with
+        (:meth:`AuthKeyPool.send_limit`): a false claim can stop the session, never make it use a
+        pad twice or one the peer lacks.  The HELLO repeats the generation under a tag."""
         self._sock.settimeout(self.timeout)
-        self._send_frame(KIND_FLOOR, 0, struct.pack(">Q", self.pool.recv_floor(self.peer)))
+        self._send_frame(KIND_FLOOR, 0, struct.pack(">QQ", self.pool.recv_floor(self.peer),
+                                                    self.pool.generation))
         frame, _, _, _ = self._read_frame()
-        if frame.kind != KIND_FLOOR:
+        if frame.kind != KIND_FLOOR or len(frame.body) not in (8, 16):
             raise ChannelClosed("peer did not start with the channel handshake")
-        self.pool.skip_send(self.party, struct.unpack(">Q", frame.body)[0])
-        self._send_frame(KIND_HELLO, 0, json.dumps({"party": self.party}).encode())
+        self.pool.skip_send(self.party, struct.unpack(">Q", frame.body[:8])[0])
+        if len(frame.body) == 16:
+            self._claimed_generation = struct.unpack(">Q", frame.body[8:])[0]
+        self.pool.set_peer_generation(self._claimed_generation)
+        self._send_frame(KIND_HELLO, 0, json.dumps({"party": self.party,
+                                                    "gen": self.pool.generation}).encode())
         self._sock.settimeout(None)
         self._reader = threading.Thread(target=self._read_loop, name=f"channel-{self.party}",
                                         daemon=True)
@@ -392,6 +408,18 @@ class AuthChannel:
             self._first = False
         self.counters.received += 1
         if frame.kind == KIND_HELLO:
+            if self._hello.is_set():
+                self.counters.replayed += 1
+                raise ReplayedMessage(f"a second HELLO from {self.peer} in one session")
+            try:
+                gen = json.loads(frame.body.decode()).get("gen")
+            except (ValueError, UnicodeDecodeError, AttributeError):
+                gen = -1
+            if gen != self._claimed_generation:
+                self.counters.tampered += 1
+                raise TamperedMessage(f"the HELLO from {self.peer} names pad generation {gen}, its "
+                                      f"handshake claimed {self._claimed_generation}")
+            self.peer_generation = gen
             self._hello.set()
         elif frame.kind == KIND_ABORT:
             if frame.block != self.block or self._aborted == self.block:
@@ -409,7 +437,9 @@ class AuthChannel:
                 return
             if frame.lane == LANE_BLOCK:
                 self._meter(self.peer, frame.bits, frame.leaks_key, frame.tag)
-            self._lanes[frame.lane].put(frame.body)
+                self._lanes[frame.lane].put(_Tagged(frame.body) if frame.tagged else frame.body)
+            else:
+                self._lanes[frame.lane].put(frame.body)
 
     def _fail(self, exc: ChannelError) -> None:
         """Record an authentication failure: abort the block here and tell the peer."""
@@ -458,14 +488,20 @@ class AuthChannel:
                          tag=tag, checkpoint=checkpoint)
         self._meter(self.party, n, leaks_key, tag)
 
-    def recv(self, receiver: str, timeout: float | None = None) -> Payload:
+    def recv(self, receiver: str, timeout: float | None = None, *,
+             checkpoint: bool = False) -> Payload:
         """Return the next block-lane message; raises a :class:`ChannelAuthError` or :class:`BlockAborted`.
 
         A payload that does not decode was altered on the way (the peer only sends well-formed
-        ones): :class:`TamperedMessage`, counted, the block aborted."""
+        ones): :class:`TamperedMessage`, counted, the block aborted.  ``checkpoint=True``: the
+        message must have come in a tagged frame (the peer sent it with ``checkpoint=True``), so
+        that it and everything before it are authenticated when it is returned; an untagged one
+        in its place was inserted on the way (:class:`TamperedMessage`)."""
         if receiver != self.party:
             raise ValueError(f"this channel end is {self.party}'s; it cannot receive for {receiver!r}")
         data = self.recv_on(LANE_BLOCK, timeout)
+        if checkpoint and not isinstance(data, _Tagged):
+            raise self.suspect(f"an untagged frame from {self.peer} where a checkpoint is due")
         try:
             return decode_payload(data)
         except Exception as exc:  # noqa: BLE001 - any decoding failure is the same finding

@@ -90,6 +90,11 @@ class Metrics:
                                     "left, by direction.", ["direction"])
         self.auth_consumed = gauge("channel_auth_key_consumed_bits", "Authentication key bits used.")
         self.blocks_aborted = gauge("channel_blocks_aborted", "Blocks aborted by the channel.")
+        self.pad_generation = gauge("channel_pad_generation", "Pad top-ups applied to the "
+                                    "channel's authentication pool (equal on both nodes when in step).")
+        self.resolved = counter("link_blocks_resolved", "Blocks left half-done at the end-of-block "
+                                "exchange by a link drop or a crash, settled when the channel came "
+                                "back, by outcome (committed, dropped).", ["outcome"])
         self.kme_delivered = gauge("kme_keys_delivered", "Keys delivered by the KME, by call "
                                    "(enc_keys, dec_keys).", ["call"])
         self.instrument_up = gauge("instrument_up", "1 if the bench instrument answered its last "
@@ -204,6 +209,14 @@ class Metrics:
             self.auth_remaining.labels(n, direction).set(bits)
         self.auth_consumed.labels(n).set(figures.get("auth_consumed_bits", 0))
         self.blocks_aborted.labels(n).set(figures.get("blocks_aborted", 0))
+
+    def update_pad_generation(self, generation: int) -> None:
+        """Set the channel pool's top-up generation."""
+        self.pad_generation.labels(self.node).set(generation)
+
+    def record_resolution(self, outcome: str) -> None:
+        """Count a half-done block settled at a reconnection (``committed`` or ``dropped``)."""
+        self.resolved.labels(self.node, outcome).inc()
 
     def update_kme(self, counters) -> None:
         """Copy a :class:`controller.kms.kme.KMECounters` into the KME gauges."""

@@ -26,6 +26,7 @@ HASH_KEY_BYTES = 16
 PARTIES = ("alice", "bob")
 MAX_SKIP = 1 << 16            # pads a peer may ask us to skip on (re)connection
 CHECKPOINT = 64               # pads reserved ahead in the state file
+GENERATIONS_KEPT = 16         # pad ends remembered per generation (the peer may lag behind)
 
 
 class ChannelError(RuntimeError):
@@ -76,6 +77,14 @@ class AuthKeyPool:
     replenishment) are split in half: first half alice->bob, second half bob->alice, so both ends
     derive the same streams.  With ``state_path`` the pool is kept in a 0600 file; the send index is
     written ``CHECKPOINT`` pads ahead before use, so a restart never reuses a pad.
+
+    Every top-up is numbered: ``generation`` is the number of top-ups applied (0: the pre-shared
+    pads only) and :meth:`top_up` applies top-up ``g`` only once, in order, so a node that
+    crashed between committing a block and topping up can apply it again at restart.  The end of
+    each stream after each of the last ``GENERATIONS_KEPT`` generations is remembered: when the
+    peer is known to hold only generation ``peer_generation`` (it has not applied the latest
+    top-up yet), :meth:`take_send` refuses pads past that generation's end, so a frame is never
+    authenticated with pads the peer does not have.
     """
 
     def __init__(self, secret: bytes, *, state_path: str | os.PathLike | None = None):
@@ -94,12 +103,16 @@ class AuthKeyPool:
         self._saved_recv = {"alice": 0, "bob": 0}
         self.consumed_bits = 0
         self.replenished_bits = 0
+        self.generation = 0
+        self.peer_generation: int | None = None      # what the peer holds, once told
+        self._ends: dict[int, tuple[int, int]] = {}  # generation -> end of each stream
         self.state_path = Path(state_path) if state_path else None
         self._fingerprint = hmac.new(secret[:HASH_KEY_BYTES], b"qkdnode channel", "sha256").hexdigest()[:16]
         if self.state_path and self.state_path.exists():
             self._load()
         else:
             self._append(secret[HASH_KEY_BYTES:])
+            self._ends[0] = (self._end("alice"), self._end("bob"))
 
     @classmethod
     def from_file(cls, path: str | os.PathLike, *, state_path=None) -> "AuthKeyPool":
@@ -118,14 +131,66 @@ class AuthKeyPool:
         self._pads["bob"] += data[half:2 * half]
 
     def replenish(self, key_bits: bytes) -> int:
-        """Add distilled key to both pad streams (call with the same bytes on both ends); return bits added."""
+        """Add distilled key to both pad streams (call with the same bytes on both ends); return bits added.
+
+        The next generation's top-up (:meth:`top_up` with ``generation + 1``); the caller vouches
+        that the peer applies it too, so a peer known to be in step is taken to be in step after
+        it.  The node uses :meth:`top_up` and tells the pool what the peer holds when it knows."""
         with self._lock:
+            in_step = self.peer_generation == self.generation
+            added = self.top_up(self.generation + 1, key_bits)
+            if in_step:
+                self.peer_generation = self.generation
+            return added
+
+    def top_up(self, generation: int, key_bits: bytes) -> int:
+        """Apply top-up number ``generation`` (distilled key, the same bytes on both ends) once.
+
+        A generation already applied adds nothing (returns 0): a node may repeat a top-up after a
+        crash.  Generations apply in order; skipping one raises :class:`ChannelError`.  Returns
+        the bits added; the pool (with its new generation) is saved before returning."""
+        with self._lock:
+            generation = int(generation)
+            if generation <= self.generation:
+                return 0
+            if generation != self.generation + 1:
+                raise ChannelError(f"pad top-up {generation} cannot follow top-up {self.generation}: "
+                                   f"the top-ups in between are missing (key store and channel "
+                                   f"state file {self.state_path} out of step).")
             before = sum(len(v) for v in self._pads.values())
             self._append(bytes(key_bits))
             added = 8 * (sum(len(v) for v in self._pads.values()) - before)
             self.replenished_bits += added
+            self.generation = generation
+            self._ends[generation] = (self._end("alice"), self._end("bob"))
+            for old in sorted(self._ends)[:-GENERATIONS_KEPT]:
+                del self._ends[old]
             self._save()
         return added
+
+    def set_peer_generation(self, generation: int | None) -> None:
+        """Record the top-up generation the peer holds (``None``: unknown, no limit)."""
+        with self._lock:
+            self.peer_generation = None if generation is None else int(generation)
+
+    def note_peer_generation(self, generation: int) -> None:
+        """The peer showed (authenticated) that it holds ``generation``: raise the known value."""
+        with self._lock:
+            g = int(generation)
+            if self.peer_generation is None or g > self.peer_generation:
+                self.peer_generation = g
+
+    def send_limit(self, party: str) -> int | None:
+        """Return the first pad index of ``party``'s stream the peer may not hold, or ``None``."""
+        with self._lock:
+            peer = self.peer_generation
+            if peer is None or peer >= self.generation:
+                return None
+            if peer not in self._ends:
+                raise ChannelError(f"the peer holds pad generation {peer}, {self.generation - peer} "
+                                   f"top-ups behind this end (at most {GENERATIONS_KEPT} are "
+                                   f"remembered): the two channel states diverged; reprovision.")
+            return self._ends[peer][PARTIES.index(party)]
 
     def _end(self, party: str) -> int:
         return self._base[party] + len(self._pads[party]) // PAD_BYTES
@@ -150,6 +215,12 @@ class AuthKeyPool:
         """Return the next (index, pad) for frames sent by ``party``; the pad is gone afterwards."""
         with self._lock:
             index = self._next_send[party]
+            limit = self.send_limit(party)
+            if limit is not None and index >= limit:
+                raise AuthKeyExhausted(
+                    f"{party}->{_other(party)} frame {index} would use a pad of top-up "
+                    f"{self.generation}, which the peer (at top-up {self.peer_generation}) does not "
+                    f"hold yet; the pads both ends hold are used up: replenish or reprovision.")
             pad = self._pad(party, index)
             self._next_send[party] = index + 1
             if index + 1 > self._saved_send[party]:
@@ -199,6 +270,11 @@ class AuthKeyPool:
     def hash_key(self) -> int:
         return self._key
 
+    @property
+    def fingerprint(self) -> str:
+        """A public name of the pre-shared secret (HMAC of its hash key), for records tied to it."""
+        return self._fingerprint
+
     # -- persistence --------------------------------------------------------------------------
 
     def _save(self) -> None:
@@ -207,9 +283,11 @@ class AuthKeyPool:
             return
         starts = {p: max(self._base[p], self._saved_send[p]) for p in PARTIES}
         blobs = {p: bytes(self._pads[p][(starts[p] - self._base[p]) * PAD_BYTES:]) for p in PARTIES}
-        meta = {"v": 1, "fingerprint": self._fingerprint, "consumed_bits": self.consumed_bits,
+        meta = {"v": 2, "fingerprint": self._fingerprint, "consumed_bits": self.consumed_bits,
                 "replenished_bits": self.replenished_bits, "base": starts,
-                "saved_send": self._saved_send, "floor_recv": self._floor_recv}
+                "saved_send": self._saved_send, "floor_recv": self._floor_recv,
+                "generation": self.generation,
+                "ends": [[g, *e] for g, e in sorted(self._ends.items())]}
         self._saved_recv = dict(self._floor_recv)
         header = json.dumps(meta).encode()
         write_secret(self.state_path, struct.pack(">III", len(header), len(blobs["alice"]),
@@ -233,6 +311,9 @@ class AuthKeyPool:
         self._saved_recv = dict(self._floor_recv)
         self.consumed_bits = int(meta["consumed_bits"])
         self.replenished_bits = int(meta["replenished_bits"])
+        self.generation = int(meta.get("generation", 0))     # v1 files: no top-up numbering yet
+        self._ends = {int(g): (int(a), int(b)) for g, a, b in meta.get("ends", [])}
+        self._ends.setdefault(self.generation, (self._end("alice"), self._end("bob")))
 
 
 def _other(party: str) -> str:

@@ -12,6 +12,13 @@ threads or two processes can never take the same key.  ``reserved`` carries the 
   for that slave's ``dec_keys``.
 
 A delivered key's sealed material is erased; its row stays, so the key ID can never be served again.
+
+The end of a block between the two nodes (:mod:`controller.node.runner`) is recorded in
+``link_blocks``: a block is ``pending`` (Alice: key and pad top-up sealed, waiting for Bob's
+decision), ``committed`` (its keys are in ``keys``, in the same transaction) or ``dropped``
+(never to be committed).  A committed block's pad top-up (generation ``gen`` of the channel pool
+with fingerprint ``pool``) stays sealed here until the pool has saved it, so a crash between the
+key commit and the top-up is repaired at restart (:meth:`KeyStore.topups`).
 A key the peer KME does not hold any more is ``discarded`` the same way (never served by either side).
 Key material never appears in a log line, an exception or a ``repr``.
 """
@@ -64,7 +71,18 @@ CREATE TABLE IF NOT EXISTS keys (
     CHECK ((state = 'available') = (side IS NULL))
 );
 CREATE INDEX IF NOT EXISTS keys_by_state ON keys(state, seq);
+CREATE TABLE IF NOT EXISTS link_blocks (
+    block_id   TEXT PRIMARY KEY,
+    state      TEXT NOT NULL CHECK (state IN ('pending', 'committed', 'dropped')),
+    pool       TEXT,
+    gen        INTEGER,
+    topup      BLOB,
+    key_bits   BLOB,
+    created_at REAL NOT NULL,
+    changed_at REAL
+);
 """
+PENDING, COMMITTED, DROPPED = "pending", "committed", "dropped"
 
 
 class KeyStoreError(RuntimeError):
@@ -252,6 +270,125 @@ class KeyStore:
                 raise KeyStoreError(f"block {block_id}: a key ID is already in the store "
                                     f"(key IDs must be unique across blocks).") from None
         return [kid for kid, _ in keys]
+
+    # -- the end of a block between the nodes: pending, committed, dropped -----------------
+
+    def block_state(self, block_id: str) -> str | None:
+        """Return ``pending``, ``committed``, ``dropped`` or ``None`` (no record) for a link block."""
+        row = self._conn().execute("SELECT state FROM link_blocks WHERE block_id = ?",
+                                   (block_id,)).fetchone()
+        return row[0] if row else None
+
+    def pending_blocks(self) -> list[str]:
+        """Return the IDs of the blocks prepared here and not yet committed or dropped."""
+        return [r[0] for r in self._conn().execute(
+            "SELECT block_id FROM link_blocks WHERE state = 'pending' ORDER BY created_at")]
+
+    def prepare_block(self, block_id: str, key_bits: bytes, *, topup: bytes = b"",
+                      gen: int | None = None, pool: str | None = None) -> None:
+        """Record block ``block_id`` as pending: its key and pad top-up sealed, no key usable yet.
+
+        Preparing a block that has a record already is refused (:class:`KeyStoreError`)."""
+        now = time.time()
+        with self._tx() as db:
+            if db.execute("SELECT 1 FROM link_blocks WHERE block_id = ?", (block_id,)).fetchone():
+                raise KeyStoreError(f"block {block_id} was prepared, committed or dropped before.")
+            db.execute("INSERT INTO link_blocks VALUES (?, 'pending', ?, ?, ?, ?, ?, NULL)",
+                       (block_id, pool, gen if topup else None,
+                        self._seal(block_id, b"topup", bytes(topup)) if topup else None,
+                        self._seal(block_id, b"pending", bytes(key_bits)), now))
+
+    def commit_block(self, block_id: str, key_bits: bytes, *, topup: bytes = b"",
+                     gen: int | None = None, pool: str | None = None) -> list[str]:
+        """Commit block ``block_id`` at once: its keys and its pad top-up, one transaction.
+
+        Returns the key IDs; a block committed before returns its IDs again and adds nothing.
+        A dropped block is refused (:class:`KeyStoreError`): the peer was told it does not exist."""
+        with self._tx() as db:
+            state = self._link_state(db, block_id)
+            if state == DROPPED:
+                raise KeyStoreError(f"block {block_id} was dropped; it cannot be committed.")
+            if state == PENDING:
+                raise KeyStoreError(f"block {block_id} is pending here; commit it with "
+                                    f"commit_pending().")
+            if state == COMMITTED:
+                return self._block_ids(db, block_id)
+            db.execute("INSERT INTO link_blocks VALUES (?, 'committed', ?, ?, ?, NULL, ?, ?)",
+                       (block_id, pool, gen if topup else None,
+                        self._seal(block_id, b"topup", bytes(topup)) if topup else None,
+                        time.time(), time.time()))
+            return self._insert_block(db, block_id, bytes(key_bits))
+
+    def commit_pending(self, block_id: str) -> list[str]:
+        """Commit a pending block (its keys become available, its top-up due); return its key IDs.
+
+        Committed before: returns the IDs again.  Dropped or unknown: :class:`KeyStoreError`."""
+        with self._tx() as db:
+            state = self._link_state(db, block_id)
+            if state == COMMITTED:
+                return self._block_ids(db, block_id)
+            if state != PENDING:
+                raise KeyStoreError(f"block {block_id} is not pending here (state {state}).")
+            sealed = db.execute("SELECT key_bits FROM link_blocks WHERE block_id = ?",
+                                (block_id,)).fetchone()[0]
+            key_bits = self._open(block_id, b"pending", sealed)
+            db.execute("UPDATE link_blocks SET state = 'committed', key_bits = NULL, changed_at = ? "
+                       "WHERE block_id = ? AND state = 'pending'", (time.time(), block_id))
+            return self._insert_block(db, block_id, key_bits)
+
+    def drop_block(self, block_id: str) -> str:
+        """Drop a link block: a pending one loses its key and top-up; an unknown one is recorded as
+        dropped so it can never be committed.  Returns the state after the call: ``dropped``, or
+        ``committed`` for a block committed before (which is never undone)."""
+        with self._tx() as db:
+            state = self._link_state(db, block_id)
+            if state == COMMITTED:
+                return COMMITTED
+            if state is None:
+                db.execute("INSERT INTO link_blocks (block_id, state, created_at, changed_at) "
+                           "VALUES (?, 'dropped', ?, ?)", (block_id, time.time(), time.time()))
+            else:
+                db.execute("UPDATE link_blocks SET state = 'dropped', key_bits = NULL, topup = NULL, "
+                           "gen = NULL, changed_at = ? WHERE block_id = ?", (time.time(), block_id))
+        return DROPPED
+
+    def topups(self, pool: str) -> list[tuple[int, str, bytes]]:
+        """Return the committed pad top-ups not yet forgotten for pool ``pool``: (gen, block, bits)."""
+        rows = self._conn().execute(
+            "SELECT gen, block_id, topup FROM link_blocks WHERE state = 'committed' AND pool = ? "
+            "AND topup IS NOT NULL ORDER BY gen", (pool,)).fetchall()
+        return [(int(g), b, self._open(b, b"topup", t)) for g, b, t in rows]
+
+    def forget_topup(self, block_id: str) -> None:
+        """Erase a committed block's top-up once the channel pool has saved it."""
+        with self._tx() as db:
+            db.execute("UPDATE link_blocks SET topup = NULL, changed_at = ? WHERE block_id = ? "
+                       "AND state = 'committed'", (time.time(), block_id))
+
+    @staticmethod
+    def _link_state(db, block_id):
+        row = db.execute("SELECT state FROM link_blocks WHERE block_id = ?", (block_id,)).fetchone()
+        return row[0] if row else None
+
+    @staticmethod
+    def _block_ids(db, block_id):
+        return [r[0] for r in db.execute("SELECT key_id FROM keys WHERE block_id = ? ORDER BY seq",
+                                         (block_id,))]
+
+    def _insert_block(self, db, block_id: str, key_bits: bytes) -> list[str]:
+        """Insert a block's whole keys (none if shorter than one key) inside transaction ``db``."""
+        pieces = split_block(key_bits, self.key_size)
+        if not pieces:
+            return []
+        ids = derive_key_ids(block_id, len(pieces))
+        now = time.time()
+        db.execute("INSERT INTO blocks VALUES (?, ?, ?, ?)",
+                   (block_id, len(pieces), sum(8 * len(m) for m in pieces), now))
+        db.executemany("INSERT INTO keys (key_id, block_id, size_bits, sealed, created_at) "
+                       "VALUES (?, ?, ?, ?, ?)",
+                       [(kid, block_id, 8 * len(m), self._seal(kid, b"raw", m), now)
+                        for kid, m in zip(ids, pieces)])
+        return ids
 
     # -- the master's KME: claim, then deliver or release -----------------------------------
 

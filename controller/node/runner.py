@@ -8,12 +8,28 @@ Alice leads.  Per block (one modulator run, ``block_slots`` slots):
     Alice -> {"run": n, "played", "overrun"}             Bob collects the run's detections
     Bob   -> {"ok": true | false, "reason"}
     distillation (``protocol.alice_block`` / ``bob_block``)
-    Bob   -> {"end": n, "secret_bits", "abort"}   TAGGED: authenticates all Bob sent in the block
-    Alice -> {"end": n, "replenish": bits}        TAGGED: authenticates all Alice sent in the block
-    Bob tops up the channel's pads, commits, then -> {"committed": n}; Alice does the same.
+    Bob   -> {"end": n, "secret_bits", "abort", "gen"}   TAGGED: all Bob sent in the block
+    Alice    records the block PENDING (key and pad top-up, sealed, in her store)
+    Alice -> {"end": n, "replenish": bits, "gen"}        TAGGED: all Alice sent in the block
+    Bob      COMMITS: keys and top-up in one store transaction (the decision), then tops up
+    Bob   -> {"committed": n, "gen"}                    TAGGED
+    Alice    commits her pending block, then tops up
+
+Bob's commit is the decision: a block exists iff Bob committed it, and Alice commits only after
+Bob's tagged "committed" (or his answer at the next connection).  ``gen`` is the number of pad
+top-ups each end applied (:attr:`AuthKeyPool.generation`), checked equal at every block end.  A
+link drop or a crash anywhere in this exchange leaves Alice at most one pending block: when the
+channel is up again (its HELLO carries each end's generation), Alice's first message is
+``{"sync": [pending block IDs], "gen"}`` (TAGGED) and Bob answers ``{"synced", "committed": [...],
+"dropped": [...], "gen"}`` (TAGGED), recording every block he had not committed as dropped so it
+never will be; Alice commits or drops each one accordingly.  Top-ups are numbered and kept in the
+store with the commit, so a crash between commit and top-up is repaired at restart
+(:meth:`Node._apply_topups`).  Until Bob knows that Alice applied his last top-up, his pool does not
+send with its pads (:meth:`AuthKeyPool.send_limit`).  ``fault_hook(point, n)`` is called at each
+step of this exchange (:data:`FAULT_POINTS`; the fault tests drop the link or stop the node there).
 
 The channel is opened ``deferred``: every other block-lane frame goes untagged and is checked by
-the sender's next tag, so a block costs two one-time pads (256 bits), not one per message.  Each
+the sender's next tag, so a block costs three one-time pads (384 bits), not one per message.  Each
 end acts on a block (alarm, pads, commit) only after the peer's end-of-block tag verified, i.e.
 after the peer's whole transcript of the block is authenticated; data that fails to parse before
 that is treated as tampering.  ``figures["auth_bits_used"]`` is what the block cost in pads
@@ -43,6 +59,7 @@ import numpy as np
 from controller.channel import (AuthChannel, ChannelAuthError, ChannelClosed, ChannelError,
                                 ChannelListener, connect)
 from controller.kms.kme import PeerKME, PeerUnavailable
+from controller.kms.store import COMMITTED
 from controller.kms.peer_channel import ChannelPeerKME, PeerKMEService
 
 from .boards import BoardFault
@@ -50,6 +67,15 @@ from .protocol import ALICE, BOB, BlockOutcome, Protocol, alice_block, bob_block
 
 logger = logging.getLogger("qkdnode.node")
 ALARMS = ("qber", "decoy")
+# where ``fault_hook`` is called, in the order of the end-of-block exchange (then the resolution)
+FAULT_POINTS = ("bob:end_sent", "alice:end_received", "alice:prepared", "alice:end_sent",
+                "bob:end_received", "bob:committed", "bob:topped_up", "bob:committed_sent",
+                "alice:committed_received", "alice:committed", "alice:topped_up",
+                "alice:sync_sent", "bob:sync_answered")
+
+
+class Halt(BaseException):
+    """Raised by a fault hook to stop the node where it is, as a crash would (nothing more saved)."""
 
 
 class ProtocolMismatch(RuntimeError):
@@ -87,6 +113,7 @@ class NodeStats:
     history: list = field(default_factory=list)
     recoveries: list = field(default_factory=list)
     key_ids: list = field(default_factory=list)
+    resolved: list = field(default_factory=list)      # half-done blocks settled at a reconnection
 
 
 class Node:
@@ -99,7 +126,7 @@ class Node:
     def __init__(self, role, board, proto: Protocol, block_slots: int, store, pool, *,
                  listen=None, connect_to=None, kme=None, metrics=None, clock=time.monotonic,
                  name=None, timeout_s=30.0, run_timeout_s=600.0, low_water_msgs=8192,
-                 rng_seed=None, slot_hz=None, max_blocks=None):
+                 rng_seed=None, slot_hz=None, max_blocks=None, fault_hook=None):
         if role not in (ALICE, BOB):
             raise ValueError(f"role must be 'alice' or 'bob', got {role!r}")
         self.role, self.board, self.proto, self.block_slots = role, board, proto, block_slots
@@ -130,6 +157,8 @@ class Node:
         self.error: BaseException | None = None
         self._consumed_mark = pool.consumed_bits     # pad bits consumed up to the last block
         self._auth_owed = 0                          # pad bits used and not yet replenished
+        self.fault_hook = fault_hook
+        self._apply_topups()                         # a crash may have left one committed, not applied
 
     # -- life cycle -------------------------------------------------------------------------------
 
@@ -183,6 +212,8 @@ class Node:
         except ProtocolMismatch as exc:
             self.error = exc
             logger.error("%s: %s", self.name, exc)
+        except Halt as exc:
+            logger.warning("%s: halted at %s", self.name, exc)
         except Exception as exc:  # noqa: BLE001 - reported to whoever started the node
             if not self._stop.is_set():
                 self.error = exc
@@ -254,7 +285,14 @@ class Node:
                 self._stop.wait(0.2)
             return False
         self.channel = ch
-        if self.kme is not None:
+        if self.role == ALICE:
+            try:
+                self._resolve()
+            except ChannelError as exc:
+                if not self._stop.is_set():
+                    self._channel_failed(exc)
+                return False
+        if self.kme is not None:                     # after the resolution: both stores agree
             self._service = PeerKMEService(ch, self.kme).start()
             self.peer.current = ChannelPeerKME(ch, timeout=self.timeout_s)
         self.stats.sessions += 1
@@ -273,10 +311,83 @@ class Node:
             raise ChannelClosed("the channel is closed")
         self.channel.send(self.role, json.dumps(obj).encode(), tag="node", checkpoint=checkpoint)
 
-    def _recv(self, timeout=None) -> dict:
+    def _recv(self, timeout=None, checkpoint=False) -> dict:
         if self.channel is None:
             raise ChannelClosed("the channel is closed")
-        return json.loads(bytes(self.channel.recv(self.role, timeout=timeout)).decode())
+        return json.loads(bytes(self.channel.recv(self.role, timeout=timeout,
+                                                  checkpoint=checkpoint)).decode())
+
+    def _fault(self, point: str, n: int) -> None:
+        if self.fault_hook is not None:
+            self.fault_hook(point, n)
+
+    # -- half-done blocks: the resolution at (re)connection ---------------------------------------
+
+    def _apply_topups(self) -> None:
+        """Bring the pads to the store: apply committed top-ups the pool has not saved yet."""
+        for gen, block_id, bits in self.store.topups(self.pool.fingerprint):
+            self.pool.top_up(gen, bits)
+            self.store.forget_topup(block_id)
+        if self.metrics is not None:
+            self.metrics.update_pad_generation(self.pool.generation)
+
+    def _pads_out_of_step(self, peer_gen) -> ProtocolMismatch:
+        return ProtocolMismatch(
+            f"the channel's pads are out of step with the peer's: this end applied "
+            f"{self.pool.generation} top-ups, the peer {peer_gen}, with no half-done block to "
+            f"explain it (a channel state file or key store restored from an old copy?); "
+            f"reprovision the pre-shared secret on both ends")
+
+    def _resolve(self) -> None:
+        """Alice, on a new channel: settle the blocks left pending with Bob (his store decides)."""
+        pending = self.store.pending_blocks()
+        peer_gen = self.channel.peer_generation
+        if not pending:
+            if peer_gen is not None and peer_gen != self.pool.generation:
+                raise self._pads_out_of_step(peer_gen)
+            return
+        logger.info("%s: settling %d half-done block(s) with the peer: %s", self.name,
+                    len(pending), pending)
+        self._send({"sync": pending, "gen": self.pool.generation}, checkpoint=True)
+        self._fault("alice:sync_sent", -1)
+        msg = self._recv(checkpoint=True)
+        committed, dropped = msg.get("committed"), msg.get("dropped")
+        if not (msg.get("synced") and isinstance(committed, list) and isinstance(dropped, list)
+                and sorted(committed + dropped) == sorted(pending)):
+            raise ChannelError(f"protocol out of step: Bob's answer does not settle {pending}: {msg}")
+        for block_id in pending:
+            if block_id in committed:
+                ids = self.store.commit_pending(block_id)
+                self.stats.key_ids.extend(ids)
+                outcome = "committed"
+            else:
+                self.store.drop_block(block_id)
+                outcome = "dropped"
+            self.stats.resolved.append({"block": block_id, "outcome": outcome})
+            logger.info("%s: half-done block %s %s (Bob's decision)", self.name, block_id, outcome)
+            if self.metrics is not None:
+                self.metrics.record_resolution(outcome)
+        self._apply_topups()
+        gen = int(msg.get("gen", -1))
+        if gen != self.pool.generation:
+            raise self._pads_out_of_step(gen)
+        self.pool.note_peer_generation(gen)
+
+    def _bob_sync(self, msg) -> None:
+        """Bob: answer Alice's sync; every block not committed here is dropped for good."""
+        blocks = msg["sync"]
+        if not (isinstance(blocks, list) and all(isinstance(b, str) for b in blocks)):
+            raise ChannelError(f"protocol out of step: a sync naming {blocks!r}")
+        committed, dropped = [], []
+        for block_id in blocks:
+            outcome = self.store.drop_block(block_id)
+            (committed if outcome == COMMITTED else dropped).append(block_id)
+            self.stats.resolved.append({"block": block_id, "outcome": outcome})
+            if self.metrics is not None:
+                self.metrics.record_resolution(outcome)
+        self._send({"synced": True, "committed": committed, "dropped": dropped,
+                    "gen": self.pool.generation}, checkpoint=True)
+        self._fault("bob:sync_answered", -1)
 
     # -- Alice ------------------------------------------------------------------------------------
 
@@ -314,6 +425,9 @@ class Node:
 
     def _bob_block(self) -> None:
         msg = self._recv(self.run_timeout_s)
+        if "sync" in msg:
+            self._bob_sync(msg)
+            return
         if "prepare" not in msg:
             raise ChannelError(f"protocol out of step: expected a block, got {sorted(msg)}")
         n, self.session = msg["prepare"], msg["session"]
@@ -367,51 +481,85 @@ class Node:
         want = max(self._auth_owed, max(0, self.low_water_msgs - left) * 256, 0)
         return min(-(-want // 256) * 256, key_bits // 2 // 256 * 256)
 
-    def _end_of_block(self, n, outcome: BlockOutcome) -> int:
+    def _end_of_block(self, n, outcome: BlockOutcome, block_id: str) -> int:
         """Authenticate both transcripts of block ``n`` (one tag each way); return the key bits
-        both ends move into the channel's pads."""
+        both ends move into the channel's pads.  Alice records the block pending before her tag."""
+        gen = self.pool.generation
         if self.role == BOB:
-            self._send({"end": n, "secret_bits": outcome.secret_bits, "abort": outcome.abort},
-                       checkpoint=True)
-            msg = self._recv()
+            self._send({"end": n, "secret_bits": outcome.secret_bits, "abort": outcome.abort,
+                        "gen": gen}, checkpoint=True)
+            self._fault("bob:end_sent", n)
+            msg = self._recv(checkpoint=True)
             r = int(msg.get("replenish", -1))
             if msg.get("end") != n or not 0 <= r <= outcome.secret_bits:
                 raise ChannelError(f"protocol out of step at the end of block {n}: {msg}")
+            if msg.get("gen") != gen:
+                raise ChannelError(f"pads out of step at the end of block {n}: Alice applied "
+                                   f"{msg.get('gen')} top-ups, Bob {gen}")
+            self.pool.note_peer_generation(gen)
+            self._fault("bob:end_received", n)
             return r
-        msg = self._recv()                      # its tag covers all Bob sent in this block
+        msg = self._recv(checkpoint=True)       # its tag covers all Bob sent in this block
         if msg.get("end") != n or msg.get("secret_bits") != outcome.secret_bits:
             raise ChannelError(f"the nodes disagree on block {n}: Bob {msg}, Alice "
                                f"{outcome.secret_bits} secret bits ({outcome.abort})")
+        if msg.get("gen") != gen:
+            raise ChannelError(f"pads out of step at the end of block {n}: Bob applied "
+                               f"{msg.get('gen')} top-ups, Alice {gen}")
+        self.pool.note_peer_generation(gen)
+        self._fault("alice:end_received", n)
         r = self._replenish_bits(outcome.secret_bits) if outcome.key is not None else 0
-        self._send({"end": n, "replenish": r}, checkpoint=True)
+        if outcome.key is not None:
+            keys, topup = self._split(outcome.key, r)
+            self.store.prepare_block(block_id, keys, topup=topup, gen=gen + 1 if r else None,
+                                     pool=self.pool.fingerprint)
+            self._fault("alice:prepared", n)
+        self._send({"end": n, "replenish": r, "gen": gen}, checkpoint=True)
+        self._fault("alice:end_sent", n)
         return r
+
+    def _split(self, key: np.ndarray, r: int) -> tuple[bytes, bytes]:
+        """Return (the whole keys' bytes, the pad top-up's bytes) of a block's key bits."""
+        stored = key[r:]
+        usable = stored.size // self.store.key_size * self.store.key_size
+        return np.packbits(stored[:usable]).tobytes(), np.packbits(key[:r]).tobytes() if r else b""
 
     def _conclude(self, n, outcome: BlockOutcome, t0, slots) -> None:
         block_id = f"{self.session}-{n}"
         fig = dict(outcome.figures)
         key = outcome.key
-        r = self._end_of_block(n, outcome)
+        r = self._end_of_block(n, outcome, block_id)
+        if key is not None:
+            gen = self.pool.generation + 1 if r else self.pool.generation
+            if self.role == BOB:
+                keys, topup = self._split(key, r)
+                ids = self.store.commit_block(block_id, keys, topup=topup,
+                                              gen=gen if r else None, pool=self.pool.fingerprint)
+                self._fault("bob:committed", n)
+                self._apply_topups()
+                self._fault("bob:topped_up", n)
+                self._send({"committed": n, "gen": self.pool.generation}, checkpoint=True)
+                self._fault("bob:committed_sent", n)
+            else:
+                msg = self._recv(checkpoint=True)
+                if msg.get("committed") != n or msg.get("gen") != gen:
+                    raise ChannelError(f"Bob did not confirm the commit of block {n} "
+                                       f"(top-up {gen}): {msg}")
+                self._fault("alice:committed_received", n)
+                ids = self.store.commit_pending(block_id)
+                self._fault("alice:committed", n)
+                self._apply_topups()
+                self.pool.note_peer_generation(gen)
+                self._fault("alice:topped_up", n)
+            self.stats.key_ids.extend(ids)
+            self._auth_owed -= r
+            fig["replenished_bits"] = r
+            fig["keys"] = len(ids)
         used = self.pool.consumed_bits - self._consumed_mark
         self._consumed_mark = self.pool.consumed_bits
         self._auth_owed += used
         fig["auth_bits_used"] = int(used)
         fig["net_bits"] = outcome.secret_bits - int(used)
-        if key is not None:
-            stored = key[r:]
-            fig["replenished_bits"] = r
-            if self.role == BOB:
-                if r:
-                    self.pool.replenish(np.packbits(key[:r]).tobytes())
-                ids = self._commit(block_id, stored)
-                self._send({"committed": n})
-            else:
-                if self._recv().get("committed") != n:
-                    raise ChannelError("Bob did not confirm the commit of this block")
-                if r:
-                    self.pool.replenish(np.packbits(key[:r]).tobytes())
-                ids = self._commit(block_id, stored)
-            self._auth_owed -= r
-            fig["keys"] = len(ids)
         duration = (self.clock() - t0)
         sim_s = slots / self.slot_hz if self.slot_hz else duration
         fig.update({"block": block_id, "slots": int(slots), "seconds": sim_s,
@@ -451,11 +599,3 @@ class Node:
             if self.kme is not None:
                 self.metrics.update_kme(self.kme.counters)
         self._mark_recovered()
-
-    def _commit(self, block_id, bits: np.ndarray) -> list[str]:
-        usable = bits.size // self.store.key_size * self.store.key_size
-        if not usable:
-            return []
-        ids = self.store.add_block(block_id, np.packbits(bits[:usable]).tobytes())
-        self.stats.key_ids.extend(ids)
-        return ids

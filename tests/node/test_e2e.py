@@ -20,16 +20,17 @@ def test_keys_delivered_through_etsi014_match_on_both_sides(tmp_path, caplog):
     assert r.keys_requested == r.keys_delivered == 4 and r.keys_match, seed
     assert r.stores_agree, seed
     assert 0 < r.qber < 0.05, (r.qber, seed)
-    # authentication: the first block of a session spends the two HELLO tags and the two
-    # end-of-block tags, 4 x 128 pad bits, whatever its size; the key of one block at the
-    # demo's settings (25 km, n_Z = 1e5, planning model fed with that link) is far more
+    # authentication: the first block of a session spends the two HELLO tags, the two
+    # end-of-block tags and Bob's tagged "committed", 5 x 128 pad bits, whatever its size; the
+    # key of one block at the demo's settings (25 km, n_Z = 1e5, planning model fed with that
+    # link) is far more
     block = r.history[0]
-    assert block["auth_bits_used"] == r.auth_bits_used == 4 * 128, (block, seed)
-    assert block["net_bits"] == block["secret_bits"] - 4 * 128 > 0, (block, seed)
+    assert block["auth_bits_used"] == r.auth_bits_used == 5 * 128, (block, seed)
+    assert block["net_bits"] == block["secret_bits"] - 5 * 128 > 0, (block, seed)
     from hil.demo import SimBench, link_plan
     demo = SimBench(distance_km=25.0, proto=PROTO, seed=seed)
     slots, rate, _ = link_plan(PROTO, demo.optics_model, demo.slot_hz, 100_000)
-    assert 4 * 128 < rate * slots / 10, (rate * slots, seed)
+    assert 5 * 128 < rate * slots / 10, (rate * slots, seed)
     # no key material in any log line, in base64 or hex
     text = "\n".join(rec.getMessage() for rec in caplog.records)
     for side in r.delivered_keys.values():
