@@ -143,7 +143,10 @@ def _push(p, b, n, k, wl, wl_n, active, aoff):
 
 @njit(cache=True)
 def start_passes(first, last, y, perm, fen, k, cache, coff, tsz, nrev, active, aoff, wl, wl_n, started):
-    """Build Bob's Fenwick trees for passes first..last-1 and queue their odd blocks."""
+    """Build Bob's Fenwick trees for passes first..last-1 and queue their odd blocks.
+
+    ``started``: [passes started, corrections made so far] (the second is kept by _flip).
+    """
     n = y.size
     for p in range(first, last):
         fenwick_build(y, perm[p], fen[p])
@@ -157,9 +160,11 @@ def start_passes(first, last, y, perm, fen, k, cache, coff, tsz, nrev, active, a
 
 @njit(cache=True)
 def _flip(j, y, pos, fen, k, cache, coff, tsz, nrev, active, aoff, wl, wl_n, started):
-    """Correct Bob's bit j and queue every block of a started pass that turned odd."""
+    """Correct Bob's bit j (counted in started[1]) and queue every block of a started pass
+    that turned odd."""
     n = y.size
     y[j] ^= 1
+    started[1] += 1
     for q in range(started[0]):
         _fen_flip(fen[q], pos[q, j], n)
     for q in range(started[0]):
@@ -305,9 +310,10 @@ def random_half_order(n, seed, perm, pos):
 
     Index i is left out of the subset when bit i of the splitmix64 stream from ``seed``
     is 1 (each with probability 1/2); the subset comes first, then the rest, each in key
-    order.  A pass over it with blocks of ceil(n/2) checks the parity of (about) a random
-    half, as BICONF does, and keeps memory access sequential.  One branch-free sweep
-    after a popcount of the stream.
+    order.  Return the subset size m: the block [0, m) of the order is the random subset
+    itself, whose parity is a BICONF check (odd with probability exactly 1/2 for any
+    nonzero error pattern); memory access stays sequential.  One branch-free sweep after
+    a popcount of the stream.
     """
     words = (n + 63) // 64
     out = 0
@@ -334,6 +340,7 @@ def random_half_order(n, seed, perm, pos):
             pos[i] = dst
             j0 += 1 - bit
             j1 += bit
+    return m
 
 
 @njit(cache=True)

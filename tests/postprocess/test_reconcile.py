@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from controller.postprocess import _cascade_core as core
-from controller.postprocess.cascade import (ORDERED_BELOW, CascadeAlice, bisection_limit, block_schedule,
+from controller.postprocess.cascade import (MAX_EXTRA_CHECKS, ORDERED_BELOW, CascadeAlice, bisection_limit, block_schedule,
                                             revealed_blocks)
 from controller.postprocess.channel import LocalChannel
 from controller.postprocess.reconcile import reconcile
@@ -158,7 +158,7 @@ def test_cascade_parties_reject_out_of_step_messages():
     with pytest.raises(ValueError, match="not a range"):
         alice.answer(np.array([[0, 5, 5]], dtype=np.int32))          # empty range
     with pytest.raises(ValueError, match="not a range"):
-        alice.answer(np.array([[len(ks), 0, 1]], dtype=np.int32))    # no such pass
+        alice.answer(np.array([[len(ks) + MAX_EXTRA_CHECKS, 0, 1]], dtype=np.int32))  # no such pass
     with pytest.raises(ValueError, match="query rows"):
         alice.answer(np.array([0.5, 1.0, 2.0]))
     bob = CascadeBob(b, *alice.opening())
@@ -166,3 +166,50 @@ def test_cascade_parties_reject_out_of_step_messages():
     assert queries is not None and len(queries) > 0
     with pytest.raises(ValueError, match="parities from Alice"):
         bob.next_queries(alice.answer(queries)[:-1])
+
+
+def test_frame_that_ended_with_errors_is_corrected():
+    # bench reconcile --qber 0.01 --bits 10000 --seed 15, frame 559: the earlier code ended
+    # with 12 errors left (every check even); Bob must now end with none
+    rng = np.random.default_rng(15)
+    rng.integers(0, 2, 2000, dtype=np.uint8)
+    rng.random(2000)
+    for _ in range(560):
+        a = rng.integers(0, 2, 10_000, dtype=np.uint8)
+        b = a ^ (rng.random(10_000) < 0.01).astype(np.uint8)
+    fixed, rep = reconcile(a, b, 0.01, seed=15 * 1_000_003 + 559)
+    assert np.count_nonzero(a != b) == 92
+    assert np.array_equal(fixed, a), f"{np.count_nonzero(fixed != a)} errors left"
+
+
+@pytest.mark.parametrize("mode", ["standard", "low-round"])
+def test_bob_ends_only_after_enough_clean_checks(mode):
+    # every frame ends with >= CHECKS checks begun after the last correction; frames with a
+    # correction during the checks ask Alice for more checks than the schedule has
+    from controller.postprocess.cascade import CHECKS, CascadeBob
+    extended = 0
+    for seed in range(40):
+        a, b = _pair(500 + seed, 10_000, 0.04)
+        ks = block_schedule(a.size, 0.04, mode=mode)
+        alice = CascadeAlice(a, ks, seed=seed)
+        bob = CascadeBob(b, *alice.opening(), mode=mode)
+        answers = None
+        while (queries := bob.next_queries(answers)) is not None:
+            answers = alice.answer(queries.copy())
+        assert np.array_equal(bob.y, a), f"seed {500 + seed}"
+        assert bob.clean_checks() >= CHECKS, f"seed {500 + seed}: {bob.clean_checks()} clean checks"
+        extended += len(bob.keff) > len(ks)
+    assert extended > 0
+
+
+def test_clean_checks_bound_the_frame_error_rate():
+    # two small-block passes leave errors in most frames at 1e4 bits, 2 %; four clean checks
+    # after the last correction must catch all but a few (each passes with probability 1/2)
+    bare, four = [], []
+    for seed in range(100):
+        a, b = _pair(700 + seed, 10_000, 0.02)
+        for checks, out in ((0, bare), (4, four)):
+            fixed, _ = reconcile(a, b, 0.02, seed=seed, passes=2, checks=checks)
+            out.append(not np.array_equal(fixed, a))
+    assert np.mean(bare) > 0.4, f"seeds 700-799: FER without checks {np.mean(bare)}"
+    assert np.mean(four) < 0.15, f"seeds 700-799: FER with 4 checks {np.mean(four)}"
