@@ -16,6 +16,7 @@ from amaranth.lib.cdc import ResetSynchronizer
 
 from gateware.spec.registers import Role
 from gateware.top import NodeTop
+from gateware.cores.tagger import TaggerParams
 from gateware.cores.uart import divisor_for
 
 __all__ = ["Board", "RolePins", "BoardTop", "ALICE_SIGNALS", "BOB_SIGNALS"]
@@ -53,7 +54,8 @@ class Board:
     ``samples_per_clock`` how many samples the tagger takes per system clock (its bin is
     ``1 / (sys_hz * samples_per_clock)``); ``usb_uart`` names the USB-UART chip and its limit.
     ``clock`` is ``fn(m, platform, board)`` building domain ``sync`` (and ``eclk`` for Bob when
-    ``samples_per_clock`` is 4).
+    ``samples_per_clock`` is 4). ``tagger`` sizes Bob's tagger on this board (histogram bins,
+    event FIFO, item queue; ``gateware.cores.tagger.TaggerParams``), reported in ``tagger.info``.
     """
     name: str
     title: str
@@ -69,6 +71,7 @@ class Board:
     bob: RolePins
     loader_board: str
     build_kind: str = "bitstream"     # "bitstream" (YoWASP) or "verilog" (no vendor tools here)
+    tagger: TaggerParams = TaggerParams()
     notes: str = ""
     extra: dict = field(default_factory=dict)
 
@@ -95,7 +98,8 @@ class Board:
         return {"board": self.name, "title": self.title, "device": self.platform.device,
                 "sys_mhz": self.sys_hz / 1e6, "baud": self.baud, "usb_uart": self.usb_uart,
                 "samples_per_clock": self.samples_per_clock, "bin_ps": round(self.bin_ps, 1),
-                "clock_plan": self.clock_plan, "build": self.build_kind}
+                "clock_plan": self.clock_plan, "build": self.build_kind,
+                "hist_bins": self.tagger.hist_bins, "events_words": self.tagger.fifo_words}
 
 
 def reset_from_lock(m, locked, domain="sync"):
@@ -117,6 +121,7 @@ class BoardTop(Elaboratable):
         board.clock(m, platform, board)
         if self.role == Role.BOB:
             self.node_args.setdefault("samples", board.samples_per_clock)
+            self.node_args.setdefault("tagger", board.tagger)
         m.submodules.node = node = NodeTop(clk_hz=board.sys_hz, baud=board.baud, role=self.role,
                                            **self.node_args)
         uart = platform.request("uart", 0, dir="-")

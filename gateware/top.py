@@ -17,7 +17,9 @@ from .cores.csr import RegisterBank
 from .cores.link import Link, LINK_COUNTERS
 from .cores.uart import UARTRx, UARTTx, divisor_for
 from .cores.modulator import Modulator, AlicePins
-from .cores.tagger import Tagger, COUNTER_REGISTERS, COUNTERS_PORT
+from dataclasses import replace
+
+from .cores.tagger import Tagger, TaggerParams, COUNTER_REGISTERS, COUNTERS_PORT
 from .cores.tagger_records import RecordSerializer
 from .spec.tagger import TAGGER_BLOCK, CHANNELS
 
@@ -74,17 +76,25 @@ class NodeCore(wiring.Component):
     ``clk_hz`` is reported in ``core.clk_hz``; ``git_hash``/``dirty`` in ``core.git_hash`` and
     ``core.platform``. ``loopback_depth`` is the LOOPBACK stream FIFO's size in bytes.
     ``choices_depth`` is ALICE's choice FIFO size in bytes. The role's pins (``ROLE_PINS``)
-    join the signature. ``counter_memory``: BOB's counters live in block RAM behind one bank
-    read port (``gateware.cores.tagger_counters``) rather than in 23 x 32 flip-flops.
+    join the signature. ``tagger`` (a ``TaggerParams``, the board's) sizes BOB's tagger: its
+    histograms, event FIFO, item queue; by default the counters live in block RAM behind one
+    bank read port (``gateware.cores.tagger_counters``) rather than in 23 x 32 flip-flops.
+    ``events_words`` and ``counter_memory``, if given, override those two of ``tagger``.
     """
 
     def __init__(self, *, role=Role.LINK, clk_hz=48_000_000, git_hash=0, dirty=False,
                  loopback_depth=512, flush_cycles=256, choices_depth=4096, samples=1,
-                 events_words=512, counter_memory=True):
+                 tagger=None, events_words=None, counter_memory=None):
+        tagger = tagger or TaggerParams()
+        if events_words is not None:
+            tagger = replace(tagger, fifo_words=events_words)
+        if counter_memory is not None:
+            tagger = replace(tagger, counter_memory=counter_memory)
+        self.tagger = tagger
         self.role = role
-        self.counter_memory = counter_memory
+        self.counter_memory = tagger.counter_memory
         self.samples = samples
-        self.events_words = events_words
+        self.events_words = tagger.fifo_words
         self.choices_depth = choices_depth
         self.h2d, self.d2h = ROLE_CHANNELS[role]
         self.clk_hz = clk_hz
@@ -162,8 +172,7 @@ class NodeCore(wiring.Component):
 
     def _elaborate_bob(self, m, bank, link):
         """Wire the tagger to its registers (by their spec names), its pins and EVENTS."""
-        m.submodules.tagger = tagger = Tagger(self.samples, fifo_words=self.events_words,
-                                              counter_memory=self.counter_memory)
+        m.submodules.tagger = tagger = Tagger(self.samples, **self.tagger.tagger_args())
         if self.counter_memory:
             addr, data = bank.mem(f"{TAGGER_BLOCK.name}.{COUNTERS_PORT}")
             m.d.comb += [getattr(tagger, f"{COUNTERS_PORT}__addr").eq(addr),

@@ -12,6 +12,8 @@ register bank to them by name and the cocotb test top drives them the same way. 
 widths and register shapes all come from ``gateware.spec.tagger``.
 """
 
+from dataclasses import dataclass
+
 from amaranth import *
 from amaranth.lib import wiring, stream, fifo
 from amaranth.lib.wiring import In, Out
@@ -21,11 +23,11 @@ from ..spec.tagger import (TAGGER_BLOCK, CHANNELS, HIST_BINS, CHANNEL_COUNTERS,
                            GLOBAL_COUNTERS)
 from .sampler import FirstEdge
 from .tagger_hist import PhaseHistogram
-from .tagger_records import ITEMS, ItemKind, ItemQueue, RecordWriter
+from .tagger_records import ITEMS, ITEM_ROLES, ItemKind, ItemQueue, RecordWriter, BlockFIFO
 from .tagger_counters import CounterFile
 from .tagger_slots import SlotClassifier
 
-__all__ = ["Tagger", "register_members", "COUNTER_REGISTERS", "COUNTER_WORDS", "COUNTERS_PORT"]
+__all__ = ["Tagger", "TaggerParams", "register_members", "COUNTER_REGISTERS", "COUNTER_WORDS", "COUNTERS_PORT"]
 
 #: The counter registers, in address order (contiguous in the map): channel counters, then global.
 COUNTER_REGISTERS = tuple(reg for reg in TAGGER_BLOCK.registers
@@ -34,6 +36,41 @@ COUNTER_REGISTERS = tuple(reg for reg in TAGGER_BLOCK.registers
 COUNTER_WORDS = sum(reg.count for reg in COUNTER_REGISTERS)
 #: Port-name stem of the counters' shared read port when they live in block RAM.
 COUNTERS_PORT = "counters"
+
+
+@dataclass(frozen=True)
+class TaggerParams:
+    """What a board builds its tagger with (``boards.base.Board.tagger``); the host reads them
+    back from ``tagger.info`` (``hist_bins``, ``fifo_words_div16``).
+
+    ``hist_bins``: phase histogram bins per channel, a power of two up to ``HIST_BINS``, or 0 for
+    no hardware histograms (the host then builds them from DETECTION records).
+    ``fifo_words``: the event FIFO's depth in records (a multiple of 16). ``queue_depth``: the
+    item queue's depth in clocks' worth of items. ``queue_memory``: keep the item queue in block
+    RAM (``BlockFIFO``) rather than flip-flops. ``counter_memory``: the counters in block
+    RAM (``CounterFile``) rather than 32-bit registers.
+    """
+    hist_bins: int = HIST_BINS
+    fifo_words: int = 512
+    queue_depth: int = 4
+    queue_memory: bool = False
+    counter_memory: bool = True
+
+    def __post_init__(self):
+        if self.hist_bins and (self.hist_bins > HIST_BINS or self.hist_bins < 2
+                               or self.hist_bins & (self.hist_bins - 1)):
+            raise ValueError(f"TaggerParams: hist_bins={self.hist_bins}; use 0 or a power of two "
+                             f"from 2 to {HIST_BINS}")
+        if self.fifo_words % 16 or self.fifo_words < 16:
+            raise ValueError(f"TaggerParams: fifo_words={self.fifo_words}; use a multiple of 16")
+        if self.queue_depth < 1:
+            raise ValueError(f"TaggerParams: queue_depth={self.queue_depth}; use >= 1")
+
+    def tagger_args(self):
+        """Return the keyword arguments of ``Tagger`` for these parameters."""
+        return {"fifo_words": self.fifo_words, "queue_depth": self.queue_depth,
+                "hist_bins": self.hist_bins, "queue_memory": self.queue_memory,
+                "counter_memory": self.counter_memory}
 
 
 def register_members(block=TAGGER_BLOCK, *, counter_memory=False):
@@ -73,12 +110,14 @@ class Tagger(wiring.Component):
     ``counter_memory``: keep the counters in block RAM (``CounterFile``, read through
     ``counters__addr``/``counters__data``; a read lags by a few dozen clocks) instead of one
     32-bit register port each -- the iCE40's choice, where flip-flops and the bank's read
-    multiplexer are scarce.
+    multiplexer are scarce. ``hist_bins`` and ``queue_memory``: see ``TaggerParams``.
     """
 
-    def __init__(self, samples=1, *, fifo_words=512, queue_depth=4, counter_memory=False):
-        if fifo_words % 16 or fifo_words < 16:
-            raise ValueError(f"Tagger: fifo_words={fifo_words}; use a multiple of 16")
+    def __init__(self, samples=1, *, fifo_words=512, queue_depth=4, counter_memory=False,
+                 hist_bins=HIST_BINS, queue_memory=False):
+        TaggerParams(hist_bins=hist_bins, fifo_words=fifo_words, queue_depth=queue_depth)  # checks
+        self.hist_bins = hist_bins
+        self.queue_memory = queue_memory
         self.samples = samples
         self.fifo_words = fifo_words
         self.queue_depth = queue_depth
@@ -117,9 +156,9 @@ class Tagger(wiring.Component):
         ]
 
         # -- items -> records -> FIFO
-        m.submodules.queue = queue = ItemQueue(self.queue_depth)
+        m.submodules.queue = queue = ItemQueue(self.queue_depth, memory=self.queue_memory)
         m.submodules.writer = writer = RecordWriter()
-        m.submodules.fifo = buf = fifo.SyncFIFOBuffered(width=32, depth=self.fifo_words)
+        m.submodules.fifo = buf = BlockFIFO(width=32, depth=self.fifo_words)
         for k in range(ITEMS):
             m.d.comb += [queue.i_valid[k].eq(cls.item_valid[k]), queue.i_item[k].eq(cls.item[k])]
         m.d.comb += [queue.clear.eq(clear), writer.clear.eq(clear)]
@@ -143,44 +182,48 @@ class Tagger(wiring.Component):
             self.o_words.eq(buf.level),
         ]
 
-        # -- histograms
-        m.submodules.hist = hist = PhaseHistogram()
-        for ch in range(CHANNELS):
-            m.d.comb += [hist.valid[ch].eq(cls.accepted[ch] | cls.out_of_gate[ch]),
-                         hist.phase[ch].eq(cls.phase[ch])]
-        m.d.comb += [hist.shift.eq(self.hist_shift), hist.clear.eq(clear),
-                     hist.r_addr.eq(self.hist__addr), self.hist__data.eq(hist.r_data)]
+        # -- histograms (none: ``hist`` reads 0, the host builds them from the records)
+        hist_clearing = Const(0)
+        if self.hist_bins:
+            m.submodules.hist = hist = PhaseHistogram(self.hist_bins)
+            for ch in range(CHANNELS):
+                m.d.comb += [hist.valid[ch].eq(cls.accepted[ch] | cls.out_of_gate[ch]),
+                             hist.phase[ch].eq(cls.phase[ch])]
+            m.d.comb += [hist.shift.eq(self.hist_shift), hist.clear.eq(clear),
+                         hist.r_addr.eq(self.hist__addr), self.hist__data.eq(hist.r_data)]
+            hist_clearing = hist.clearing
 
         # -- counters (wrap at 2**32; zeroed by clear)
         det_items = sum(cls.item_valid[k] & (cls.item[k].kind == ItemKind.DETECTION)
                         for k in range(ITEMS))
-        global_inc = {
-            "events": det_items,
-            "dropped_events": queue.drop_events,
-            "dropped_markers": queue.drop_markers,
-            "frames": cls.origin,
-            "sync_losses": cls.item_valid[1],
-            "sync_acquired": cls.item_valid[3],
-            "no_sync": sum(cls.no_sync[ch] for ch in range(CHANNELS)),
+        dets = sum(1 for kind, *_ in ITEM_ROLES if kind == ItemKind.DETECTION)
+        global_inc = {      # name: (increment, its largest value)
+            "events": (det_items, dets),
+            "dropped_events": (queue.drop_events, dets),
+            "dropped_markers": (queue.drop_markers, ITEMS - dets),
+            "frames": (cls.origin, 1),
+            "sync_losses": (cls.item_valid[1], 1),
+            "sync_acquired": (cls.item_valid[3], 1),
+            "no_sync": (sum(cls.no_sync[ch] for ch in range(CHANNELS)), CHANNELS),
         }
         assert set(global_inc) == set(GLOBAL_COUNTERS), "a spec counter is not driven"
-        increments = []      # (register name, channel or None, increment), in address order
+        increments = []      # (register name, channel or None, increment, bound), address order
         for reg in COUNTER_REGISTERS:
             if reg.name in CHANNEL_COUNTERS:
-                increments += [(reg.name, ch, getattr(cls, reg.name)[ch])
+                increments += [(reg.name, ch, getattr(cls, reg.name)[ch], 1)
                                for ch in range(CHANNELS)]
             else:
-                increments.append((reg.name, None, global_inc[reg.name]))
+                increments.append((reg.name, None, *global_inc[reg.name]))
         if self.counter_memory:
-            m.submodules.counters = counters = CounterFile(COUNTER_WORDS,
-                                                           max_inc=max(ITEMS, CHANNELS))
-            for k, (_, _, inc) in enumerate(increments):
+            m.submodules.counters = counters = CounterFile(
+                COUNTER_WORDS, max_inc=[bound for *_, bound in increments])
+            for k, (_, _, inc, _) in enumerate(increments):
                 m.d.comb += counters.inc[k].eq(inc)
             m.d.comb += [counters.clear.eq(clear),
                          counters.r_addr.eq(getattr(self, f"{COUNTERS_PORT}__addr")),
                          getattr(self, f"{COUNTERS_PORT}__data").eq(counters.r_data)]
         else:
-            for name, ch, inc in increments:
+            for name, ch, inc, _ in increments:
                 reg = getattr(self, name) if ch is None else getattr(self, name)[ch]
                 with m.If(clear):
                     m.d.sync += reg.eq(0)
@@ -190,8 +233,8 @@ class Tagger(wiring.Component):
         # -- identity and status
         m.d.comb += [
             self.info.samples.eq(n), self.info.channels.eq(CHANNELS),
-            self.info.hist_bins.eq(HIST_BINS), self.info.fifo_words_div16.eq(self.fifo_words // 16),
-            self.status.synced.eq(cls.synced), self.status.clearing.eq(hist.clearing),
+            self.info.hist_bins.eq(self.hist_bins), self.info.fifo_words_div16.eq(self.fifo_words // 16),
+            self.status.synced.eq(cls.synced), self.status.clearing.eq(hist_clearing),
             self.status.fifo_bytes.eq(buf.level << 2),
         ]
         return m

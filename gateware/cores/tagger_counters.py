@@ -31,20 +31,26 @@ __all__ = ["CounterFile"]
 
 class CounterFile(wiring.Component):
     """``n`` 32-bit counters (wrapping at 2**32), each growing by ``inc[k]`` (0..``max_inc``)
-    per clock; read through ``r_addr`` / ``r_data`` (synchronous)."""
+    per clock; read through ``r_addr`` / ``r_data`` (synchronous).
+
+    ``max_inc`` is one bound for all counters or a sequence of ``n`` bounds, one per counter:
+    each pre-counter is only as wide as its own bound needs (``pre_widths``).
+    """
 
     def __init__(self, n, max_inc=1):
         if n < 3:
             raise ValueError(f"CounterFile: {n} counters; the read-add-write pipeline needs >= 3")
-        if max_inc < 1:
-            raise ValueError(f"CounterFile: max_inc={max_inc}; use >= 1")
+        bounds = tuple(max_inc) if hasattr(max_inc, "__len__") else (max_inc,) * n
+        if len(bounds) != n or min(bounds) < 1:
+            raise ValueError(f"CounterFile: max_inc={max_inc}; use one bound >= 1 or {n} of them")
         self.n = n
-        self.max_inc = max_inc
+        self.max_inc = max(bounds)
         # Longest wait between two flushes of one counter: a full sweep (n), a full round of the
         # pointer (n), the pipeline and the clear clock.
-        self.pre_bits = (max_inc * (2 * n + 4)).bit_length()
+        self.pre_widths = tuple((b * (2 * n + 4)).bit_length() for b in bounds)
+        self.pre_bits = max(self.pre_widths)
         super().__init__({
-            "inc": In(range(max_inc + 1)).array(n),
+            "inc": In(range(self.max_inc + 1)).array(n),
             "clear": In(1),
             "clearing": Out(1),
             "r_addr": In(range(n)),
@@ -85,9 +91,10 @@ class CounterFile(wiring.Component):
 
         # Stage A: take the pointed pre-counter out (it restarts from this clock's increment)
         # and read its word.
-        pre = [Signal(self.pre_bits, name=f"pre{k}") for k in range(n)]
+        pre = [Signal(self.pre_widths[k], name=f"pre{k}") for k in range(n)]
         taken = Signal(self.pre_bits)
-        m.d.comb += taken.eq(or_tree([pre[k] & hot[k].replicate(self.pre_bits) for k in range(n)]))
+        m.d.comb += taken.eq(or_tree([pre[k] & hot[k].replicate(self.pre_widths[k])
+                                      for k in range(n)]))
         for k in range(n):
             with m.If(self.clear):
                 m.d.sync += pre[k].eq(0)

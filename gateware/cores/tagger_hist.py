@@ -3,9 +3,15 @@
 Each clock every channel may add one count at bin ``phase >> shift`` (phases past the last bin
 are not counted). A bin is a 32-bit counter updated read-modify-write in a two-clock pipeline,
 with the previous clock's write forwarded so back-to-back counts in one bin are not lost.
-``clear`` zeroes every bin in ``HIST_BINS`` clocks (``clearing`` is 1 meanwhile; counts are not
-taken during it). The host reads element ``ch * HIST_BINS + bin`` through ``r_addr``/``r_data``
-(synchronous: data one clock after the address).
+``clear`` zeroes every bin in ``bins`` clocks (``clearing`` is 1 meanwhile; counts are not
+taken during it). The host reads element ``ch * bins + bin`` through ``r_addr``/``r_data``
+(synchronous: data one clock after the address); elements past ``CHANNELS * bins`` (the register
+map has room for ``HIST_BINS`` per channel) read 0.
+
+``bins`` is per board (``gateware.cores.tagger.TaggerParams``, reported in ``tagger.info``): a
+power of two up to ``HIST_BINS``. A board built without histograms (``bins`` 0) has no
+``PhaseHistogram`` at all; the host then builds them from the DETECTION records
+(``controller.tagger.Tagger.histograms``).
 """
 
 from amaranth import *
@@ -19,9 +25,13 @@ __all__ = ["PhaseHistogram"]
 
 
 class PhaseHistogram(wiring.Component):
-    """``CHANNELS`` histograms of ``HIST_BINS`` 32-bit bins."""
+    """``CHANNELS`` histograms of ``bins`` 32-bit bins (a power of two, 2 to ``HIST_BINS``)."""
 
-    def __init__(self):
+    def __init__(self, bins=HIST_BINS):
+        if bins < 2 or bins > HIST_BINS or bins & (bins - 1):
+            raise ValueError(f"PhaseHistogram: {bins} bins; use a power of two from 2 to "
+                             f"{HIST_BINS}")
+        self.bins = bins
         super().__init__({
             "valid": In(1).array(CHANNELS),
             "phase": In(PHASE_BITS).array(CHANNELS),
@@ -34,18 +44,19 @@ class PhaseHistogram(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        bin_bits = (HIST_BINS - 1).bit_length()
-        sweep = Signal(range(HIST_BINS + 1), init=HIST_BINS)   # HIST_BINS: not clearing
-        m.d.comb += self.clearing.eq(sweep != HIST_BINS)
+        bins = self.bins
+        bin_bits = (bins - 1).bit_length()
+        sweep = Signal(range(bins + 1), init=bins)   # bins: not clearing
+        m.d.comb += self.clearing.eq(sweep != bins)
         with m.If(self.clear):
             m.d.sync += sweep.eq(0)
         with m.Elif(self.clearing):
             m.d.sync += sweep.eq(sweep + 1)
 
-        host_ch = Signal(range(CHANNELS))
+        host_ch = Signal(range(CHANNELS * HIST_BINS // bins))   # CHANNELS and up: past the end
         m.d.sync += host_ch.eq(self.r_addr >> bin_bits)
         for ch in range(CHANNELS):
-            mem = Memory(shape=32, depth=HIST_BINS, init=[])
+            mem = Memory(shape=32, depth=bins, init=[])
             m.submodules[f"hist{ch}"] = mem
             rmw = mem.read_port(transparent_for=())
             host = mem.read_port()
@@ -54,7 +65,7 @@ class PhaseHistogram(wiring.Component):
             shifted = Signal(PHASE_BITS, name=f"shifted{ch}")
             m.d.comb += shifted.eq(self.phase[ch] >> self.shift)
             hit = Signal(name=f"hit{ch}")
-            m.d.comb += [hit.eq(self.valid[ch] & (shifted < HIST_BINS) & ~self.clearing),
+            m.d.comb += [hit.eq(self.valid[ch] & (shifted < bins) & ~self.clearing),
                          rmw.addr.eq(shifted[:bin_bits])]
             # Stage 2: the read data is there; add one, forwarding last clock's write.
             s2_valid = Signal(name=f"s2_valid{ch}")

@@ -11,13 +11,16 @@ stalls while the event FIFO is full, so the queue fills and drops; nothing is lo
 
 from amaranth import *
 from amaranth.lib import wiring, data, enum, fifo, stream
+from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
+
+from .sampler import _family
 
 from ..spec.tagger import (CHANNELS, PHASE_BITS, SLOT_BITS, FRAME_BITS, RecordKind, MarkerCode,
                            DetectionRecord, FrameRecord, OverflowRecord, MarkerRecord)
 
 __all__ = ["ItemKind", "ItemLayout", "QueueEntry", "GroupLayout", "ITEMS", "ITEM_ROLES",
-           "ItemQueue", "RecordWriter", "RecordSerializer"]
+           "ItemQueue", "BlockFIFO", "RecordWriter", "RecordSerializer"]
 
 #: Items the slot classifier can produce in one clock (see ``tagger_slots``).
 ITEMS = 4
@@ -92,10 +95,14 @@ class ItemQueue(wiring.Component):
     (or ``hold`` set) is dropped whole and counted (``drop_events``, ``drop_markers``: how many
     this clock); the counts ride on the next group taken, or on a group of their own (a GAP item)
     in the first clock with room and no items. ``clear`` forgets the gap.
+
+    ``memory``: the groups live in block RAM (``BlockFIFO``: a group reaches the output one
+    clock later) instead of ``depth`` x ``GroupLayout.size`` flip-flops.
     """
 
-    def __init__(self, depth=2):
+    def __init__(self, depth=2, *, memory=False):
         self.depth = depth
+        self.memory = memory
         super().__init__({
             "i_valid": In(1).array(ITEMS),
             "i_item": In(ItemLayout).array(ITEMS),
@@ -108,7 +115,11 @@ class ItemQueue(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        m.submodules.groups = groups = fifo.SyncFIFO(width=GroupLayout.size, depth=self.depth)
+        if self.memory:
+            groups = BlockFIFO(width=GroupLayout.size, depth=self.depth)
+        else:
+            groups = fifo.SyncFIFO(width=GroupLayout.size, depth=self.depth)
+        m.submodules.groups = groups
         gap_events = Signal(_GAP_EVENTS)
         gap_markers = Signal(_GAP_MARKERS)
         valid = Cat(*self.i_valid)
@@ -179,6 +190,93 @@ class ItemQueue(wiring.Component):
             with m.Else():
                 m.d.sync += done.eq(done | (1 << index))
         m.d.comb += first.eq(done == 0)
+        return m
+
+
+#: SB_RAM40_4K read/write modes: (words, data pins used), one mode per depth range.
+_ICE40_RAM_MODES = ((256, tuple(range(16))), (512, tuple(range(0, 16, 2))), (1024, (1, 5, 9, 13)),
+                    (2048, (3, 11)))
+
+
+class BlockFIFO(Elaboratable):
+    """``fifo.SyncFIFOBuffered`` (same ports, same ``depth`` words counting the one on the read
+    port, a word written to an empty FIFO readable one clock later), but on the iCE40 its
+    memory is ``SB_RAM40_4K`` blocks instantiated directly.
+
+    Through a ``Memory``, yosys puts a few-word memory into flip-flops, and for a block RAM it
+    adds a flip-flop and a multiplexer per data bit for the read-during-write rule; on the
+    iCE40, where a flip-flop without its own LUT takes a logic cell, that costs a cell per bit.
+    Here the rule is free: the read and write addresses never meet in a clock that writes (equal
+    pointers with words inside mean full).
+    """
+
+    def __init__(self, *, width, depth):
+        if depth < 2 or depth - 1 > _ICE40_RAM_MODES[-1][0]:
+            raise ValueError(f"BlockFIFO: depth={depth}; use 2 to {_ICE40_RAM_MODES[-1][0] + 1}")
+        self.width = width
+        self.depth = depth
+        self.w_data = Signal(width)
+        self.w_en = Signal()
+        self.w_rdy = Signal()
+        self.r_data = Signal(width)
+        self.r_en = Signal()
+        self.r_rdy = Signal()
+        self.level = Signal(range(depth + 1))
+
+    def elaborate(self, platform):
+        m = Module()
+        inner_depth = self.depth - 1
+        wr_addr, wr_data, wr_en = (Signal(range(inner_depth)), Signal(self.width), Signal())
+        rd_addr, rd_en, rd_data = Signal(range(inner_depth)), Signal(), Signal(self.width)
+        if _family(platform) == "ice40":
+            words, pins = next(mode for mode in _ICE40_RAM_MODES if inner_depth <= mode[0])
+            mode = [mode[0] for mode in _ICE40_RAM_MODES].index(words)
+            per = len(pins)
+            for k in range(0, self.width, per):
+                part = min(per, self.width - k)
+                rdata = Signal(16, name=f"rdata{k // per}")
+                wdata = Signal(16, name=f"wdata{k // per}")
+                m.d.comb += [wdata[pins[i]].eq(wr_data[k + i]) for i in range(part)]
+                m.d.comb += [rd_data[k + i].eq(rdata[pins[i]]) for i in range(part)]
+                m.submodules[f"ram{k // per}"] = Instance(
+                    "SB_RAM40_4K", p_READ_MODE=mode, p_WRITE_MODE=mode,
+                    i_WCLK=ClockSignal("sync"), i_WCLKE=wr_en, i_WE=1,
+                    i_WADDR=Cat(wr_addr, C(0, 11 - len(wr_addr))), i_WDATA=wdata, i_MASK=C(0, 16),
+                    i_RCLK=ClockSignal("sync"), i_RCLKE=rd_en, i_RE=1,
+                    i_RADDR=Cat(rd_addr, C(0, 11 - len(rd_addr))), o_RDATA=rdata)
+        else:
+            m.submodules.storage = mem = Memory(shape=self.width, depth=inner_depth, init=[])
+            wr = mem.write_port()
+            rd = mem.read_port(transparent_for=(wr,))
+            m.d.comb += [wr.addr.eq(wr_addr), wr.data.eq(wr_data), wr.en.eq(wr_en),
+                         rd.addr.eq(rd_addr), rd.en.eq(rd_en), rd_data.eq(rd.data)]
+
+        produce, consume = Signal(range(inner_depth)), Signal(range(inner_depth))
+        inner = Signal(range(inner_depth + 1))
+        do_write = self.w_en & self.w_rdy
+        do_read = (inner != 0) & (~self.r_rdy | self.r_en)
+        m.d.comb += [
+            self.w_rdy.eq(inner != inner_depth),
+            wr_addr.eq(produce), wr_data.eq(self.w_data), wr_en.eq(do_write),
+            rd_addr.eq(consume), rd_en.eq(do_read), self.r_data.eq(rd_data),
+            self.level.eq(inner + self.r_rdy),
+        ]
+
+        def advance(ptr):
+            if inner_depth & (inner_depth - 1) == 0:
+                return ptr + 1       # a power of two wraps by itself
+            return Mux(ptr == inner_depth - 1, 0, ptr + 1)
+
+        with m.If(do_write):
+            m.d.sync += produce.eq(advance(produce))
+        with m.If(do_read):
+            m.d.sync += [consume.eq(advance(consume)), self.r_rdy.eq(1)]
+        with m.Elif(self.r_en):
+            m.d.sync += self.r_rdy.eq(0)
+        with m.If(do_write & ~do_read):
+            m.d.sync += inner.eq(inner + 1)
+        with m.Elif(do_read & ~do_write):
+            m.d.sync += inner.eq(inner - 1)
         return m
 
 

@@ -44,8 +44,9 @@ from .tagger_records import ITEMS, ItemKind, ItemLayout
 
 __all__ = ["SlotClassifier", "TIME_BITS"]
 
-#: Width of the bin-time counter (wraps; only equality and differences are used).
-TIME_BITS = 32
+#: Width of the bin-time counter (wraps; only equality is used, and a pending origin lies less
+#: than ``2**SYNC_DELAY_BITS + N`` bins ahead, so two more bits than the delay are enough).
+TIME_BITS = SYNC_DELAY_BITS + 2
 
 
 class SlotClassifier(wiring.Component):
@@ -104,22 +105,29 @@ class SlotClassifier(wiring.Component):
         # Gate of a bin-j click at phase base + j: lo_j <= base < hi_j (exact integers), with
         # lo_j = gate_start - j, hi_j = gate_start + gate_width - j for segment A (base = phase0)
         # and the same + slot_period for segment B (base = phase0 - slot_period).
+        gate_end = Signal(PHASE_BITS + 2, name="gate_end")     # one adder, shared below
+        m.d.comb += gate_end.eq(self.gate_start + self.gate_width)
         gate_lim = {}
         for j in bins:
             for seg, extra in (("a", 0), ("b", self.slot_period)):
                 lo = Signal(signed(lim_w), name=f"cfg_gate_lo_{seg}{j}")
                 hi = Signal(signed(lim_w), name=f"cfg_gate_hi_{seg}{j}")
-                m.d.sync += [lo.eq(self.gate_start - j + extra),
-                             hi.eq(self.gate_start + self.gate_width - j + extra)]
+                m.d.sync += [lo.eq(self.gate_start - j + extra), hi.eq(gate_end - j + extra)]
                 gate_lim[seg, j] = (lo, hi)
         # Segment C's phases are 0..N-1: their gate test per phase; and whether a sync edge at
-        # bin i has its origin inside the next clock (i + sync_delay < N).
+        # bin i has its origin inside the next clock (i + sync_delay < N). Against the small
+        # constants these are tests of the low bits and a zero test of the rest (no adder).
+        kb = (len(bins) - 1).bit_length()
+
+        def le_small(x, p):        # x <= p for a constant p < 2**kb
+            return (x[kb:] == 0) & (x[:kb] <= p)
+
         small_gate = Array(Signal(name=f"cfg_gate_small{p}") for p in bins)
         origin_next = Array(Signal(name=f"cfg_origin_next{i}") for i in bins)
         for p in bins:
-            m.d.sync += [small_gate[p].eq((self.gate_start <= p) &
-                                          (p < self.gate_start + self.gate_width)),
-                         origin_next[p].eq(p + self.sync_delay < n)]
+            m.d.sync += [small_gate[p].eq(le_small(self.gate_start, p) & ~le_small(gate_end, p)),
+                         origin_next[p].eq(le_small(self.sync_delay, n - 1 - p) if p < n
+                                           else 0)]
 
         # -- slot position state
         now1 = Signal(TIME_BITS, init=n)  # bin time of the first sample of the NEXT clock's clicks
@@ -132,7 +140,8 @@ class SlotClassifier(wiring.Component):
         pend_time = Signal(TIME_BITS)
         open_mask = Signal(CHANNELS)     # the running slot's event (slot0 of the current frame)
         open_phase = Signal(PHASE_BITS)
-        rem = [Signal(DEAD_TIME_BITS + 1, name=f"dead_left{ch}") for ch in range(CHANNELS)]
+        # Dead time left, in bins from this clock's first: < dead_time, so it fits its width.
+        rem = [Signal(DEAD_TIME_BITS, name=f"dead_left{ch}") for ch in range(CHANNELS)]
 
         # -- where the boundaries fall in this clock, and per bin j its segment, phase, frame
         # and gate test: registered, computed a clock ahead from the next state below. Reset
@@ -217,7 +226,7 @@ class SlotClassifier(wiring.Component):
             m.d.sync += [bin_in_c[j].eq(in_c), bin_in_b[j].eq(in_b)]
 
         # -- per channel: the click's bin picks its segment, phase and gate test; dead time
-        seg_a, seg_b, seg_c, acc, phases, flags = [], [], [], [], [], []
+        seg_a, seg_b, seg_c = [], [], []
         for ch in range(CHANNELS):
             j = self.index[ch]
             in_c = Signal(name=f"in_c{ch}")
@@ -230,19 +239,26 @@ class SlotClassifier(wiring.Component):
 
             raw = Signal(name=f"raw{ch}")
             live = Signal(name=f"live{ch}")
-            m.d.comb += [raw.eq(self.enable & self.click[ch]), live.eq(raw & (j >= rem[ch]))]
-            # Non-paralysable: only a click outside the dead time restarts it.
-            left = Signal(DEAD_TIME_BITS + 3, name=f"left{ch}")
-            with m.If(live):
-                m.d.comb += left.eq(j + self.dead_time[ch])
+            r = rem[ch]
+            # j >= rem, with j < N = 2**lb: rem's high bits zero and its low bits <= j.
+            m.d.comb += [raw.eq(self.enable & self.click[ch]),
+                         live.eq(raw & (r[lb:] == 0) & (r[:lb] <= j))]
+            # Non-paralysable: only a click outside the dead time restarts it. Next clock's
+            # rem = max(left - N, 0) with left = j + dead_time (a live click) or rem. N is a
+            # power of two, so "- N" is a decrement of the high bits (one shared borrow chain),
+            # the low bits pass: for a live click, d = dead_time[:lb] + j gives the low bits and
+            # a carry c into the high bits, and j + dead_time - N = (dt_high + c - 1) * N + d[:lb].
+            dt = self.dead_time[ch]
+            d = Signal(lb + 1, name=f"dead_low{ch}")
+            m.d.comb += d.eq(dt[:lb] + j)
+            carry = live & d[lb]
+            high_in = Signal(DEAD_TIME_BITS - lb, name=f"dead_high{ch}")
+            high_dec = Signal(DEAD_TIME_BITS - lb, name=f"dead_dec{ch}")
+            m.d.comb += [high_in.eq(Mux(live, dt[lb:], r[lb:])), high_dec.eq(high_in - 1)]
+            with m.If(~self.enable | (~carry & (high_in == 0))):
+                m.d.sync += r.eq(0)
             with m.Else():
-                m.d.comb += left.eq(rem[ch])
-            with m.If(~self.enable):
-                m.d.sync += rem[ch].eq(0)
-            with m.Elif(left > n):
-                m.d.sync += rem[ch].eq(left - n)
-            with m.Else():
-                m.d.sync += rem[ch].eq(0)
+                m.d.sync += r.eq(Cat(Mux(live, d[:lb], r[:lb]), Mux(carry, dt[lb:], high_dec)))
 
             in_sync = live & in_frame
             a = Signal(name=f"acc{ch}")
@@ -255,22 +271,15 @@ class SlotClassifier(wiring.Component):
             seg_a.append(a & ~in_b & ~in_c)
             seg_b.append(a & in_b)
             seg_c.append(a & in_c)
-            acc.append(a)
-            phases.append(phase)
 
         def first_phase(sel, name):
-            """Phase of the earliest accepted click among channels ``sel`` (the lowest bin: phases
-            grow with the bin inside a segment)."""
+            """Phase of the earliest accepted click among channels ``sel``: the phase row of the
+            lowest bin holding one (phases grow with the bin inside a segment, and each bin's
+            row is precomputed), so a bin priority encoder and one row multiplexer."""
             best = Signal(PHASE_BITS, name=f"{name}_phase")
-            best_j = Signal(range(n + 1), name=f"{name}_j", init=n)
-            for ch in range(CHANNELS):
-                prev_j = best_j
-                cand = Signal(range(n + 1), name=f"{name}_j{ch}")
-                cand_p = Signal(PHASE_BITS, name=f"{name}_p{ch}")
-                take = sel[ch] & (self.index[ch] < prev_j)
-                m.d.comb += [cand.eq(Mux(take, self.index[ch], prev_j)),
-                             cand_p.eq(Mux(take, phases[ch], best if ch else 0))]
-                best_j, best = cand, cand_p
+            for j in reversed(bins):    # the lowest bin wins
+                with m.If(Cat(sel[ch] & (self.index[ch] == j) for ch in range(CHANNELS)).any()):
+                    m.d.comb += best.eq(bin_phase[j])
             return best
 
         mask_a, mask_b, mask_c = Cat(*seg_a), Cat(*seg_b), Cat(*seg_c)

@@ -15,21 +15,30 @@ from gwsim import run
 
 
 def _bursts(seed, n, max_inc, clocks):
-    """Return a list (per clock) of increment lists, dense and sparse stretches mixed."""
+    """Return a list (per clock) of increment lists, dense and sparse stretches mixed;
+    ``max_inc`` is one bound or one per counter."""
+    bounds = list(max_inc) if isinstance(max_inc, (list, tuple)) else [max_inc] * n
     rng = random.Random(seed)
     out, density = [], 0.5
     for c in range(clocks):
         if c % 97 == 0:
             density = rng.choice([0.0, 0.05, 0.5, 1.0])
-        out.append([rng.randrange(max_inc + 1) if rng.random() < density else 0
-                    for _ in range(n)])
+        out.append([rng.randrange(bounds[k] + 1) if rng.random() < density else 0
+                    for k in range(n)])
     return out
 
 
+#: The tagger's bounds: 16 channel counters (1 a clock), then events, dropped events and markers,
+#: frames, sync losses, sync acquired, no-sync (gateware.cores.tagger).
+TAGGER_BOUNDS = (1,) * 16 + (2, 2, 2, 1, 1, 1, 4)
+
+
 @pytest.mark.parametrize("seed", range(3))
-@pytest.mark.parametrize("n, max_inc", [(23, 4), (3, 1)])
+@pytest.mark.parametrize("n, max_inc", [(23, 4), (3, 1), (23, TAGGER_BOUNDS)])
 def test_counter_file_matches_count(seed, n, max_inc):
     dut = CounterFile(n, max_inc=max_inc)
+    if not isinstance(max_inc, int):
+        assert dut.pre_widths[0] < dut.pre_widths[-1]     # narrower where the bound is lower
     lag = 2 * n + 4
     rng = random.Random(seed * 1000 + n)
     plan = _bursts(seed, n, max_inc, 1200)
@@ -94,3 +103,5 @@ def test_counter_file_refuses_bad_sizes():
         CounterFile(2)
     with pytest.raises(ValueError, match="max_inc"):
         CounterFile(5, max_inc=0)
+    with pytest.raises(ValueError, match="max_inc"):
+        CounterFile(5, max_inc=[1, 2])
