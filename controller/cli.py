@@ -136,40 +136,73 @@ def board_rtl(
 def demo_cmd(
     seconds: Optional[float] = typer.Option(None, "--seconds", min=0.0, help="Link time to run, in "
                                             "simulated seconds (default: --blocks blocks)."),
-    blocks: int = typer.Option(2, "--blocks", min=1, help="Blocks to distil (when --seconds is not given)."),
-    distance_km: float = typer.Option(25.0, "--distance-km", min=0.0, help="Fibre length, km."),
-    block_size: int = typer.Option(100_000, "--block-size", min=1000, help="Key-basis detections per "
-                                   "block (n_Z); the block's slot count follows from the link model."),
+    blocks: Optional[int] = typer.Option(None, "--blocks", min=1, help="Blocks to distil (when "
+                                         "--seconds is not given): 2, or 1 with --board rtl."),
+    distance_km: Optional[float] = typer.Option(None, "--distance-km", min=0.0, help="Fibre length, "
+                                                "km: 25, or 0 with --board rtl."),
+    block_size: Optional[int] = typer.Option(None, "--block-size", min=1000, help="Key-basis "
+                                             "detections per block (n_Z): 100000, or 50000 with "
+                                             "--board rtl; the block's slot count follows from the "
+                                             "link model."),
     eve: Optional[str] = typer.Option(None, "--eve", help="Eavesdropper: intercept-resend:FRACTION "
                                       "(0..1), e.g. intercept-resend:0.3."),
-    board: str = typer.Option("model", "--board", help="Board target: model (rtl is not wired "
-                              "into the demo yet)."),
+    board: str = typer.Option("model", "--board", help="Board target: model (behavioural boards), "
+                              "or rtl: Bob's gateware in Verilator (his RTL twin; slow: about 165 "
+                              "clock cycles per detection at ~1e5 cycles per CPU second, so the "
+                              "rtl demo runs 0 km, 90 % detectors, 40-cycle slots and one block of "
+                              "n_Z = 50000, several minutes; see docs/operations.md)."),
+    alice: str = typer.Option("model", "--alice", help="Alice's board with --board rtl: model, or "
+                              "rtl (her twin too; slower still)."),
     seed: Optional[int] = typer.Option(None, help="Seed of the simulated optics (default: random, printed)."),
     keys: int = typer.Option(4, "--keys", min=1, max=128, help="Keys the SAEs fetch at the end."),
     plot: Optional[Path] = typer.Option(None, "--plot", help="Write a PNG of key rate and QBER per block."),
+    model_params: Optional[Path] = typer.Option(None, "--model-params", help="Write the planning "
+                                                "model's inputs for this run to this JSON file: "
+                                                "`qkdnode model rate --params FILE` prints "
+                                                "model_key_rate_bps again."),
     serve: bool = typer.Option(False, "--serve", help="Keep both KMEs up afterwards (until Ctrl-C) and "
                                "print their URLs and the SAE certificate paths."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as one JSON object."),
 ):
     """Run two nodes over a simulated 25 km link, fetch keys through ETSI 014 and compare them."""
-    from hil.demo import run_demo
-    from hil.demo import parse_eve
+    from hil.demo import RTL_DEFAULTS, parse_eve, run_demo
     from controller.node.view import DemoView, write_plot
-    if board != "model":
-        fail(f"--board {board}: only the behavioural model is wired into the demo; use --board model.")
+    if board not in ("model", "rtl"):
+        fail(f"--board {board}: expected model (behavioural boards) or rtl (Bob's RTL twin).")
+    if alice not in ("model", "rtl"):
+        fail(f"--alice {alice}: expected model or rtl.")
+    if alice == "rtl" and board != "rtl":
+        fail("--alice rtl runs Alice's twin with Bob's: add --board rtl.")
     try:
         fraction = parse_eve(eve)
     except ValueError as exc:
         fail(str(exc))
+    rtl = board == "rtl"
+    defaults = RTL_DEFAULTS if rtl else {"distance_km": 25.0, "block_size": 100_000, "blocks": 2}
+    distance_km = defaults["distance_km"] if distance_km is None else distance_km
+    block_size = defaults["block_size"] if block_size is None else block_size
+    blocks = defaults["blocks"] if blocks is None else blocks
     view = None if as_json else DemoView(out)
+    progress = view.update if view else None
+    if rtl:
+        who = "Alice's and Bob's gateware" if alice == "rtl" else "Bob's gateware"
+        err.print(f"--board rtl: {who} in Verilator; {distance_km:g} km, "
+                  f"{RTL_DEFAULTS['efficiency']:.0%} detectors, "
+                  f"{RTL_DEFAULTS['slot_period']}-cycle slots, blocks of n_Z = {block_size}: "
+                  f"building the twin (once) and one block take several minutes; progress every "
+                  f"30 s.", highlight=False)
+        progress = _RtlProgress(progress)
     try:
         if view:
             view.start(distance_km, fraction, seed)
         result = run_demo(distance_km=distance_km, eve_fraction=fraction, block_size=block_size,
                           seconds=seconds, blocks=blocks, seed=seed, keys=keys, serve=serve,
-                          progress=view.update if view else None)
+                          progress=progress, board=board, alice=alice if rtl else None,
+                          model_params=model_params)
     except KeyboardInterrupt:
         fail("interrupted")
+    except (ValueError, RuntimeError, OSError) as exc:
+        fail(f"demo could not run: {exc}")
     finally:
         if view:
             view.stop()
@@ -182,6 +215,7 @@ def demo_cmd(
         print(json.dumps(result.to_json()))
     else:
         view.summary(result)
+        out.print(f"the model's figure again: {result.model_command}", highlight=False)
     if serve and handles is not None:
         info = result.serve_info
         out.print(f"Alice's KME: {info['alice_kme']}  (master SAE sae-a)\nBob's KME:   {info['bob_kme']}"
@@ -197,6 +231,26 @@ def demo_cmd(
             release(handles)
     if not result.ok:
         fail("demo failed: " + "; ".join(result.failures))
+
+
+class _RtlProgress:
+    """The rtl demo's sign of life: a line on stderr every ``every_s`` seconds (slots of the block
+    in progress, blocks done), then the live view's update if there is one."""
+
+    def __init__(self, then=None, every_s=30.0):
+        self.then, self.every_s = then, every_s
+        self.t0 = self.last = time.monotonic()
+
+    def __call__(self, live: dict) -> None:
+        now = time.monotonic()
+        if now - self.last >= self.every_s:
+            self.last = now
+            err.print(f"[{now - self.t0:6.0f} s] blocks done {live.get('blocks', 0)}, "
+                      f"slots of the block in progress {live.get('block_slots_played', 0):,} of "
+                      f"{live.get('block_slots', 0):,}, "
+                      f"secret bits {live.get('secret_bits', 0):,}", highlight=False)
+        if self.then is not None:
+            self.then(live)
 
 
 # -- run ----------------------------------------------------------------------------------------

@@ -30,7 +30,20 @@ from gateware.spec.registers import Role
 from hil.model import CLK_HZ, AliceBlock, ModelBoard, ModelServer
 from hil.optics.clicks import RunResult
 
-__all__ = ["SimBench", "RecordingAliceBlock", "DemoResult", "run_demo", "link_plan", "release"]
+__all__ = ["SimBench", "TestbedBench", "RecordingAliceBlock", "DemoResult", "run_demo", "link_plan",
+           "release", "RTL_DEFAULTS"]
+
+#: ``qkdnode demo --board rtl``'s link, chosen so that one block makes key in minutes.  The twin
+#: simulates some 65 000-100 000 clock cycles per CPU second, and Bob's UART (12 Mbaud at 48 MHz)
+#: carries one event record per ~165 cycles (``bench.tagger.link_limit``): a block costs about
+#: 165 cycles per detection whatever the link, so the link is short and the detectors good
+#: (0 km, 90 %: few slots per detection), the slot as short as the UART allows at this click
+#: probability (~0.2 per slot: 40 cycles, 1.2 Mslot/s), and the block the smallest that leaves
+#: key after the finite-key bound with margin (the model: none below n_Z ~ 35 000).
+#: ``stretch_frames``: frames handed to the twin at a time (each stretch costs it a gap of two
+#: frames).
+RTL_DEFAULTS = {"distance_km": 0.0, "block_size": 50_000, "blocks": 1, "efficiency": 0.9,
+                "slot_period": 40, "stretch_frames": 32}
 # -- the simulated bench --------------------------------------------------------------------------
 
 class RecordingAliceBlock(AliceBlock):
@@ -189,20 +202,37 @@ class SimBench:
         sync_ps = (self._base + frames * self.frame_slots) * period_ps + self.config.fibre.delay_ps()
         syncs = np.rint(sync_ps / self.bin_ps).astype(np.int64)
         self.bob_board.bob.inject(per_channel, syncs)
+        # the run's light has stopped; Bob's clock runs on: his last frame ends with sync lost
+        self.bob_board.bob.idle()
 
 
 class TestbedBench:
-    """The project's ``hil.testbed.Testbed`` (model boards, ``hil.fibre``, SCPI instruments)
-    behind the interface the demo uses, on simulated time like :class:`SimBench`: a driver
-    thread plays what Alice's host has streamed (``Testbed.advance``) and hands Bob the rest of a
-    run when it stops (``Testbed.flush``).  Its fibre does not survive a reset of Alice's board,
-    so the recovery tests use :class:`SimBench`."""
+    """The project's ``hil.testbed.Testbed`` (boards, ``hil.fibre``, SCPI instruments) behind
+    the interface the demo uses, on simulated time like :class:`SimBench`.
+
+    ``board="model"``: behavioural boards; a driver thread plays what Alice's host has streamed
+    (``Testbed.advance``) and hands Bob the rest of a run when it stops (``Testbed.flush``).
+    ``board="rtl"``: Bob's board is his gateware in Verilator (``hil.twin``), his detector and
+    sync pins driven from the fibre, ``stretch_frames`` frames at a time; Alice stays the
+    behavioural model, driven as above (the twin's clock only runs on light and host traffic),
+    unless ``alice="rtl"``: her twin too, its pins feeding the fibre on its own simulated clock
+    (the testbed's realtime pump; her run goes on while the stop crosses her UART, and slots
+    shorter than some 24 clock cycles underflow: her UART carries two slots per 40 cycles).
+    Its fibre does not survive a reset of Alice's board, so the recovery tests use
+    :class:`SimBench`."""
 
     def __init__(self, *, distance_km=25.0, preset="lim2014", proto=None, eve_fraction=0.0,
-                 seed=1, slot_period=6, frame_slots=1024, efficiency=None):
+                 seed=1, slot_period=6, frame_slots=1024, efficiency=None, board="model",
+                 alice=None, stretch_frames=None):
         from hil.fibre import TimeBase
         from hil.optics import InterceptResend, Source, preset as link_preset
-        from hil.testbed import Testbed
+        from hil.testbed import BOARDS, Testbed
+        alice = alice or "model"
+        for kind in (board, alice):
+            if kind not in BOARDS:
+                raise ValueError(f"board {kind!r}: expected one of {', '.join(BOARDS)}")
+        if alice == "rtl" and board != "rtl":
+            raise ValueError("Alice's twin runs with Bob's twin only: board='rtl', alice='rtl'")
         proto = proto or Protocol()
         cfg = link_preset(preset, length_km=distance_km)
         receiver = replace(cfg.receiver, p_z=1 - proto.p_x)
@@ -210,11 +240,13 @@ class TestbedBench:
             receiver = replace(receiver, efficiency=efficiency)
         cfg = cfg.with_(receiver=receiver,
                         source=Source(proto.intensities, proto.probabilities, 1 - proto.p_x))
+        self.board, self.alice_kind = board, alice
         self.slot_period, self.frame_slots = slot_period, frame_slots
         tb = TimeBase(slot_cycles=slot_period, frame_slots=frame_slots)
         self.slot_hz = tb.slot_hz
-        self.testbed = Testbed("model", preset=preset, distance_km=distance_km, timebase=tb,
-                               seed=seed, realtime=False, optics=cfg, link_detector=False,
+        self.testbed = Testbed(board, alice=alice, preset=preset, distance_km=distance_km,
+                               timebase=tb, seed=seed, realtime=alice == "rtl", optics=cfg,
+                               link_detector=False, stretch_frames=stretch_frames,
                                attack=InterceptResend(eve_fraction) if eve_fraction > 0 else None)
         self._stop = threading.Event()
         self.error = None
@@ -245,7 +277,12 @@ class TestbedBench:
 
     def _loop(self):
         try:
-            self._drive()
+            if self.alice_kind == "rtl":
+                while not self._stop.wait(0.1):     # the testbed's own pump plays her twin
+                    if self.testbed.error is not None:
+                        raise self.testbed.error
+            else:
+                self._drive()
         except Exception as exc:  # noqa: BLE001 - the demo reports it and stops
             self.error = exc
 
@@ -309,21 +346,30 @@ def link_plan(proto: Protocol, optics, slot_hz: float, block_size: float):
     (what ``qkdnode model rate`` evaluates) fed with :func:`model_parameters` and this protocol's
     intensities, probabilities and basis choice, with the reconciliation efficiency f of the
     node's Cascade measured at the model's QBER and this block size
-    (:func:`~controller.postprocess.planning.reconciliation_efficiency`)."""
-    from controller.postprocess.planning import (FiniteSettings, expected_counts, finite_rate,
+    (:func:`~controller.postprocess.planning.reconciliation_efficiency`).  ``figures["inputs"]``
+    is the model-inputs object (``controller.cli_model.model_inputs``) that
+    ``qkdnode model rate --params`` evaluates to the same rate."""
+    from controller.cli_model import model_inputs
+    from controller.postprocess.planning import (FiniteSettings, expected_counts, plan,
                                                  reconciliation_efficiency)
-    settings = FiniteSettings(1 - proto.p_x, tuple(proto.intensities), tuple(proto.probabilities))
+    settings = FiniteSettings(1 - proto.p_x, tuple(float(x) for x in proto.intensities),
+                              tuple(float(x) for x in proto.probabilities))
     params = model_parameters(optics, slot_hz, proto)
-    counts, pulses = expected_counts(params, optics.config.fibre.length_km, block_size, settings)
+    distance_km = float(optics.config.fibre.length_km)
+    block_size = float(block_size)
+    counts, pulses = expected_counts(params, distance_km, block_size, settings)
     qber = sum(counts.m_key) / sum(counts.n_key)
     f = reconciliation_efficiency(int(block_size), qber, mode=proto.cascade_mode,
                                   eps_cor=proto.eps_cor)
     params = params.with_(f_ec=f)
-    rate = finite_rate(params, optics.config.fibre.length_km, block_size, settings, proto.method)
+    # the same call `qkdnode model rate --params` makes on these inputs
+    rate = plan(params, distance_km, proto.method, block_size, settings=settings)
     figures = {"model_qber": round(float(qber), 5), "model_f_ec": round(f, 4),
                "model_eta_bob": params.eta_bob, "model_y0": params.y0,
-               "model_p_ap": params.p_ap, "model_e_d": params.e_d}
-    return int(math.ceil(pulses / 2) * 2), max(float(rate), 0.0), figures
+               "model_p_ap": params.p_ap, "model_e_d": params.e_d,
+               "inputs": model_inputs(params, distance_km, block_size, proto.method, settings,
+                                      slot_hz)}
+    return int(math.ceil(pulses / 2) * 2), rate["key_rate_per_pulse"], figures
 
 
 @dataclass
@@ -334,6 +380,7 @@ class DemoResult:
     eve_fraction: float
     block_size: int
     block_slots: int
+    board: str = "model"
     blocks: int = 0
     blocks_with_key: int = 0
     blocks_aborted: int = 0
@@ -347,6 +394,8 @@ class DemoResult:
     model_key_rate_bps: float = 0.0
     rate_ratio: float | None = None
     model: dict = field(default_factory=dict)
+    model_inputs: dict = field(default_factory=dict)
+    model_command: str = ""
     auth_bits_used: int = 0
     replenished_bits: int = 0
     net_bits: int = 0
@@ -383,8 +432,9 @@ def _https_json(url, ctx, body=None):
 
 def run_demo(*, distance_km=25.0, eve_fraction=0.0, block_size=100_000, seconds=None,
              blocks=None, seed=None, workdir=None, progress=None, keys=4, key_size=256,
-             serve=False, max_wall_s=1800.0, proto=None, block_slots=None,
-             bench="testbed", bench_options=None) -> DemoResult:
+             serve=False, max_wall_s=None, proto=None, block_slots=None,
+             bench="testbed", bench_options=None, board="model", alice=None,
+             model_params=None) -> DemoResult:
     """Run both nodes on the simulated bench until ``blocks`` blocks (or ``seconds`` of link
     time) are done, then fetch ``keys`` keys through ETSI 014 on both KMEs and compare them.
 
@@ -392,6 +442,10 @@ def run_demo(*, distance_km=25.0, eve_fraction=0.0, block_size=100_000, seconds=
     Ctrl-C once the summary is made (the caller prints their URLs).  ``bench``: ``"testbed"``
     (the project's ``hil.testbed.Testbed``, default) or ``"sim"`` (:class:`SimBench`, which
     also survives board resets); ``bench_options`` go to its constructor (e.g. ``efficiency``).
+    ``board="rtl"``: Bob's board is his gateware in Verilator (``alice="rtl"``: Alice's too),
+    with :data:`RTL_DEFAULTS` for the bench options not given and longer link timeouts.
+    ``model_params``: a path to write the model's inputs to (``qkdnode model rate --params``
+    gives ``model_key_rate_bps`` back from it; ``model_command`` is that command).
     """
     from controller.channel import AuthKeyPool
     from controller.kms.etsi014 import KMEServer, TLSFiles, client_ssl_context
@@ -414,9 +468,22 @@ def run_demo(*, distance_km=25.0, eve_fraction=0.0, block_size=100_000, seconds=
     AuthKeyPool.create_secret_file(psk, n_messages=1 << 16)
     if bench not in ("testbed", "sim"):
         raise ValueError(f"bench {bench!r}: expected 'testbed' (hil.testbed.Testbed) or 'sim'")
+    bench_options = dict(bench_options or {})
+    rtl = board == "rtl"
+    if rtl or alice is not None:
+        if bench != "testbed":
+            raise ValueError("the RTL twins run on the testbed bench (bench='testbed')")
+        if rtl:
+            for name in ("efficiency", "slot_period", "stretch_frames"):
+                bench_options.setdefault(name, RTL_DEFAULTS[name])
+        bench_options.update(board=board, alice=alice)
+    if max_wall_s is None:
+        max_wall_s = 7200.0 if rtl else 1800.0
+    # a twin answers in its simulated time, slowed down some 500-fold: longer link timeouts
+    link_timeout, node_timeout = (10.0, 300.0) if rtl else (2.0, 30.0)
     bench_cls = TestbedBench if bench == "testbed" else SimBench
     bench = bench_cls(distance_km=distance_km, proto=proto, eve_fraction=eve_fraction, seed=seed,
-                      **(bench_options or {}))
+                      **bench_options)
     slot_hz = bench.slot_hz
     nodes, servers, stores = [], [], []
     t_wall = time.monotonic()
@@ -427,9 +494,11 @@ def run_demo(*, distance_km=25.0, eve_fraction=0.0, block_size=100_000, seconds=
         block_slots = block_slots or planned
         if blocks is None:
             blocks = max(1, math.ceil((seconds or 0) * slot_hz / block_slots)) if seconds else 3
-        res = DemoResult(distance_km, eve_fraction, int(block_size), block_slots)
+        res = DemoResult(distance_km, eve_fraction, int(block_size), block_slots, board=board)
         res.model_key_rate_bps = rate_per_slot * slot_hz
+        res.model_inputs = model_figures.pop("inputs")
         res.model = model_figures
+        res.model_command = _model_command(res.model_inputs, model_params)
         res.seed = seed
         for role, kme_id, peer_id, local, remote in (("alice", "alice-kme", "bob-kme", "sae-a", "sae-b"),
                                                      ("bob", "bob-kme", "alice-kme", "sae-b", "sae-a")):
@@ -442,15 +511,18 @@ def run_demo(*, distance_km=25.0, eve_fraction=0.0, block_size=100_000, seconds=
             servers.append(KMEServer(kme, TLSFiles(cert, key, pki.ca_cert)).start())
             pool = AuthKeyPool.from_file(psk, state_path=d / "channel.state")
             board = (AliceBoard(bench.alice_url, proto, slot_period=bench.slot_period,
-                                frame_slots=bench.frame_slots, chunk=30_000, link_timeout=2.0)
+                                frame_slots=bench.frame_slots, chunk=30_000,
+                                link_timeout=link_timeout)
                      if role == "alice" else
                      BobBoard(bench.bob_url, slot_period=bench.slot_period,
-                              frame_slots=bench.frame_slots, seed=seed + 1, link_timeout=2.0))
+                              frame_slots=bench.frame_slots, seed=seed + 1,
+                              link_timeout=link_timeout))
             node = Node(role, board, proto, block_slots, store, pool, kme=kme,
                         metrics=Metrics(role, clock=lambda: bench.sim_seconds),
                         listen=("127.0.0.1", 0) if role == "alice" else None,
                         connect_to=nodes[0].address if role == "bob" else None,
                         clock=lambda: bench.sim_seconds, name=role, slot_hz=slot_hz,
+                        timeout_s=node_timeout, run_timeout_s=max(600.0, max_wall_s),
                         max_blocks=blocks if role == "alice" else None)
             nodes.append(node)
         for node in nodes:
@@ -497,6 +569,17 @@ def run_demo(*, distance_km=25.0, eve_fraction=0.0, block_size=100_000, seconds=
     return res
 
 
+def _model_command(inputs: dict, path) -> str:
+    """Write ``inputs`` to ``path`` (if given); return the ``qkdnode model rate`` command that
+    evaluates them."""
+    from controller.cli_model import rate_command
+    if path is not None:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(inputs, indent=1) + "\n")
+    return rate_command(inputs, path)
+
+
 def release(handles):
     """Stop what ``run_demo(serve=True)`` left running: KMEs, key stores, the bench, temp files."""
     servers, stores, tmp, bench = handles
@@ -516,7 +599,10 @@ def _live(alice, bench) -> dict:
     return {"blocks": st.blocks, "keyed": st.keyed, "alarms": st.alarms, "sifted_bits": st.sifted_bits,
             "secret_bits": st.secret_bits, "qber_x": last.get("qber_x"), "qber_z": last.get("qber_z"),
             "key_rate_bps": st.secret_bits / sim if st.slots else 0.0,
-            "sim_seconds": bench.sim_seconds, "last_abort": last.get("abort")}
+            "sim_seconds": bench.sim_seconds, "last_abort": last.get("abort"),
+            # slots Alice has played since the last block ended: the block in progress
+            "block_slots_played": max(round(bench.sim_seconds * bench.slot_hz) - st.slots, 0),
+            "block_slots": alice.block_slots}
 
 
 def _summarise(res: DemoResult, alice, bench) -> None:
@@ -536,7 +622,7 @@ def _summarise(res: DemoResult, alice, bench) -> None:
     res.qber = float(np.mean(q)) if q else None
     res.history = [{k: h.get(k) for k in ("block", "slots", "sifted_bits", "qber_x", "qber_z",
                                           "secret_bits", "abort", "leak_ec_bits", "replenished_bits",
-                                          "auth_bits_used", "net_bits",
+                                          "auth_bits_used", "net_bits", "overrun_slots",
                                           "acquire_wall_s", "distill_wall_s")} for h in st.history]
 
 
