@@ -2,22 +2,22 @@
 
 Per frame of k key bits (a key is cut into near-equal frames of at most ``frame_bits``):
 
-* Code: an extended irregular repeat-accumulate code (staircase parity part, information
-  variables of the degrees in ``DEGREES``) with m checks and n = k + p variables, built
-  from a public seed (``_ldpc_core.build_ira``, ~0.1 s at n = 1e5) and kept in memory.
-* Puncturing: p staircase parity variables (odd parity indices, so no two share a check)
-  carry Alice's private random bits, not key bits.  Alice sends, for every punctured
-  parity j (in checks j and j+1), s_j XOR s_j+1 with the leaky part and s_j apart: s_j is
-  one-time padded by the punctured bit, independent of the key and of every other
-  message, so only m - p syndrome bits are metered as leaked (``leaks_key=True``) and
-  the p pads are not.
-* Rate: m - p = ceil(f_start k h(Q)) (the first attempt leaks f_start in efficiency);
-  p = steps x delta with delta = ceil(step_f k h(Q)).
+* Code: a quasi-cyclic code (``_qc.build``): kb information and mb staircase base columns
+  lifted by z (a multiple of 8, chosen so that nb = kb + mb is about ``BASE_COLUMNS``),
+  built from public numbers in milliseconds and kept in memory.  The n = (kb + mb) z
+  variables hold the k key bits, p punctured staircase bits and s < z shortened zeros.
+* Puncturing: the p punctured variables carry Alice's private random bits.  Each sits in
+  two checks a, b of an identity circulant pair (even staircase blocks, so no check holds
+  two); Alice sends s_a XOR s_b with the leaky part and s_a apart: s_a is one-time padded
+  by the punctured bit, independent of the key and of every other message, so only m - p
+  syndrome bits are metered as leaked (``leaks_key=True``) and the p pads are not.
+* Rate: m - p >= ceil(f_start k h(Q)) (rounded up to whole circulants); p >= steps x delta
+  with delta = ceil(step_f k h(Q)).
 * Blind: when Bob's decoding fails (no convergence, or converged to a word whose hash
   differs from Alice's), Alice discloses the values of the next delta punctured bits
   (then, when none is left, of delta key bits), each metered as one leaked bit, and Bob
-  decodes again, up to ``max_retries`` times.  Frames are handled together: one flight
-  each way per attempt, whatever the number of frames.
+  decodes again from the failed attempt's state (``warm``), up to ``max_retries`` times.
+  Frames are handled together: one flight each way per attempt, whatever their number.
 * Check: Alice sends with the syndrome a polynomial hash tag of each frame's key
   (``verify.tag``, 61 bits per frame, metered as leaked); Bob accepts a decoded frame only
   if its tag matches, so an undetected decoding error is a frame error with probability
@@ -35,40 +35,55 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import _ldpc_core as core
+from . import _qc
 from .channel import Channel
 from .infotheory import h2
 from .verify import P61, tag
 
-# Information-variable degree fractions (nodes) of the IRA codes; picked by a scan of
-# decoding thresholds at QBER 2 % on 3e4-bit frames (docs/BENCHMARKS.md, LDPC section).
-DEGREES = {3: 0.50, 6: 0.30, 20: 0.20}
 CODE_SEED = 0x5EED1D9C
+BASE_COLUMNS = 200      # target number of base-matrix columns nb (the lift Z follows)
+LIFT_STEP = 8           # Z is a multiple of this (one AVX vector of float32)
 MAX_CODES = 16
-_CODES: dict[tuple[int, int, int], tuple[np.ndarray, np.ndarray]] = {}
+_CODES: dict[tuple[int, int, int, int], _qc.QCCode] = {}
 
 
 @dataclass(frozen=True)
 class FramePlan:
-    """Sizes of one frame: key bits k, variables n = k + p, checks m, punctured p, reveal step delta."""
+    """Sizes of one frame: k key bits in a QC code of kb + mb base columns lifted by z,
+    p punctured and s shortened variables, reveal step delta."""
 
     k: int
-    n: int
-    m: int
+    z: int
+    kb: int
+    mb: int
     p: int
+    s: int
     delta: int
 
     @property
+    def n(self) -> int:
+        """Return the number of variables (kb + mb) z = k + p + s."""
+        return (self.kb + self.mb) * self.z
+
+    @property
+    def m(self) -> int:
+        """Return the number of checks mb z."""
+        return self.mb * self.z
+
+    @property
     def rate(self) -> float:
-        """Return the mother-code rate 1 - m / n."""
-        return 1.0 - self.m / self.n
+        """Return the rate of the first attempt, 1 - (m - p) / k."""
+        return 1.0 - (self.m - self.p) / self.k
 
 
-def plan_frame(k: int, qber: float, f_start: float = 1.04, step_f: float = 0.01,
-               steps: int = 14) -> FramePlan:
+def plan_frame(k: int, qber: float, f_start: float = 1.06, step_f: float = 0.02,
+               steps: int = 6) -> FramePlan:
     """Return the code sizes for k key bits at design QBER ``qber``.
 
-    The first attempt leaks m - p = ceil(f_start k h(qber)) syndrome bits; each blind
-    retry discloses delta = ceil(step_f k h(qber)) bits; p = steps x delta punctured bits.
+    The first attempt leaks m - p >= ceil(f_start k h(qber)) syndrome bits (rounded up to
+    whole circulants); each blind retry discloses delta = ceil(step_f k h(qber)) bits;
+    p >= steps x delta staircase variables are punctured, s < z information variables
+    shortened (zeros known to both) to fill the lifted code.
     """
     if k < 64:
         raise ValueError(f"an LDPC frame needs at least 64 key bits, got {k}")
@@ -79,54 +94,75 @@ def plan_frame(k: int, qber: float, f_start: float = 1.04, step_f: float = 0.01,
     hq = float(h2(qber))
     leak = int(math.ceil(f_start * k * hq))
     delta = int(math.ceil(step_f * k * hq))
-    p = steps * delta
-    m = leak + p
-    if 2 * p + 2 > m:
-        raise ValueError(f"{steps} blind steps of {delta} bits need more punctured parity bits "
-                         f"than a code with {m} checks has; lower steps or step_f")
-    n = k + p
-    if m > 0.8 * n:
-        raise ValueError(f"QBER {qber} needs a code of rate {1 - m / n:.2f}; LDPC codes here "
+    p_min = steps * delta
+    z = LIFT_STEP * max(1, -(-(k + p_min) // (BASE_COLUMNS * LIFT_STEP)))
+    mb = max(2, -(-(leak + p_min) // z))
+    p = mb * z - leak
+    nb = -(-(k + p) // z)
+    kb = nb - mb
+    if kb < 1 or mb > 0.8 * nb:
+        raise ValueError(f"QBER {qber} needs a code of rate {1 - mb / nb:.2f}; LDPC codes here "
                          f"work down to rate 0.2 (QBER ~ 0.2 at f 1.05), use Cascade")
-    return FramePlan(k, n, m, p, delta)
+    if p > (mb // 2) * z:
+        raise ValueError(f"{steps} blind steps of {delta} bits need {p} punctured staircase bits, "
+                         f"a code with {mb} x {z} checks has {(mb // 2) * z}; lower steps or step_f")
+    return FramePlan(k, z, kb, mb, p, nb * z - k - p, delta)
 
 
-def code(n: int, m: int, seed: int = CODE_SEED) -> tuple[np.ndarray, np.ndarray]:
-    """Return (chk_ptr, chk_var) of the public code with n variables and m checks (cached)."""
-    key = (n, m, seed)
+def code(plan: FramePlan, seed: int = CODE_SEED) -> _qc.QCCode:
+    """Return the public QC code of a frame plan (cached in memory)."""
+    key = (plan.kb, plan.mb, plan.z, seed)
     if key not in _CODES:
         if len(_CODES) >= MAX_CODES:
             _CODES.pop(next(iter(_CODES)))
-        rng = np.random.default_rng([seed, n, m])
-        k_info = n - m
-        degs = np.array(sorted(DEGREES))
-        counts = np.floor(np.array([DEGREES[d] for d in degs]) * k_info).astype(np.int64)
-        counts[0] += k_info - counts.sum()
-        info_deg = np.repeat(degs, counts).astype(np.int64)
-        rng.shuffle(info_deg)
-        _CODES[key] = core.build_ira(m, info_deg, int(rng.integers(0, 2**31)))
+        _CODES[key] = _qc.build(plan.kb, plan.mb, plan.z, seed)
     return _CODES[key]
 
 
-def punctured(plan: FramePlan, seed: int) -> np.ndarray:
-    """Return the staircase indices j of the punctured parity bits, in reveal order.
+@dataclass(frozen=True)
+class Layout:
+    """Where things sit in a frame's code (all from the public frame seed).
 
-    Odd j with j + 1 < m, so no check holds two punctured bits; variable n - m + j.
+    punct: punctured variables in reveal order, each in checks ``pair_a`` and ``pair_b``
+    (no check holds two); short: shortened variables (value 0); key_pos: the k key
+    variables, key bit i at variable key_pos[i]; reveal_key: order in which key bits are
+    disclosed once no punctured bit is left; rest: checks holding no punctured variable.
     """
-    odd = np.arange(1, plan.m - 1, 2)
-    return np.random.default_rng([seed, 1]).permutation(odd)[:plan.p]
+
+    punct: np.ndarray
+    pair_a: np.ndarray
+    pair_b: np.ndarray
+    short: np.ndarray
+    key_pos: np.ndarray
+    reveal_key: np.ndarray
+    rest: np.ndarray
 
 
-def _layout(plan: FramePlan, seed: int):
-    punct = punctured(plan, seed)
+def layout(plan: FramePlan, seed: int) -> Layout:
+    """Return the frame layout: punctured staircase bits of even blocks j <= mb - 2 (checks
+    j z + i and (j + 1) z + i, identity circulants), shortened information bits, key bits."""
+    rng = np.random.default_rng([seed, 1])
+    blocks = np.arange(0, plan.mb - 1, 2)
+    cand = ((plan.kb + blocks)[:, None] * plan.z + np.arange(plan.z)[None, :]).ravel()
+    punct = rng.permutation(cand)[:plan.p]
+    block = punct // plan.z - plan.kb
+    lane = punct % plan.z
+    pair_a = block * plan.z + lane
+    pair_b = pair_a + plan.z
+    short = np.sort(rng.choice(plan.kb * plan.z, plan.s, replace=False))
     is_key = np.ones(plan.n, dtype=bool)
-    is_key[plan.n - plan.m + punct] = False
-    key_pos = np.flatnonzero(is_key)
-    reveal_key = np.random.default_rng([seed, 2]).permutation(plan.k)
+    is_key[punct] = False
+    is_key[short] = False
     rest = np.ones(plan.m, dtype=bool)
-    rest[punct] = False
-    rest[punct + 1] = False
-    return punct, key_pos, reveal_key, np.flatnonzero(rest)
+    rest[pair_a] = False
+    rest[pair_b] = False
+    return Layout(punct, pair_a, pair_b, short, np.flatnonzero(is_key),
+                  np.random.default_rng([seed, 2]).permutation(plan.k), np.flatnonzero(rest))
+
+
+def syndrome(c: _qc.QCCode, word: np.ndarray) -> np.ndarray:
+    """Return H word (uint8, m) of a full word (uint8, n)."""
+    return core.syndrome(c.row_ptr, c.cols, c.shifts, c.z, np.ascontiguousarray(word, dtype=np.uint8))
 
 
 def _frames(n_bits: int, frame_bits: int) -> list[tuple[int, int]]:
@@ -136,15 +172,15 @@ def _frames(n_bits: int, frame_bits: int) -> list[tuple[int, int]]:
 
 
 def ldpc(alice_bits: np.ndarray, bob_bits: np.ndarray, qber: float, channel: Channel, *,
-         seed: int = 0, frame_bits: int = 100_000, f_start: float = 1.04, step_f: float = 0.01,
-         steps: int = 14, max_retries: int = 20, max_iter: int = 200, stall: int = 25,
-         warm: bool = False, rng: np.random.Generator | None = None) -> tuple[np.ndarray, int]:
+         seed: int = 0, frame_bits: int = 100_000, f_start: float = 1.06, step_f: float = 0.02,
+         steps: int = 6, max_retries: int = 20, max_iter: int = 100, stall: int = 12,
+         warm: bool = True, rng: np.random.Generator | None = None) -> tuple[np.ndarray, int]:
     """Reconcile over ``channel``; return (Bob's corrected key, number of failed frames).
 
-    seed: public randomness (code family and reveal orders).  rng: Alice's private
-    randomness for the punctured bits and hash points (OS entropy if None).  max_iter,
-    stall: decoder limits per attempt; warm: a retry continues from the failed attempt's
-    messages (else it restarts from the priors).
+    seed: public randomness (frame layouts).  rng: Alice's private randomness for the
+    punctured bits and hash points (OS entropy if None).  max_iter, stall: decoder limits
+    per attempt; warm: a retry continues from the failed attempt's messages (else it
+    restarts from the priors).
     """
     n_bits = alice_bits.size
     if frame_bits < 64:
@@ -160,18 +196,17 @@ def ldpc(alice_bits: np.ndarray, bob_bits: np.ndarray, qber: float, channel: Cha
     points = rng.integers(0, P61, size=1, dtype=np.uint64)
     leaky, pads, tags, a_state = [], [], [], []
     for (lo, hi), plan, fs in zip(bounds, plans, frame_seeds):
-        punct, key_pos, reveal_key, rest = _layout(plan, int(fs))
-        chk_ptr, chk_var = code(plan.n, plan.m)
-        word = np.empty(plan.n, dtype=np.uint8)
-        word[key_pos] = alice_bits[lo:hi]
+        lay = layout(plan, int(fs))
+        word = np.zeros(plan.n, dtype=np.uint8)
+        word[lay.key_pos] = alice_bits[lo:hi]
         secret = rng.integers(0, 2, plan.p, dtype=np.uint8)
-        word[plan.n - plan.m + punct] = secret
-        s = core.syndrome(chk_ptr, chk_var, word)
-        leaky += [s[rest], s[punct] ^ s[punct + 1]]
-        pads.append(s[punct])
+        word[lay.punct] = secret
+        s = syndrome(code(plan), word)
+        leaky += [s[lay.rest], s[lay.pair_a] ^ s[lay.pair_b]]
+        pads.append(s[lay.pair_a])
         tags.append(tag(alice_bits[lo:hi], points)[0])
-        a_state.append((secret, alice_bits[lo:hi][reveal_key]))
-    header = np.array([[p.k, p.n, p.m, p.p, p.delta] for p in plans], dtype=np.int64)
+        a_state.append((secret, alice_bits[lo:hi][lay.reveal_key]))
+    header = np.array([[p.k, p.z, p.kb, p.mb, p.p, p.s, p.delta] for p in plans], dtype=np.int64)
     channel.send("alice", np.concatenate([[len(plans)], frame_seeds, header.ravel()]).astype(np.int64),
                  tag="ec")
     channel.send("alice", np.concatenate(leaky).astype(bool), leaks_key=True, tag="ec")
@@ -182,7 +217,7 @@ def ldpc(alice_bits: np.ndarray, bob_bits: np.ndarray, qber: float, channel: Cha
     hdr = np.asarray(channel.recv("bob"), dtype=np.int64)
     count = int(hdr[0])
     b_seeds = hdr[1:1 + count]
-    b_plans = [FramePlan(*map(int, row)) for row in hdr[1 + count:].reshape(count, 5)]
+    b_plans = [FramePlan(*map(int, row)) for row in hdr[1 + count:].reshape(count, 7)]
     b_leaky = np.asarray(channel.recv("bob"), dtype=np.uint8)
     b_pads = np.asarray(channel.recv("bob"), dtype=np.uint8)
     b_points = np.asarray(channel.recv("bob"), dtype=np.uint64)
@@ -195,31 +230,33 @@ def ldpc(alice_bits: np.ndarray, bob_bits: np.ndarray, qber: float, channel: Cha
     bounds = list(zip(ends[:-1], ends[1:]))
     frames, lo_leak, lo_pad = [], 0, 0
     for (lo, hi), plan, fs in zip(bounds, b_plans, b_seeds):
-        punct, key_pos, reveal_key, rest = _layout(plan, int(fs))
+        lay = layout(plan, int(fs))
         s = np.empty(plan.m, dtype=np.uint8)
-        nr = rest.size
-        s[rest] = b_leaky[lo_leak:lo_leak + nr]
+        nr = lay.rest.size
+        s[lay.rest] = b_leaky[lo_leak:lo_leak + nr]
         pad = b_pads[lo_pad:lo_pad + plan.p]
-        s[punct] = pad
-        s[punct + 1] = b_leaky[lo_leak + nr:lo_leak + nr + plan.p] ^ pad
+        s[lay.pair_a] = pad
+        s[lay.pair_b] = b_leaky[lo_leak + nr:lo_leak + nr + plan.p] ^ pad
         lo_leak += nr + plan.p
         lo_pad += plan.p
         llr = np.zeros(plan.n, dtype=np.float32)
-        llr[key_pos] = np.where(out[lo:hi] == 0, l0, -l0)
-        frames.append((plan, punct, key_pos, reveal_key, s, llr, [None, None]))
+        llr[lay.key_pos] = np.where(out[lo:hi] == 0, l0, -l0)
+        llr[lay.short] = core.LLR_KNOWN
+        ssign = np.where(s == 0, 1.0, -1.0).astype(np.float32)
+        frames.append((plan, lay, ssign, llr, [None, None]))
     pending = list(range(count))
     revealed = np.zeros(count, dtype=np.int64)
     for attempt in range(max_retries + 1):
         still = []
         for i in pending:
-            plan, punct, key_pos, reveal_key, s, llr, state = frames[i]
-            chk_ptr, chk_var = code(plan.n, plan.m)
+            plan, lay, ssign, llr, state = frames[i]
+            c = code(plan)
             if state[0] is None or not warm:
-                state[0], state[1] = llr.copy(), np.zeros(chk_var.size, dtype=np.float32)
-            bits, _, converged = core.decode_state(chk_ptr, chk_var, s, state[0], state[1], max_iter,
-                                                   core.PHI, core.PHI_LOW, stall)
+                state[0], state[1] = llr.copy(), np.zeros(c.cols.size * c.z, dtype=np.float32)
+            _, converged = core.decode(c.row_ptr, c.cols, c.shifts, c.z, ssign, state[0], state[1],
+                                       max_iter, stall)
             lo, hi = bounds[i]
-            guess = bits[key_pos]
+            guess = (state[0][lay.key_pos] < 0).astype(np.uint8)
             if converged and tag(guess, b_points)[0] == b_tags[i]:
                 out[lo:hi] = guess
             else:
@@ -240,12 +277,12 @@ def ldpc(alice_bits: np.ndarray, bob_bits: np.ndarray, qber: float, channel: Cha
         got = np.asarray(channel.recv("bob"), dtype=np.uint8)
         at = 0
         for i in failed:
-            plan, punct, key_pos, reveal_key, s, llr, state = frames[i]
+            plan, lay, ssign, llr, state = frames[i]
             r = int(revealed[i])
             take = min(plan.delta, plan.p + plan.k - r)
             vals = got[at:at + take]
             at += take
-            pos = np.concatenate([plan.n - plan.m + punct, key_pos[reveal_key]])[r:r + take]
+            pos = np.concatenate([lay.punct, lay.key_pos[lay.reveal_key]])[r:r + take]
             known = np.where(vals == 0, core.LLR_KNOWN, -core.LLR_KNOWN).astype(np.float32)
             if state[0] is not None:
                 state[0][pos] += known - llr[pos]

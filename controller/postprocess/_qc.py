@@ -1,0 +1,122 @@
+"""Quasi-cyclic LDPC codes for reconciliation: seeded base graphs lifted by circulant shifts.
+
+A code is an ``mb`` x ``nb`` base matrix lifted by Z (see ``_ldpc_core``).  Its columns are
+``kb`` information columns and ``mb`` staircase columns:
+
+* staircase column kb + j (j < mb - 1) holds identity circulants in rows j and j + 1, the
+  last one rows mb - 1 (identity) and 0 (shift 1), so the m = mb Z degree-2 variables form
+  one ring through all checks (an accumulator);
+* information column i holds ``degree(i)`` circulants in distinct rows, rows picked with the
+  fewest entries so far (check degrees differ by at most one), each shift drawn at random
+  among those closing no 4-cycle in the lifted graph (a base 4-cycle through entries
+  s1, s2, s3, s4 lifts to 4-cycles iff s1 - s2 + s3 - s4 = 0 mod Z); if every shift closes
+  one, the shift closing the fewest is kept and counted in ``QCCode.four_cycles``.
+
+Everything is drawn from ``numpy.random.default_rng([seed, kb, mb, Z])``: both parties
+build the same code from public numbers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+# Information-column degrees (node fractions); see docs/BENCHMARKS.md, LDPC section.
+PROFILE = {3: 0.60, 7: 0.25, 25: 0.15}
+SHIFT_TRIES = 64
+
+
+@dataclass(frozen=True)
+class QCCode:
+    """A lifted base matrix: entries row by row (``row_ptr``, ``cols``, ``shifts``), lift ``z``."""
+
+    kb: int
+    mb: int
+    z: int
+    row_ptr: np.ndarray
+    cols: np.ndarray
+    shifts: np.ndarray
+    four_cycles: int
+
+    @property
+    def nb(self) -> int:
+        """Return the number of base columns."""
+        return self.kb + self.mb
+
+    @property
+    def n(self) -> int:
+        """Return the number of variables nb Z."""
+        return self.nb * self.z
+
+    @property
+    def m(self) -> int:
+        """Return the number of checks mb Z."""
+        return self.mb * self.z
+
+    def staircase(self, j: int) -> int:
+        """Return the base column of staircase variable block j (rows j and j + 1)."""
+        return self.kb + j
+
+    def edges(self) -> tuple[np.ndarray, np.ndarray]:
+        """Return (check, variable) of every edge of the lifted graph (for tests and tools)."""
+        rows = np.repeat(np.arange(self.mb), np.diff(self.row_ptr))
+        z = np.arange(self.z)
+        chk = (rows[:, None] * self.z + z[None, :]).ravel()
+        var = (self.cols[:, None] * self.z + (z[None, :] + self.shifts[:, None]) % self.z).ravel()
+        return chk, var
+
+
+def _degrees(kb: int, mb: int, profile: dict[int, float], rng: np.random.Generator) -> np.ndarray:
+    degs = np.array(sorted(profile), dtype=np.int64)
+    counts = np.floor(np.array([profile[d] for d in degs]) * kb).astype(np.int64)
+    counts[0] += kb - counts.sum()
+    out = np.minimum(np.repeat(degs, counts), mb)
+    rng.shuffle(out)
+    return out
+
+
+def build(kb: int, mb: int, z: int, seed: int, profile: dict[int, float] | None = None) -> QCCode:
+    """Return the QC code of ``kb`` information and ``mb`` staircase columns lifted by ``z``."""
+    if mb < 2 or kb < 1 or z < 2:
+        raise ValueError(f"a QC code needs mb >= 2, kb >= 1, z >= 2; got mb={mb}, kb={kb}, z={z}")
+    profile = PROFILE if profile is None else profile
+    rng = np.random.default_rng([seed, kb, mb, z])
+    entries: list[dict[int, int]] = [dict() for _ in range(mb)]     # row -> {column: shift}
+    col_rows: dict[int, list[int]] = {}
+    for j in range(mb):
+        c = kb + j
+        if j < mb - 1:
+            entries[j][c], entries[j + 1][c] = 0, 0
+            col_rows[c] = [j, j + 1]
+        else:
+            entries[j][c], entries[0][c] = 0, 1 % z
+            col_rows[c] = [j, 0]
+    cycles = 0
+    row_deg = np.array([len(e) for e in entries], dtype=np.int64)
+    for c, d in enumerate(_degrees(kb, mb, profile, rng)):
+        order = rng.permutation(mb)
+        rows = order[np.argsort(row_deg[order], kind="stable")[:d]]
+        col_rows[c] = []
+        for r in rows:
+            r = int(r)
+            # (s_rc - s_rc2 + s_r2c2 - s_r2c) for every c2 in row r and r2 already in column c
+            terms = [entries[r][c2] - entries[r2][c2] + entries[r2][c]
+                     for c2 in entries[r] for r2 in col_rows[c] if c2 in entries[r2]]
+            terms = np.array(terms, dtype=np.int64)
+            best, best_bad = 0, None
+            for s in rng.integers(0, z, SHIFT_TRIES):
+                bad = int(np.count_nonzero((s - terms) % z == 0)) if terms.size else 0
+                if best_bad is None or bad < best_bad:
+                    best, best_bad = int(s), bad
+                if bad == 0:
+                    break
+            cycles += best_bad
+            entries[r][c] = best
+            col_rows[c].append(r)
+            row_deg[r] += 1
+    row_ptr = np.zeros(mb + 1, dtype=np.int64)
+    row_ptr[1:] = np.cumsum([len(e) for e in entries])
+    cols = np.array([c for e in entries for c in sorted(e)], dtype=np.int64)
+    shifts = np.array([e[c] for e in entries for c in sorted(e)], dtype=np.int64)
+    return QCCode(kb, mb, z, row_ptr, cols, shifts, cycles)
