@@ -202,6 +202,8 @@ class SimBench:
         sync_ps = (self._base + frames * self.frame_slots) * period_ps + self.config.fibre.delay_ps()
         syncs = np.rint(sync_ps / self.bin_ps).astype(np.int64)
         self.bob_board.bob.inject(per_channel, syncs)
+        # the run's light has stopped; Bob's clock runs on: his last frame ends with sync lost
+        self.bob_board.bob.idle()
 
 
 class TestbedBench:

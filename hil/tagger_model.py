@@ -21,7 +21,7 @@ from gateware.spec.tagger import (
     CHANNEL_COUNTERS, GLOBAL_COUNTERS,
 )
 
-__all__ = ["TaggerConfig", "TaggerResult", "TaggerModel", "ITEM_DTYPE", "Item",
+__all__ = ["TaggerConfig", "TaggerResult", "TaggerModel", "TaggerStream", "PacedQueue", "ITEM_DTYPE", "Item",
            "encode", "render_records"]
 
 
@@ -104,8 +104,13 @@ def render_records(items, gaps=None):
     OVERFLOW record only. A FRAME record precedes each detection whose frame differs from the
     last FRAME record sent.
     """
+    return _render(items, gaps, None)[0]
+
+
+def _render(items, gaps, last):
+    """``render_records`` continuing after a FRAME record of frame ``last`` (None: none or an
+    overflow since); return the words and the new ``last``."""
     out = []
-    last = None
     frame_mask = (1 << FRAME_BITS) - 1
     for i, it in enumerate(items):
         if gaps is not None and (gaps[i][0] or gaps[i][1]):
@@ -124,32 +129,34 @@ def render_records(items, gaps=None):
         elif kind in (Item.SYNC_LOST, Item.SYNC_ACQUIRED):
             code = MarkerCode.SYNC_LOST if kind == Item.SYNC_LOST else MarkerCode.SYNC_ACQUIRED
             out.append(int(encode(RecordKind.MARKER, code=code.value, frame=frame)))
-    return np.array(out, dtype=np.uint32)
+    return np.array(out, dtype=np.uint32), last
 
 
 # -- the sequential steps -------------------------------------------------------------------------
 
 @numba.njit(cache=True)
-def _dead_time(times, dead):
-    """Return a mask of the clicks outside the non-paralysable dead time (sorted ``times``)."""
+def _dead_time(times, dead, until):
+    """Return a mask of the clicks outside the non-paralysable dead time (sorted ``times``; the
+    dead time of an earlier click lasts until ``until``) and the ``until`` after them."""
     keep = np.zeros(times.size, dtype=np.bool_)
-    until = np.iinfo(np.int64).min
     for i in range(times.size):
         if times[i] >= until:
             keep[i] = True
             until = times[i] + dead
-    return keep
+    return keep, until
 
 
 @numba.njit(cache=True)
-def _origins(edges, delay, samples):
+def _origins(edges, delay, samples, last_clock):
     """Return the frame origins of sync ``edges``: one pending origin; an edge is ignored while
-    the last accepted origin's clock is at or after the edge's clock."""
+    the last accepted origin's clock (``last_clock`` before the first edge) is at or after the
+    edge's clock."""
     out = np.empty(edges.size, dtype=np.int64)
     n = 0
     for i in range(edges.size):
-        if n == 0 or out[n - 1] // samples < edges[i] // samples:
+        if edges[i] // samples > last_clock:
             out[n] = edges[i] + delay
+            last_clock = out[n] // samples
             n += 1
     return out[:n]
 
@@ -165,34 +172,134 @@ def _first_per_clock(times, samples):
     return times[keep]
 
 
+_NEVER = np.iinfo(np.int64).min // 4      # "no such time yet" (clocks and dead-time ends)
+_ENDLESS = np.iinfo(np.int64).max           # "not before the end of time" (an unknown next origin)
+
+
 class TaggerModel:
-    """The tagger for one ``TaggerConfig``; ``run(clicks, syncs)`` classifies a whole run."""
+    """The tagger for one ``TaggerConfig``; ``run(clicks, syncs)`` classifies a whole run,
+    ``stream()`` returns a ``TaggerStream`` that takes the same light in stretches."""
 
     def __init__(self, config):
         self.config = config
+
+    def stream(self, first_frame=0):
+        """Return a TaggerStream of this configuration whose first frame is ``first_frame``."""
+        return TaggerStream(self.config, first_frame)
 
     def run(self, clicks, syncs, first_frame=0):
         """Return a TaggerResult for ``clicks`` (CHANNELS sequences of click times, bins) and
         ``syncs`` (sync edge times, bins). Every frame closes (a run ends with sync lost); the
         first frame is numbered ``first_frame`` (0 after a clear)."""
+        return self.stream(first_frame).feed(clicks, syncs, final=True)
+
+
+class TaggerStream:
+    """One tagger run fed in stretches: ``feed(clicks, syncs, until)`` takes the light of bins
+    ``[previous until, until)`` and returns a TaggerResult of the items that are final by then.
+
+    The tagger's state carries from one stretch to the next as in the gateware, whose sync is
+    continuous: the last accepted frame origin (the pending-origin rule, frame membership,
+    the frame counter), whether that frame was lost, each channel's dead time and last click
+    clock, the sync input's last edge clock, the accepted clicks of slots still open (they merge
+    with later clicks of the same slot) and the FRAME record last sent. An item is final once
+    its flush time is before ``until``: no later light can change it. So splitting one click
+    train into stretches at any points gives exactly the records, counters and histograms of
+    ``TaggerModel.run`` over the whole train (the items of each stretch's result are the
+    run's items whose time falls in the stretch; ``final=True`` closes the run: every open
+    frame ends with sync lost, as ``run`` does). Light before the previous ``until`` is
+    refused (ValueError): it would change items already sent.
+    """
+
+    def __init__(self, config, first_frame=0):
+        self.config = config
+        self.until = _NEVER                          # light before this was fed
+        self.closed = False
+        self.next_frame = int(first_frame)           # number of the next accepted origin
+        self.origins = np.empty(0, np.int64)         # origins still referenced, oldest first
+        self.origin_frames = np.empty(0, np.int64)   # their frame numbers
+        self.last_open = False                       # last origin's frame not yet known lost
+        self.ever_synced = False
+        self.edge_clock = _NEVER                     # clock of the sync input's last edge
+        self.click_clock = np.full(CHANNELS, _NEVER, np.int64)
+        self.dead_until = np.full(CHANNELS, _NEVER, np.int64)
+        self.pending = _empty_clicks()              # accepted clicks of events not yet final
+        self.markers = np.zeros(0, ITEM_DTYPE)       # markers known, not yet final
+        self.uncounted_frame = int(first_frame)      # first frame not yet counted in ``frames``
+        self.last_frame_record = None                # frame of the last FRAME record rendered
+
+    def feed(self, clicks, syncs, until=None, *, final=False):
+        """Take ``clicks`` (CHANNELS sequences, bins) and ``syncs`` (bins) of the bins before
+        ``until`` (default: just after the latest time given); return the TaggerResult of the
+        items now final (all of them with ``final``, which ends the run)."""
+        if self.closed:
+            raise ValueError("this tagger run was closed (final=True): start a new stream")
         cfg = self.config
         n = cfg.samples
-        period = cfg.slot_period
-        origins = _origins(_first_per_clock(syncs, n), cfg.sync_delay, n)
-        # Frame k runs from origins[k] to the next origin or its end, whichever comes first.
-        ends = origins + cfg.frame_bins
-        nxt = np.append(origins[1:], np.iinfo(np.int64).max)
-        lost = ends < nxt
-        acquired = np.ones(origins.size, dtype=bool)
-        acquired[1:] = lost[:-1]
+        if len(clicks) != CHANNELS:
+            raise ValueError(f"clicks: {len(clicks)} channels given, the tagger has {CHANNELS}")
+        clicks = [np.unique(np.asarray(c, dtype=np.int64)) for c in clicks]
+        syncs = np.unique(np.asarray(syncs, dtype=np.int64))
+        latest = max([int(c[-1]) for c in clicks if c.size] + ([int(syncs[-1])] if syncs.size else [])
+                     + [self.until - 1])
+        earliest = min([int(c[0]) for c in clicks if c.size] + ([int(syncs[0])] if syncs.size else [])
+                       + [_ENDLESS])
+        if earliest < self.until:
+            raise ValueError(f"light at bin {earliest} comes after the tagger has passed bin "
+                             f"{self.until}: feed stretches in time order")
+        until = latest + 1 if until is None else int(until)
+        if latest >= until:
+            raise ValueError(f"light at bin {latest} is not before until={until}")
+        horizon = _ENDLESS if final else until
 
+        # -- sync: new origins after the last accepted one ----------------------------------
+        edges = _first_per_clock(syncs, n)
+        edges = edges[edges // n > self.edge_clock]
+        if edges.size:
+            self.edge_clock = int(edges[-1] // n)
+        last_clock = int(self.origins[-1] // n) if self.origins.size else _NEVER
+        new = _origins(edges, cfg.sync_delay, n, last_clock)
+        old = self.origins.size
+        origins = np.concatenate([self.origins, new])
+        frames = np.concatenate([self.origin_frames,
+                                 self.next_frame + np.arange(new.size, dtype=np.int64)])
+        self.next_frame += int(new.size)
+        ends = origins + cfg.frame_bins
+        nxt = np.append(origins[1:], _ENDLESS)
+        markers = [self.markers]
+        # lost: frames whose end comes before the next origin (or before the horizon, where
+        # no later origin can come); acquired: origins after a lost frame, or the first ever
+        first_open = old - 1 if self.last_open else old
+        idx = np.arange(max(first_open, 0), origins.size)
+        bound = nxt.copy()
+        if bound.size:
+            bound[-1] = horizon
+        lost = ends[idx] < bound[idx]
+        lost_now = idx[lost]
+        if idx.size:
+            self.last_open = not bool(lost[-1])
+        markers.append(_markers(ends[lost_now], 1, Item.SYNC_LOST, frames[lost_now]))
+        if new.size:
+            prev_lost = np.empty(new.size, dtype=bool)
+            prev_lost[1:] = ends[old:-1] < origins[old + 1:]
+            prev_lost[0] = (ends[old - 1] < origins[old]) if old else not self.ever_synced
+            acq = np.arange(old, origins.size)[prev_lost]
+            markers.append(_markers(origins[acq], 2, Item.SYNC_ACQUIRED, frames[acq]))
+            self.ever_synced = True
+        markers = np.concatenate(markers)
+
+        # -- clicks: per channel, dead time, frame, slot, gate ---------------------------------
         counters = {name: np.zeros(CHANNELS, dtype=np.int64) for name in CHANNEL_COUNTERS}
         hist = np.zeros((CHANNELS, HIST_BINS), dtype=np.int64)
         no_sync = 0
-        acc_t, acc_ch, acc_frame, acc_slot, acc_phase = [], [], [], [], []
+        acc = [self.pending]
         for ch in range(CHANNELS):
             t = _first_per_clock(clicks[ch], n)
-            live_mask = _dead_time(t, cfg.dead_time[ch])
+            t = t[t // n > self.click_clock[ch]]
+            if t.size:
+                self.click_clock[ch] = int(t[-1] // n)
+            live_mask, until_ch = _dead_time(t, cfg.dead_time[ch], int(self.dead_until[ch]))
+            self.dead_until[ch] = until_ch
             counters["raw"][ch] = t.size
             counters["dead"][ch] = int((~live_mask).sum())
             t = t[live_mask]
@@ -203,57 +310,194 @@ class TaggerModel:
             no_sync += int((~in_frame).sum())
             t, k = t[in_frame], k[in_frame]
             d = t - origins[k] if t.size else t
-            slot, phase = d // period, d % period
+            slot, phase = d // cfg.slot_period, d % cfg.slot_period
             hbin = phase >> cfg.hist_shift
             np.add.at(hist[ch], hbin[hbin < HIST_BINS], 1)
             gate = (phase >= cfg.gate_start) & (phase - cfg.gate_start < cfg.gate_width)
             counters["out_of_gate"][ch] = int((~gate).sum())
             counters["accepted"][ch] = int(gate.sum())
-            acc_t.append(t[gate]); acc_ch.append(np.full(int(gate.sum()), ch))
-            acc_frame.append(k[gate]); acc_slot.append(slot[gate]); acc_phase.append(phase[gate])
+            got = np.zeros(int(gate.sum()), _CLICK_DTYPE)
+            got["time"], got["ch"], got["frame"] = t[gate], ch, frames[k[gate]]
+            got["slot"], got["phase"] = slot[gate], phase[gate]
+            acc.append(got)
+        acc = np.concatenate(acc)
+        events, event_of = self._merge(acc, origins, frames, nxt)
 
-        events = self._merge(np.concatenate(acc_t), np.concatenate(acc_ch),
-                             np.concatenate(acc_frame), np.concatenate(acc_slot),
-                             np.concatenate(acc_phase), origins, nxt)
-        markers = np.zeros(int(lost.sum() + acquired.sum()), dtype=ITEM_DTYPE)
-        nl = int(lost.sum())
-        markers["time"][:nl] = ends[lost]
-        markers["rank"][:nl] = 1
-        markers["kind"][:nl] = Item.SYNC_LOST
-        markers["frame"][:nl] = np.flatnonzero(lost)
-        markers["time"][nl:] = origins[acquired]
-        markers["rank"][nl:] = 2
-        markers["kind"][nl:] = Item.SYNC_ACQUIRED
-        markers["frame"][nl:] = np.flatnonzero(acquired)
-        items = np.concatenate([events, markers])
+        # -- what is final: items before the horizon ----------------------------------------
+        done_events = events["time"] < horizon
+        self.pending = acc[~done_events[event_of]] if acc.size else acc
+        done_markers = markers["time"] < horizon
+        self.markers = markers[~done_markers]
+        items = np.concatenate([events[done_events], markers[done_markers]])
         items = items[np.lexsort((items["rank"], items["time"]))]
-        items["frame"] += first_frame
-
+        # ``frames`` counts an origin when its time comes (as ``sync_acquired`` does)
+        counted = frames[(origins < horizon) & (frames >= self.uncounted_frame)]
+        if counted.size:
+            self.uncounted_frame = int(counted[-1]) + 1
         counters.update({
-            "events": events.size, "dropped_events": 0, "dropped_markers": 0,
-            "frames": origins.size, "sync_losses": nl, "sync_acquired": int(acquired.sum()),
+            "events": int(done_events.sum()), "dropped_events": 0, "dropped_markers": 0,
+            "frames": int(counted.size),
+            "sync_losses": int((items["kind"] == Item.SYNC_LOST).sum()),
+            "sync_acquired": int((items["kind"] == Item.SYNC_ACQUIRED).sum()),
             "no_sync": no_sync,
         })
         assert set(counters) == set(CHANNEL_COUNTERS) | set(GLOBAL_COUNTERS)
-        return TaggerResult(render_records(items), items, counters, hist)
 
-    def _merge(self, t, ch, frame, slot, phase, origins, nxt):
-        """Merge accepted clicks of one (frame, slot) into one event; flushed at the slot's end."""
+        # -- keep the origins later light or pending items still refer to ---------------------
+        # later light falls in the frame of the last origin before ``until`` or in a later one
+        keep_from = min(max(int(np.searchsorted(origins, until, side="right")) - 1, 0),
+                        int(np.searchsorted(frames, self.uncounted_frame)))
+        for refs in (self.pending["frame"], self.markers["frame"]):
+            if refs.size:
+                keep_from = min(keep_from, int(np.searchsorted(frames, refs.min())))
+        self.origins, self.origin_frames = origins[keep_from:], frames[keep_from:]
+        self.until = until
+        if final:
+            self.closed = True
+        words, self.last_frame_record = _render(items, None, self.last_frame_record)
+        return TaggerResult(words, items, counters, hist)
+
+    def _merge(self, acc, origins, frames, nxt):
+        """Merge accepted clicks of one (frame, slot) into one event, flushed at the slot's end
+        (or the next origin's, if sooner); return the events and each click's event index."""
         cfg = self.config
-        order = np.lexsort((ch, t))
-        t, ch, frame, slot, phase = t[order], ch[order], frame[order], slot[order], phase[order]
-        key = frame * (1 << SLOT_BITS) + slot
+        order = np.lexsort((acc["ch"], acc["time"]))
+        acc[:] = acc[order]
+        key = acc["frame"] * (1 << SLOT_BITS) + acc["slot"]
         start = np.ones(key.size, dtype=bool)
         start[1:] = key[1:] != key[:-1]
         first = np.flatnonzero(start)
+        event_of = np.cumsum(start) - 1
         events = np.zeros(first.size, dtype=ITEM_DTYPE)
         if not first.size:
-            return events
-        events["mask"] = np.bitwise_or.reduceat(np.left_shift(1, ch), first)
-        events["frame"] = frame[first]
-        events["slot"] = slot[first]
-        events["phase"] = phase[first]          # the earliest click (sorted by time)
-        slot_end = origins[frame[first]] + (slot[first] + 1) * cfg.slot_period
-        events["time"] = np.minimum(slot_end, nxt[frame[first]])
+            return events, event_of
+        events["mask"] = np.bitwise_or.reduceat(np.left_shift(1, acc["ch"].astype(np.int64)), first)
+        events["frame"] = acc["frame"][first]
+        events["slot"] = acc["slot"][first]
+        events["phase"] = acc["phase"][first]          # the earliest click (sorted by time)
+        k = np.searchsorted(frames, events["frame"])
+        slot_end = origins[k] + (events["slot"] + 1) * cfg.slot_period
+        events["time"] = np.minimum(slot_end, nxt[k])
         events["kind"] = Item.DETECTION
-        return events
+        return events, event_of
+
+
+_CLICK_DTYPE = np.dtype([("time", np.int64), ("ch", np.int64), ("frame", np.int64),
+                         ("slot", np.int64), ("phase", np.int64)])
+
+
+def _empty_clicks():
+    return np.zeros(0, _CLICK_DTYPE)
+
+
+def _markers(times, rank, kind, frames):
+    out = np.zeros(len(times), dtype=ITEM_DTYPE)
+    out["time"], out["rank"], out["kind"], out["frame"] = times, rank, kind, frames
+    return out
+
+
+class PacedQueue:
+    """The event FIFO before the link: ``capacity`` record words, sent at one word per
+    ``word_bins`` bins of the tagger's time (the link's record rate; 0: the link takes every
+    word at once, nothing ever drops), items in, words out.
+
+    ``push(items, until)`` takes items (ITEM_DTYPE, in time order) at their flush times; an
+    item whose records (its own, a FRAME record when its frame differs from the last one sent,
+    an OVERFLOW record when drops came before it) do not fit in the words still queued at its
+    time is dropped and counted. As in the gateware (``gateware.cores.tagger``), a drop starts
+    a hold: every item is dropped until the FIFO is half empty, so sustained overload gives a
+    few long gaps rather than many short ones. The drops go, as an OVERFLOW record, before the
+    next item kept, or alone as soon as the hold is over and one word fits again (a GAP item),
+    as the gateware's record writer does. Returns ``(words, kept items, dropped events,
+    dropped markers)``.
+
+    This is the model's own accounting of the gateware's FIFO, not a cycle-exact copy: the
+    gateware drops whole clock groups at its four-group item queue in front of the record
+    writer (one record per clock), and its UART framing and flush timing move the exact drop
+    points by a few items. Below the link's limit neither drops, and the records are the
+    gateware's bit for bit; above it, they agree by accounting (counters, OVERFLOW records and
+    detections reconcile; the share dropped is the link's deficit), as the cocotb scoreboard
+    compares overflow runs (``match_with_drops``).
+    """
+
+    def __init__(self, capacity, word_bins):
+        if capacity < 3:
+            raise ValueError(f"capacity {capacity} words: an item needs up to 3")
+        if not word_bins >= 0:
+            raise ValueError(f"word_bins {word_bins}: must be 0 (no pacing) or positive")
+        self.capacity = int(capacity)
+        self.word_bins = float(word_bins)
+        self.busy = float(_NEVER)        # when the link has sent every word queued so far
+        self.last = None                 # frame of the last FRAME record queued
+        self.gap = [0, 0]                # drops not yet reported (events, markers)
+        self.gap_time = None             # time of the last drop
+        self.hold = False                # dropping everything until the FIFO is half empty
+        self.half = self.capacity // 2
+
+    def level(self, t):
+        """Return the words still queued at time ``t`` (bins)."""
+        if self.busy <= t or self.word_bins == 0:
+            return 0
+        return max(0, int(np.ceil((self.busy - t) / self.word_bins)))
+
+    def _room_time(self):
+        """Return the first time after the last drop when the hold is over (half the words
+        sent) and one word fits again."""
+        words = self.half if self.hold else self.capacity - 1
+        return max(self.gap_time + 1, int(np.ceil(self.busy - words * self.word_bins)))
+
+    def _queue(self, t, words):
+        self.busy = max(self.busy, float(t)) + words * self.word_bins
+
+    def push(self, items, until):
+        """Queue ``items`` (see the class); ``until``: the time the light has reached (a
+        pending gap is reported alone if the queue had room again before it)."""
+        frame_mask = (1 << FRAME_BITS) - 1
+        last0 = self.last
+        kept, gaps = [], []
+        dropped = [0, 0]
+        for i in range(items.size):
+            t = int(items["time"][i])
+            self._report_gap(t, kept, gaps)
+            if self.hold and self.level(t) <= self.half:
+                self.hold = False
+            kind = int(items["kind"][i])
+            det = kind == Item.DETECTION
+            frame = int(items["frame"][i]) & frame_mask
+            gap = self.gap[0] or self.gap[1]
+            need = 1 + (1 if gap else 0) + (1 if det and (gap or frame != self.last) else 0)
+            if self.hold or self.level(t) + need > self.capacity:
+                self.gap[0 if det else 1] += 1
+                dropped[0 if det else 1] += 1
+                self.gap_time = t
+                self.hold = True
+                continue
+            kept.append(items[i:i + 1])
+            gaps.append(tuple(self.gap))
+            self.gap = [0, 0]
+            if gap:
+                self.last = None
+            if det:
+                self.last = frame
+            self._queue(t, need)
+        self._report_gap(until, kept, gaps)
+        kept = np.concatenate(kept) if kept else np.zeros(0, ITEM_DTYPE)
+        words, last = _render(kept, gaps, last0)
+        assert last == self.last
+        return words, kept, dropped[0], dropped[1]
+
+    def _report_gap(self, t, kept, gaps):
+        """Queue the pending gap alone (a GAP item) if the queue had room before ``t``."""
+        if not (self.gap[0] or self.gap[1]):
+            return
+        room = self._room_time()
+        if room >= t:
+            return
+        item = np.zeros(1, ITEM_DTYPE)
+        item["time"], item["rank"], item["kind"] = room, 3, Item.GAP
+        kept.append(item)
+        gaps.append(tuple(self.gap))
+        self.gap = [0, 0]
+        self.last = None
+        self.hold = False
+        self._queue(room, 1)

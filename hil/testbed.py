@@ -89,13 +89,22 @@ class Testbed:
     ``ahead_frames`` frames ahead of what Bob has taken (Bob's twin: of what his pins have
     played); ``stretch_frames``: whole frames handed to Bob's twin at a time (each stretch is a
     tagger run with a gap after it, so longer stretches waste less of his time).
+
+    A model Bob's event FIFO drains at the link's record rate of ``bob_baud`` in his tagger's
+    time (``hil.model.BobBlock``; the suite gives the twin's ``hil.twin.BAUD``, so both Bobs
+    overflow alike); None (default) is a link as fast as the host reads, which is what a
+    bench on simulated time whose Alice is fed as fast as her host streams needs (the demo).
+    When Alice's light stops (``flush``, or ``pump`` with her run stopped) a model Bob's clock
+    runs on until his open frame has ended with sync lost and his FIFO has sent everything, as
+    a board's does (``BobBlock.idle``); the next light is moved later if it would come before.
     """
 
     __test__ = False          # not a pytest test class, whatever the name says
 
     def __init__(self, boards="model", *, preset="gys2005", distance_km=25.0, timebase=None,
                  seed=1, realtime=True, pump_interval=0.02, attack=None, link_detector=True,
-                 optics=None, alice=None, ahead_frames=None, stretch_frames=None):
+                 optics=None, alice=None, ahead_frames=None, stretch_frames=None,
+                 bob_baud=None):
         alice = boards if alice is None else alice
         for kind in (boards, alice):
             if kind not in BOARDS:
@@ -110,6 +119,7 @@ class Testbed:
         self.pump_interval = pump_interval
         self.attack = attack
         self.link_detector = link_detector
+        self.bob_baud = bob_baud
         self._optics = optics
         self._thread = None
         self._stop = threading.Event()
@@ -165,7 +175,8 @@ class Testbed:
                 self.alice_url = self.alice_server.url
             if self.boards == "model":
                 self.bob_board = ModelBoard(role=Role.BOB, clk_hz=tb.clk_hz,
-                                            bob_options={"samples": tb.samples})
+                                            bob_options={"samples": tb.samples,
+                                                         "baud": self.bob_baud})
                 self.bob_server = ModelServer(self.bob_board).start()
                 self._servers.append(self.bob_server)
                 bob = ModelBob(self.bob_board.bob)
@@ -239,6 +250,7 @@ class Testbed:
         self.fibre.pump(self.stretch_frames)
         if not running:
             self.fibre.flush()
+            self._light_stopped()
         if self.twin is not None:
             self.twin.clicks.check()
 
@@ -279,8 +291,15 @@ class Testbed:
         if self.alice_twin is not None:
             self.alice_twin.slots.poll()
         self.fibre.flush()
+        self._light_stopped()
         if wait and self.twin is not None:
             self.twin.clicks.wait()
+
+    def _light_stopped(self):
+        """A model Bob's clock runs on past the light: his last frame ends with sync lost and
+        his event FIFO empties (the twin's does by itself: each stretch ends with a gap)."""
+        if self.boards == "model":
+            self.bob_board.bob.idle()
 
     # -- what an operator needs ---------------------------------------------------------------
 

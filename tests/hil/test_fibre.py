@@ -112,8 +112,11 @@ def test_model_bob_tags_the_fibre_light():
     fibre.play(0, np.ones(n, np.int64), np.zeros(n, np.int64), np.zeros(n, np.int64))
     fibre.flush()
     (result,) = sink.results
-    assert result.counters["frames"] == 8
-    assert result.counters["no_sync"] == 0 and result.counters["events"] == fibre.stats["clicks"]
+    assert result.counters["frames"] == 8 and result.counters["sync_losses"] == 0
+    tail = bob_board.bob.idle(tb.frame_bins)         # the light stopped: the last frame ends
+    assert tail.counters["sync_losses"] == 1 and tail.counters["frames"] == 0
+    events = result.counters["events"] + tail.counters["events"]
+    assert result.counters["no_sync"] == 0 and events == fibre.stats["clicks"]
     assert result.counters["accepted"][1] == fibre.stats["clicks"]     # Z1 only
 
 

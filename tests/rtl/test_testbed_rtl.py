@@ -37,6 +37,7 @@ def test_twin_and_model_tag_the_same_light():
     with Testbed("rtl", alice="model", timebase=tb, realtime=False, distance_km=0.0,
                  seed=SEED) as bed, \
             ModelServer(model_bob) as server:
+        model_bob.bob.gap_bins = bed.twin.clicks.gap_bins    # each stretch a run, as on the twin
         bed.fibre.bob = Tee(bed.twin.clicks, ModelBob(model_bob.bob))
         taggers = [Tagger(Device(url, timeout=2.0)) for url in (bed.bob_url, server.url)]
         for tagger in taggers:
