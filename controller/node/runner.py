@@ -223,9 +223,9 @@ class Node:
 
     # -- faults and recovery ----------------------------------------------------------------------
 
-    def _mark_down(self, link: str) -> None:
+    def _mark_down(self, link: str, lost: int = 1) -> None:
         self._down.setdefault(link, self.clock())
-        self._lost[link] = self._lost.get(link, 0) + 1
+        self._lost[link] = self._lost.get(link, 0) + lost
         if self.metrics is not None:
             self.metrics.link_down(link)
 
@@ -272,6 +272,11 @@ class Node:
     def _ensure_channel(self) -> bool:
         if self.channel is not None and not self.channel.closed:
             return True
+        if self.channel is not None and not self._stop.is_set():
+            # the link died between blocks (or during the peer's end of a block): no block lost
+            logger.warning("%s: classical channel lost (%s); reconnecting", self.name,
+                           self.channel.last_error or "closed")
+            self._mark_down("channel", lost=0)
         self._drop_channel()
         try:
             if self._listener is not None:
