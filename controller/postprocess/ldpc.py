@@ -11,8 +11,10 @@ Per frame of k key bits (a key is cut into near-equal frames of at most ``frame_
   two); Alice sends s_a XOR s_b with the leaky part and s_a apart: s_a is one-time padded
   by the punctured bit, independent of the key and of every other message, so only m - p
   syndrome bits are metered as leaked (``leaks_key=True``) and the p pads are not.
-* Rate: m - p >= ceil(f_start k h(Q)) (rounded up to whole circulants); p >= steps x delta
-  with delta = ceil(step_f k h(Q)).
+* Rate: m - p >= ceil(f_start k h(Q)) (rounded up to whole circulants; f_start from the
+  QBER by ``F_START`` unless given); p >= steps x delta with delta = ceil(step_f k h(Q)).
+  By default steps = 0: only the < z bits of the rounding are punctured, and the blind
+  steps disclose key bits (shortening), which measured better than puncturing here.
 * Blind: when Bob's decoding fails (no convergence, or converged to a word whose hash
   differs from Alice's), Alice discloses the values of the next delta punctured bits
   (then, when none is left, of delta key bits), each metered as one leaked bit, and Bob
@@ -44,6 +46,9 @@ CODE_SEED = 0x5EED1D9C
 BASE_COLUMNS = 200      # target number of base-matrix columns nb (the lift Z follows)
 LIFT_STEP = 8           # Z is a multiple of this (one AVX vector of float32)
 MAX_CODES = 16
+# Efficiency of the first attempt by design QBER (linear in between, flat outside): a little
+# above where these codes start to decode 10^5-bit frames (docs/BENCHMARKS.md, LDPC section).
+F_START = ((0.02, 1.08), (0.05, 1.06), (0.08, 1.06))
 _CODES: dict[tuple[int, int, int, int], _qc.QCCode] = {}
 
 
@@ -76,15 +81,23 @@ class FramePlan:
         return 1.0 - (self.m - self.p) / self.k
 
 
-def plan_frame(k: int, qber: float, f_start: float = 1.06, step_f: float = 0.02,
-               steps: int = 6) -> FramePlan:
+def start_efficiency(qber: float) -> float:
+    """Return the default efficiency f of the first attempt at design QBER ``qber``."""
+    q, f = zip(*F_START)
+    return float(np.interp(qber, q, f))
+
+
+def plan_frame(k: int, qber: float, f_start: float | None = None, step_f: float = 0.01,
+               steps: int = 0) -> FramePlan:
     """Return the code sizes for k key bits at design QBER ``qber``.
 
     The first attempt leaks m - p >= ceil(f_start k h(qber)) syndrome bits (rounded up to
     whole circulants); each blind retry discloses delta = ceil(step_f k h(qber)) bits;
     p >= steps x delta staircase variables are punctured, s < z information variables
-    shortened (zeros known to both) to fill the lifted code.
+    shortened (zeros known to both) to fill the lifted code.  f_start None: from the
+    QBER (``start_efficiency``).
     """
+    f_start = start_efficiency(qber) if f_start is None else f_start
     if k < 64:
         raise ValueError(f"an LDPC frame needs at least 64 key bits, got {k}")
     if not 0.0 < qber < 0.5:
@@ -172,9 +185,10 @@ def _frames(n_bits: int, frame_bits: int) -> list[tuple[int, int]]:
 
 
 def ldpc(alice_bits: np.ndarray, bob_bits: np.ndarray, qber: float, channel: Channel, *,
-         seed: int = 0, frame_bits: int = 100_000, f_start: float = 1.06, step_f: float = 0.02,
-         steps: int = 6, max_retries: int = 20, max_iter: int = 100, stall: int = 12,
-         warm: bool = True, rng: np.random.Generator | None = None) -> tuple[np.ndarray, int]:
+         seed: int = 0, frame_bits: int = 100_000, f_start: float | None = None,
+         step_f: float = 0.01, steps: int = 0, max_retries: int = 20, max_iter: int = 100,
+         stall: int = 12, warm: bool = True,
+         rng: np.random.Generator | None = None) -> tuple[np.ndarray, int]:
     """Reconcile over ``channel``; return (Bob's corrected key, number of failed frames).
 
     seed: public randomness (frame layouts).  rng: Alice's private randomness for the

@@ -160,7 +160,7 @@ def test_ldpc_corrects_and_leak_is_exactly_what_crossed(qber, seed):
     assert all(leaks for sender, _, leaks, _ in ch.log[5:] if sender == "alice")
     assert leaked == syndrome_bits + 61 * 2 + sum(reveals)
     assert all(r % plans[0].delta == 0 for r in reveals)
-    assert rep.efficiency >= 1.06 * 0.999
+    assert rep.efficiency >= ldpc.start_efficiency(qber) * 0.999
 
 
 @pytest.mark.parametrize("warm", [False, True])
@@ -216,6 +216,12 @@ def test_puncturing_pads_hide_exactly_the_punctured_bits():
     assert np.array_equal(one[lay.rest], two[lay.rest])
     assert np.array_equal(one[lay.pair_a] ^ one[lay.pair_b], two[lay.pair_a] ^ two[lay.pair_b])
     assert not np.array_equal(one[lay.pair_a], two[lay.pair_a])
+
+
+def test_start_efficiency_follows_the_table():
+    assert ldpc.start_efficiency(0.02) == 1.08 and ldpc.start_efficiency(0.005) == 1.08
+    assert ldpc.start_efficiency(0.035) == pytest.approx(1.07)
+    assert ldpc.plan_frame(20_000, 0.05).m - ldpc.plan_frame(20_000, 0.05).p >= 1.06 * 20_000 * h2(0.05)
 
 
 def test_plan_frame_rejects_what_it_cannot_do():
