@@ -12,8 +12,11 @@ hashes each untagged frame into its copy of the transcript and hands it on *unau
 the next tag (a checkpoint, an ABORT, a KME-lane frame, all always tagged) authenticates all of
 them at once, and any change, insertion, removal, reordering or replay of one of them fails it.
 The node (:mod:`controller.node.runner`) puts one checkpoint per direction at the end of each
-block and uses nothing of a block (key, pads, alarms) before both have been verified, so a block
-costs two pads instead of one per message.  The pool is bootstrapped from a pre-shared secret
+block (and Bob's "committed") and uses nothing of a block (key, pads, alarms) before both have
+been verified, so a block costs three pads instead of one per message; it receives those with
+``recv(..., checkpoint=True)``, which refuses an untagged frame in their place.  The handshake
+carries each end's pad top-up generation (:attr:`AuthKeyPool.generation`; floor exchange, then
+confirmed under the HELLO's tag) so that neither end authenticates with pads the other lacks.  The pool is bootstrapped from a pre-shared secret
 file (0600) and replenished from distilled key (:meth:`AuthKeyPool.replenish`); its consumption is
 counted so the operator sees the authentication budget.
 
