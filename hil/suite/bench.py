@@ -21,6 +21,7 @@ from controller.device import Device
 from controller.tagger import Records, Tagger, reconcile
 from gateware.spec.modulator import SLOTS_PER_BYTE
 from gateware.spec.tagger import CHANNELS
+from hil.twin import BAUD
 
 __all__ = ["HilBench", "Run", "SeededSource", "drain", "load_bench_file", "expected_click_probability"]
 
@@ -131,7 +132,9 @@ class HilBench:
 
     ``target``: ``model``, ``rtl`` or ``hw``. ``options``: for hw, ``alice_url``, ``bob_url``
     and the bench file's dict (``visa`` resources, ``timing``); for model/rtl, ``distance_km``
-    and ``preset`` (defaults 25 km, gys2005). ``seed`` seeds Alice's choices and the optics.
+    and ``preset`` (defaults 25 km, gys2005), ``timebase`` (``TimeBase`` arguments over the
+    target's) and ``stretch_frames`` (``Testbed``). ``seed`` seeds Alice's choices and the
+    optics.
     """
 
     def __init__(self, target, *, seed=1, options=None):
@@ -150,11 +153,14 @@ class HilBench:
         opts = self.options
         if self.target in ("model", "rtl"):
             from hil.testbed import Testbed
-            tb = TimeBase(**TARGETS[self.target]["timebase"])
+            tb = TimeBase(**{**TARGETS[self.target]["timebase"], **opts.get("timebase", {})})
             self.testbed = Testbed(self.target, preset=opts.get("preset", "gys2005"),
                                    distance_km=opts.get("distance_km",
                                                         TARGETS[self.target]["distance_km"]),
-                                   timebase=tb,
+                                   timebase=tb, stretch_frames=opts.get("stretch_frames"),
+                                   # the model Bob's link: the twin's UART rate (both overflow
+                                   # alike)
+                                   bob_baud=BAUD,
                                    # rtl: Bob's twin with the behavioural Alice by default. Her
                                    # twin works (tests/rtl/test_alice_twin.py) but at these
                                    # 8-cycle slots her UART-fed FIFO underflows and the suite
@@ -246,7 +252,7 @@ class HilBench:
                 done += n
                 feeder.pump()
             feeder.stop()
-            self.testbed.flush()
+            self.testbed.flush()          # a model Bob's clock runs on: his last frame ends
         else:
             feeder.run(slots / self.timebase.slot_hz)
         records, counters = self._drain()
