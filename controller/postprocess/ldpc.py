@@ -13,8 +13,9 @@ Per frame of k key bits (a key is cut into near-equal frames of at most ``frame_
   syndrome bits are metered as leaked (``leaks_key=True``) and the p pads are not.
 * Rate: m - p >= ceil(f_start k h(Q)) (rounded up to whole circulants; f_start from the
   QBER by ``F_START`` unless given); p >= steps x delta with delta = ceil(step_f k h(Q)).
-  By default steps = 0: only the < z bits of the rounding are punctured, and the blind
-  steps disclose key bits (shortening), which measured better than puncturing here.
+  By default 4 steps of 0.01: the first retries disclose punctured bits (each worth a
+  whole bit to the decoder), later ones key bits (shortening: a disclosed key bit tells
+  the decoder only h(Q) bits; it is the fallback that keeps the frame error rate low).
 * Blind: when Bob's decoding fails (no convergence, or converged to a word whose hash
   differs from Alice's), Alice discloses the values of the next delta punctured bits
   (then, when none is left, of delta key bits), each metered as one leaked bit, and Bob
@@ -88,7 +89,7 @@ def start_efficiency(qber: float) -> float:
 
 
 def plan_frame(k: int, qber: float, f_start: float | None = None, step_f: float = 0.01,
-               steps: int = 0) -> FramePlan:
+               steps: int = 4) -> FramePlan:
     """Return the code sizes for k key bits at design QBER ``qber``.
 
     The first attempt leaks m - p >= ceil(f_start k h(qber)) syndrome bits (rounded up to
@@ -186,7 +187,7 @@ def _frames(n_bits: int, frame_bits: int) -> list[tuple[int, int]]:
 
 def ldpc(alice_bits: np.ndarray, bob_bits: np.ndarray, qber: float, channel: Channel, *,
          seed: int = 0, frame_bits: int = 100_000, f_start: float | None = None,
-         step_f: float = 0.01, steps: int = 0, max_retries: int = 20, max_iter: int = 100,
+         step_f: float = 0.01, steps: int = 4, max_retries: int = 20, max_iter: int = 100,
          stall: int = 12, warm: bool = True,
          rng: np.random.Generator | None = None) -> tuple[np.ndarray, int]:
     """Reconcile over ``channel``; return (Bob's corrected key, number of failed frames).
