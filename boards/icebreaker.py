@@ -13,6 +13,8 @@ FT2232H makes exactly (12 MHz / n): 6 Mbaud is 5 clocks per bit.
 from amaranth import *
 from amaranth_boards.icebreaker import ICEBreakerPlatform
 
+from gateware.cores.tagger import TaggerParams
+
 from .base import Board, RolePins, reset_from_lock
 
 __all__ = ["BOARD", "PLL"]
@@ -56,4 +58,7 @@ BOARD = Board(
     # PMOD1B pins 1-4: detectors 0-3; pin 7: sync in.
     bob=RolePins(("pmod", 1), (1, 2, 3, 4, 7)),
     loader_board="ice40_generic",
+    # No phase histograms in the fabric (the host builds them from the DETECTION records), the
+    # item queue in block RAM: what makes BOB fit the UP5K's 5 280 logic cells.
+    tagger=TaggerParams(hist_bins=0, queue_memory=True),
 )

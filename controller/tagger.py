@@ -240,8 +240,20 @@ class Tagger:
         self.decoder = RecordDecoder()
         info = device.fields("tagger.info")
         self.samples = int(info["samples"])
+        #: Phase histogram bins per channel in the gateware (``tagger.info``); 0: none, and
+        #: ``histograms()`` builds them from the DETECTION records (``hist_source``).
         self.hist_bins = int(info["hist_bins"])
         self.clk_hz = device.read("core.clk_hz")
+        # Without hardware histograms: detections per (channel, phase) since the clear, from
+        # every record decoded; records pulled by histograms() wait for read_records().
+        self._phase_counts = np.zeros((CHANNELS, 1 << PHASE_BITS), dtype=np.int64)
+        self._pending = []
+
+    @property
+    def hist_source(self):
+        """Return where ``histograms()`` comes from: ``"hardware"`` (the gateware's histograms
+        of clicks) or ``"records"`` (built on the host from the DETECTION records)."""
+        return "hardware" if self.hist_bins else "records"
 
     @property
     def bin_s(self):
@@ -293,6 +305,8 @@ class Tagger:
         """Zero the counters, histograms and frame number, and restart the decoder."""
         self.device.write("tagger.command", clear=1)
         self.decoder.reset()
+        self._phase_counts[:] = 0
+        self._pending = []
 
     def counters(self):
         """Return every counter: per-channel ones as lists, global ones as ints."""
@@ -304,12 +318,51 @@ class Tagger:
         return out
 
     def histograms(self):
-        """Return the phase histograms, shape (CHANNELS, HIST_BINS)."""
-        regs = self.device.burst_read("tagger.hist[0]", count=CHANNELS * HIST_BINS)
-        return np.array(list(regs.values()), dtype=np.int64).reshape(CHANNELS, HIST_BINS)
+        """Return the phase histograms since the last ``clear()``: counts per (channel, bin),
+        bin = phase >> ``tagger.hist_shift``, phases past the last bin not counted.
+
+        With hardware histograms (``hist_bins`` > 0, ``hist_source`` "hardware"): the gateware's,
+        shape (CHANNELS, hist_bins), counting every synchronised click after dead time, in the
+        gate or not. Without (``hist_bins`` 0, e.g. the iCEBreaker): built here from the
+        DETECTION records received since the clear (those not read yet are read now and kept
+        for ``read_records``), shape (CHANNELS, HIST_BINS): one count per detection and
+        channel in its mask, at the detection's phase (its earliest accepted click). That is
+        the clicks' histogram when the gate is fully open and channels rarely click in one
+        slot; out-of-gate clicks and dropped detections are not in it.
+        """
+        if self.hist_bins:
+            count = CHANNELS * self.hist_bins
+            regs = self.device.burst_read("tagger.hist[0]", count=count)
+            return np.array(list(regs.values()), dtype=np.int64).reshape(CHANNELS,
+                                                                         self.hist_bins)
+        data = self.device.link.stream_read(StreamChannel.EVENTS)
+        if data:
+            self._pending.append(self._decoded(data))
+        shift = int(self.device.read("tagger.hist_shift"))
+        bins = np.arange(1 << PHASE_BITS) >> shift
+        keep = bins < HIST_BINS
+        out = np.zeros((CHANNELS, HIST_BINS), dtype=np.int64)
+        for ch in range(CHANNELS):
+            np.add.at(out[ch], bins[keep], self._phase_counts[ch, keep])
+        return out
 
     def read_records(self, size=None, timeout=None):
         """Return the Records of the EVENTS bytes received so far (waiting up to ``timeout`` s for
         ``size`` bytes when given)."""
         data = self.device.link.stream_read(StreamChannel.EVENTS, size=size, timeout=timeout)
-        return self.decoder.feed(data)
+        records = self._decoded(data)
+        if self._pending:
+            records = Records.concat(self._pending + [records])
+            self._pending = []
+        return records
+
+    def _decoded(self, data):
+        """Decode ``data`` (EVENTS bytes); without hardware histograms, count its detections'
+        phases per channel."""
+        records = self.decoder.feed(data)
+        if not self.hist_bins and len(records):
+            for ch in range(CHANNELS):
+                hit = (records.mask & (1 << ch)) != 0
+                self._phase_counts[ch] += np.bincount(records.phase[hit],
+                                                      minlength=1 << PHASE_BITS)
+        return records

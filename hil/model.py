@@ -555,10 +555,12 @@ class BobBlock(BlockModel):
 
     name = "tagger"
 
-    def __init__(self, board, *, samples=2, fifo_words=512, baud=None, gap_bins=None):
+    def __init__(self, board, *, samples=2, fifo_words=512, baud=None, gap_bins=None,
+                 hist_bins=HIST_BINS):
         super().__init__(board)
         self.samples = samples
         self.fifo_words = fifo_words
+        self.hist_bins = hist_bins           # the board's (TaggerParams); 0: no histograms
         self.baud = None if baud is None else int(baud)
         self.gap_bins = None if gap_bins is None else int(gap_bins)
         self.stream = None
@@ -566,7 +568,7 @@ class BobBlock(BlockModel):
         self.events = EventsChannel()
         self.bank.on_write["tagger.command"] = self._command
         self.bank.on_read["tagger.status"] = self._status
-        self.bank.on_read["tagger.hist"] = lambda index: int(self.hist.flat[index]) & 0xFFFF_FFFF
+        self.bank.on_read["tagger.hist"] = self._hist_word
         self.reset()
 
     def reset(self):
@@ -574,7 +576,7 @@ class BobBlock(BlockModel):
         self.events.reset()
         self._clear()
         self.bank.set("tagger.info", TaggerInfo.const({
-            "samples": self.samples, "channels": CHANNELS, "hist_bins": HIST_BINS,
+            "samples": self.samples, "channels": CHANNELS, "hist_bins": self.hist_bins,
             "fifo_words_div16": self.fifo_words // 16}).as_value().value)
         platform = REGISTER_MAP["core.platform"].layout.const(
             {"role": Role.BOB, "channels": 2, "dirty": 0}).as_value().value
@@ -582,6 +584,12 @@ class BobBlock(BlockModel):
 
     def channels(self):
         return [self.events]
+
+    def _hist_word(self, index):
+        """Element ``ch * hist_bins + bin`` as the gateware's ``PhaseHistogram`` of
+        ``hist_bins`` bins serves it (bins past the last are not counted; 0 past the end)."""
+        ch, b = divmod(index, self.hist_bins) if self.hist_bins else (CHANNELS, 0)
+        return int(self.hist[ch, b]) & 0xFFFF_FFFF if ch < CHANNELS else 0
 
     def _clear(self):
         self.hist = np.zeros((CHANNELS, HIST_BINS), dtype=np.int64)

@@ -104,16 +104,24 @@ class SlotClassifier(wiring.Component):
         lim_w = PHASE_BITS + 4
         # Gate of a bin-j click at phase base + j: lo_j <= base < hi_j (exact integers), with
         # lo_j = gate_start - j, hi_j = gate_start + gate_width - j for segment A (base = phase0)
-        # and the same + slot_period for segment B (base = phase0 - slot_period).
+        # and the same + slot_period for segment B (base = phase0 - slot_period). One pair of
+        # limits serves two bins: with the odd bin's lo_k and hi_k, bin k - 1 tests
+        # base > lo_k and base <= hi_k (the same compare chain with the other carry-in).
         gate_end = Signal(PHASE_BITS + 2, name="gate_end")     # one adder, shared below
         m.d.comb += gate_end.eq(self.gate_start + self.gate_width)
         gate_lim = {}
-        for j in bins:
+        for k in bins[1::2]:
             for seg, extra in (("a", 0), ("b", self.slot_period)):
-                lo = Signal(signed(lim_w), name=f"cfg_gate_lo_{seg}{j}")
-                hi = Signal(signed(lim_w), name=f"cfg_gate_hi_{seg}{j}")
-                m.d.sync += [lo.eq(self.gate_start - j + extra), hi.eq(gate_end - j + extra)]
-                gate_lim[seg, j] = (lo, hi)
+                lo = Signal(signed(lim_w), name=f"cfg_gate_lo_{seg}{k}")
+                hi = Signal(signed(lim_w), name=f"cfg_gate_hi_{seg}{k}")
+                m.d.sync += [lo.eq(self.gate_start - k + extra), hi.eq(gate_end - k + extra)]
+                gate_lim[seg, k] = (lo, hi)
+
+        def in_gate_nx(seg, j, base):
+            lo, hi = gate_lim[seg, j | 1]
+            if j & 1:
+                return (base >= lo) & (base < hi)
+            return (base > lo) & (base <= hi)
         # Segment C's phases are 0..N-1: their gate test per phase; and whether a sync edge at
         # bin i has its origin inside the next clock (i + sync_delay < N). Against the small
         # constants these are tests of the low bits and a zero test of the rest (no adder).
@@ -209,8 +217,6 @@ class SlotClassifier(wiring.Component):
             in_c, in_b = Signal(name=f"in_c_nx{j}"), Signal(name=f"in_b_nx{j}")
             m.d.comb += [in_c.eq(has_o_nx & (j >= jp_nx)),
                          in_b.eq(~in_c & wrap_first_nx & (j >= w_nx))]
-            lo_a, hi_a = gate_lim["a", j]
-            lo_b, hi_b = gate_lim["b", j]
             phase = Signal(ph_w, name=f"phase_nx{j}")
             c_index = Signal(range(max(n, 2)), name=f"c_index_nx{j}")
             m.d.comb += c_index.eq(j - jp_nx)
@@ -219,10 +225,10 @@ class SlotClassifier(wiring.Component):
                              bin_in_gate[j].eq(small_gate[c_index])]
             with m.Elif(in_b):
                 m.d.sync += [bin_phase[j].eq(j - dist), bin_in_frame[j].eq(b_in_frame_nx),
-                             bin_in_gate[j].eq((phase0_nx >= lo_b) & (phase0_nx < hi_b))]
+                             bin_in_gate[j].eq(in_gate_nx("b", j, phase0_nx))]
             with m.Else():
                 m.d.sync += [bin_phase[j].eq(phase0_nx + j), bin_in_frame[j].eq(synced_nx),
-                             bin_in_gate[j].eq((phase0_nx >= lo_a) & (phase0_nx < hi_a))]
+                             bin_in_gate[j].eq(in_gate_nx("a", j, phase0_nx))]
             m.d.sync += [bin_in_c[j].eq(in_c), bin_in_b[j].eq(in_b)]
 
         # -- per channel: the click's bin picks its segment, phase and gate test; dead time
