@@ -65,16 +65,34 @@ def _root(version: bool = typer.Option(False, "--version", callback=_version_cal
 
 # -- board --------------------------------------------------------------------------------------
 
+def _serial_baud(board, baud):
+    """Return the UART rate for a serial port: ``baud`` if given, else ``board``'s (boards/),
+    else ``DEFAULT_BAUD``."""
+    if baud is not None:
+        return baud
+    if board is None:
+        return DEFAULT_BAUD
+    from boards import BOARDS, get_board
+    try:
+        return get_board(board).baud
+    except (KeyError, ValueError):
+        fail(f"--board {board}: expected one of {', '.join(BOARDS)}.")
+
+
 @board_app.command("info")
 def board_info(
     url: str = typer.Option(..., "--url", help="Link URL: /dev/ttyUSB1, socket://HOST:PORT, loop://."),
-    baud: int = typer.Option(DEFAULT_BAUD, help="UART rate in baud (serial ports only)."),
+    board: str = typer.Option(None, "--board", help="The board on the serial port (icebreaker, "
+                              "ulx3s, arty_a7): its UART rate is the default --baud."),
+    baud: int = typer.Option(None, help=f"UART rate in baud (serial ports only); default: the "
+                             f"--board's, else {DEFAULT_BAUD}."),
     timeout: float = typer.Option(0.25, help="Reply timeout per attempt, in seconds."),
     retries: int = typer.Option(3, help="Retries per request."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ):
     """Print the board's identity and gateware version, read over the link."""
     from controller.device import Device
+    baud = _serial_baud(board, baud)
     try:
         with Device(url, timeout=timeout, retries=retries, baudrate=baud) as dev:
             info = dev.info()

@@ -16,7 +16,9 @@ __all__ = ["DEFAULT_BAUD", "Transport", "open_transport"]
 
 logger = logging.getLogger(__name__)
 
-#: The gateware UART's rate, in baud (12 Mbaud from a 48 MHz clock).
+#: The UART rate when nothing says otherwise: ``gateware.top.NodeTop``'s default (12 Mbaud from
+#: its default 48 MHz clock, what simulations use). The boards run slower (``boards/``: iCEBreaker
+#: 6 Mbaud, ULX3S 3 Mbaud); the CLI takes the rate from ``--board`` (``qkdnode board info``).
 DEFAULT_BAUD = 12_000_000
 
 _READ_CHUNK = 1 << 16
