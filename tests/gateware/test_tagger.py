@@ -16,9 +16,10 @@ from hil.tagger_model import TaggerConfig, TaggerModel
 from gwsim import run
 
 
-def simulate(cfg, clicks, syncs, clocks, *, fifo_words=1024, ready=None):
-    """Run a Tagger on the pulses and return (words, counters, hist) read from its ports."""
-    dut = Tagger(cfg.samples, fifo_words=fifo_words)
+def simulate(cfg, clicks, syncs, clocks, *, fifo_words=1024, ready=None, **tagger_args):
+    """Run a Tagger on the pulses and return (words, counters, hist) read from its ports; the
+    ``hist`` register's elements in map order (CHANNELS x HIST_BINS) and ``info``."""
+    dut = Tagger(cfg.samples, fifo_words=fifo_words, **tagger_args)
     det = [pulse_vectors(c, cfg.samples) for c in clicks]
     sync = pulse_vectors(syncs, cfg.samples)
     words, result = [], {}
@@ -51,6 +52,8 @@ def simulate(cfg, clicks, syncs, clocks, *, fifo_words=1024, ready=None):
             await ctx.tick()
             hist[a // HIST_BINS, a % HIST_BINS] = ctx.get(dut.hist__data)
         result["hist"] = hist
+        result["info"] = {name: int(ctx.get(getattr(dut.info, name)))
+                          for name in ("samples", "channels", "hist_bins", "fifo_words_div16")}
 
     async def sink_sampled(ctx):
         # Sample valid/payload before the edge that takes the word.
@@ -78,13 +81,17 @@ def stimulus(seed, cfg, clocks, rate=0.02, sync_period=None, sync_stop=None):
     return clicks, syncs
 
 
-def check(cfg, clicks, syncs, clocks):
-    words, got = simulate(cfg, clicks, syncs, clocks)
+def check(cfg, clicks, syncs, clocks, hist_bins=HIST_BINS, **tagger_args):
+    words, got = simulate(cfg, clicks, syncs, clocks, hist_bins=hist_bins, **tagger_args)
     want = TaggerModel(cfg).run(clicks, syncs)
     for name, value in want.counters.items():
         assert np.array_equal(np.asarray(got[name]), np.asarray(value)), \
             f"counter {name}: gateware {got[name]}, model {value}"
-    assert np.array_equal(got["hist"], want.hist), "phase histograms differ"
+    # ``hist_bins`` bins per channel at elements ch * hist_bins + bin, the rest of the map 0.
+    served = np.zeros(CHANNELS * HIST_BINS, dtype=np.int64)
+    served[:CHANNELS * hist_bins] = want.hist[:, :hist_bins].ravel()
+    assert np.array_equal(got["hist"].ravel(), served), "phase histograms differ"
+    assert got["info"]["hist_bins"] == hist_bins
     assert len(words) == len(want.words) and np.array_equal(words, want.words), \
         f"records differ:\n gw    {[hex(w) for w in words[:40]]}\n model {[hex(w) for w in want.words[:40]]}"
     return want
@@ -102,6 +109,19 @@ def test_matches_model_poisson(samples, seed):
     syncs = syncs[(syncs < 300 * samples) | (syncs > 420 * samples)]
     want = check(cfg, clicks, syncs, clocks)
     assert want.counters["sync_losses"] >= 2 and want.counters["events"] > 20
+
+
+@pytest.mark.parametrize("hist_bins,queue_memory,seed", [(0, True, 4), (8, False, 5),
+                                                         (16, True, 6)])
+def test_board_parameters_keep_the_records(hist_bins, queue_memory, seed):
+    """The per-board TaggerParams: fewer or no histogram bins, the item queue in block RAM
+    (``BlockFIFO``): the same records and counters as the model, the histograms as served."""
+    cfg = TaggerConfig(samples=2, slot_period=7, frame_slots=9, sync_delay=5, gate_start=2,
+                       gate_width=4, dead_time=(0, 2, 7, 1), hist_shift=0)
+    clocks = 900
+    clicks, syncs = stimulus(seed, cfg, clocks, rate=0.08, sync_period=cfg.frame_bins - 2)
+    want = check(cfg, clicks, syncs, clocks, hist_bins=hist_bins, queue_memory=queue_memory)
+    assert want.counters["events"] > 20, f"seed {seed}"
 
 
 @pytest.mark.parametrize("samples", [2, 4])
@@ -160,3 +180,23 @@ def test_item_queue_counts_and_carries_drops():
                            (ItemKind.SYNC_LOST, 7, 10, 0, 0, 0),
                            (ItemKind.GAP, 7, 10, 0, 2, 1)][:2] + seen["out"][2:]
     assert seen["out"][2][0] == ItemKind.GAP and seen["out"][2][4:] == (2, 1)
+
+
+@pytest.mark.parametrize("queue_memory", [False, True])
+def test_overload_accounts_for_every_detection(queue_memory):
+    """A sink slower than the clicks: the item queue (in flip-flops or ``BlockFIFO``) drops, and
+    counters, OVERFLOW records and detections received reconcile."""
+    from controller.tagger import decode, reconcile
+    seed = 7
+    cfg = TaggerConfig(samples=2, slot_period=4, frame_slots=50, sync_delay=1,
+                       dead_time=(0, 0, 0, 0))
+    clocks = 700
+    clicks, syncs = stimulus(seed, cfg, clocks, rate=0.2, sync_period=cfg.frame_bins)
+    words, got = simulate(cfg, clicks, syncs, clocks, fifo_words=16, hist_bins=0,
+                          queue_memory=queue_memory, ready=lambda c: c % 4 == 0)
+    records = decode(words)
+    counters = {k: (list(v) if np.ndim(v) else int(v)) for k, v in got.items()
+                if k not in ("hist", "info")}
+    assert counters["dropped_events"] > 20, f"seed {seed}: the sink did not slow the tagger"
+    report = reconcile(counters, records)
+    assert report.ok, f"seed {seed}: {report.problems}"
