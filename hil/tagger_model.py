@@ -77,15 +77,27 @@ class TaggerResult:
 
 # -- record encoding from the spec's layouts ------------------------------------------------------
 
+_LAYOUTS = {RecordKind.DETECTION: DetectionRecord, RecordKind.FRAME: FrameRecord,
+            RecordKind.OVERFLOW: OverflowRecord, RecordKind.MARKER: MarkerRecord}
+_SLICES = {}
+
+
+def _slice(layout, name):
+    """Return ``field_slice(layout, name)``, cached (the layouts are constant)."""
+    key = (id(layout), name)
+    if key not in _SLICES:
+        _SLICES[key] = field_slice(layout, name)
+    return _SLICES[key]
+
+
 def _put(layout, name, value):
-    offset, width = field_slice(layout, name)
+    offset, width = _slice(layout, name)
     return (np.asarray(value, dtype=np.uint64) & np.uint64((1 << width) - 1)) << np.uint64(offset)
 
 
 def encode(kind, **fields):
     """Return record words (uint32 array) of ``kind`` (RecordKind) with the given field arrays."""
-    layout = {RecordKind.DETECTION: DetectionRecord, RecordKind.FRAME: FrameRecord,
-              RecordKind.OVERFLOW: OverflowRecord, RecordKind.MARKER: MarkerRecord}[kind]
+    layout = _LAYOUTS[kind]
     word = _put(layout, "kind", kind.value)
     for name, value in fields.items():
         word = word | _put(layout, name, value)
@@ -93,7 +105,8 @@ def encode(kind, **fields):
 
 
 def _sat(value, layout, name):
-    return min(int(value), (1 << field_slice(layout, name)[1]) - 1)
+    """Return ``value`` (array) saturated to the width of field ``name``."""
+    return np.minimum(np.asarray(value, dtype=np.int64), (1 << _slice(layout, name)[1]) - 1)
 
 
 def render_records(items, gaps=None):
@@ -109,27 +122,52 @@ def render_records(items, gaps=None):
 
 def _render(items, gaps, last):
     """``render_records`` continuing after a FRAME record of frame ``last`` (None: none or an
-    overflow since); return the words and the new ``last``."""
-    out = []
-    frame_mask = (1 << FRAME_BITS) - 1
-    for i, it in enumerate(items):
-        if gaps is not None and (gaps[i][0] or gaps[i][1]):
-            out.append(int(encode(RecordKind.OVERFLOW,
-                                  events=_sat(gaps[i][0], OverflowRecord, "events"),
-                                  markers=_sat(gaps[i][1], OverflowRecord, "markers"))))
-            last = None
-        kind = int(it["kind"])
-        frame = int(it["frame"]) & frame_mask
-        if kind == Item.DETECTION:
-            if frame != last:
-                out.append(int(encode(RecordKind.FRAME, frame=frame)))
-                last = frame
-            out.append(int(encode(RecordKind.DETECTION, mask=int(it["mask"]), slot=int(it["slot"]),
-                                  phase=int(it["phase"]))))
-        elif kind in (Item.SYNC_LOST, Item.SYNC_ACQUIRED):
-            code = MarkerCode.SYNC_LOST if kind == Item.SYNC_LOST else MarkerCode.SYNC_ACQUIRED
-            out.append(int(encode(RecordKind.MARKER, code=code.value, frame=frame)))
-    return np.array(out, dtype=np.uint32), last
+    overflow since); return the words and the new ``last``. Whole arrays, no loop per item."""
+    n = len(items)
+    if n == 0:
+        return np.zeros(0, dtype=np.uint32), last
+    kind = items["kind"].astype(np.int64)
+    frame = items["frame"] & ((1 << FRAME_BITS) - 1)
+    gaps = np.zeros((n, 2), dtype=np.int64) if gaps is None else \
+        np.asarray(gaps, dtype=np.int64).reshape(n, 2)
+    has_gap = (gaps[:, 0] != 0) | (gaps[:, 1] != 0)
+    det = kind == Item.DETECTION
+    marker = (kind == Item.SYNC_LOST) | (kind == Item.SYNC_ACQUIRED)
+    # FRAME before a detection whose frame differs from the previous detection's, or with an
+    # overflow at or after that detection (up to this one), or first with no FRAME sent before
+    gap_count = np.cumsum(has_gap)
+    di = np.flatnonzero(det)
+    need_frame = np.zeros(n, dtype=bool)
+    if di.size:
+        prev_frame = np.empty(di.size, dtype=np.int64)
+        prev_frame[1:] = frame[di[:-1]]
+        reset = np.empty(di.size, dtype=bool)
+        reset[1:] = gap_count[di[1:]] != gap_count[di[:-1]]
+        reset[0] = last is None or gap_count[di[0]] > 0
+        prev_frame[0] = -1 if last is None else last
+        need_frame[di] = reset | (frame[di] != prev_frame)
+    count = has_gap.astype(np.int64) + need_frame + (det | marker)
+    end = np.cumsum(count)
+    start = end - count
+    out = np.zeros(int(end[-1]), dtype=np.uint32)
+    g = np.flatnonzero(has_gap)
+    out[start[g]] = encode(RecordKind.OVERFLOW,
+                           events=_sat(gaps[g, 0], OverflowRecord, "events"),
+                           markers=_sat(gaps[g, 1], OverflowRecord, "markers"))
+    f = np.flatnonzero(need_frame)
+    out[start[f] + has_gap[f]] = encode(RecordKind.FRAME, frame=frame[f])
+    own = start + has_gap + need_frame
+    out[own[det]] = encode(RecordKind.DETECTION, mask=items["mask"][det], slot=items["slot"][det],
+                           phase=items["phase"][det])
+    code = np.where(kind == Item.SYNC_LOST, MarkerCode.SYNC_LOST.value,
+                    MarkerCode.SYNC_ACQUIRED.value)
+    out[own[marker]] = encode(RecordKind.MARKER, code=code[marker], frame=frame[marker])
+    # the FRAME record last sent, for the next call
+    if has_gap[-1] or (g.size and (not di.size or g[-1] > di[-1])):
+        last = None
+    if di.size and (not g.size or di[-1] >= g[-1]):
+        last = int(frame[di[-1]])
+    return out, last
 
 
 # -- the sequential steps -------------------------------------------------------------------------
@@ -446,58 +484,91 @@ class PacedQueue:
         words = self.half if self.hold else self.capacity - 1
         return max(self.gap_time + 1, int(np.ceil(self.busy - words * self.word_bins)))
 
-    def _queue(self, t, words):
-        self.busy = max(self.busy, float(t)) + words * self.word_bins
-
     def push(self, items, until):
         """Queue ``items`` (see the class); ``until``: the time the light has reached (a
         pending gap is reported alone if the queue had room again before it)."""
-        frame_mask = (1 << FRAME_BITS) - 1
         last0 = self.last
-        kept, gaps = [], []
-        dropped = [0, 0]
-        for i in range(items.size):
-            t = int(items["time"][i])
-            self._report_gap(t, kept, gaps)
-            if self.hold and self.level(t) <= self.half:
-                self.hold = False
-            kind = int(items["kind"][i])
-            det = kind == Item.DETECTION
-            frame = int(items["frame"][i]) & frame_mask
-            gap = self.gap[0] or self.gap[1]
-            need = 1 + (1 if gap else 0) + (1 if det and (gap or frame != self.last) else 0)
-            if self.hold or self.level(t) + need > self.capacity:
-                self.gap[0 if det else 1] += 1
-                dropped[0 if det else 1] += 1
-                self.gap_time = t
-                self.hold = True
-                continue
-            kept.append(items[i:i + 1])
-            gaps.append(tuple(self.gap))
-            self.gap = [0, 0]
-            if gap:
-                self.last = None
-            if det:
-                self.last = frame
-            self._queue(t, need)
-        self._report_gap(until, kept, gaps)
-        kept = np.concatenate(kept) if kept else np.zeros(0, ITEM_DTYPE)
-        words, last = _render(kept, gaps, last0)
+        if self.word_bins == 0 and not (self.gap[0] or self.gap[1]):
+            words, self.last = _render(items, None, last0)       # nothing can drop
+            return words, items, 0, 0
+        frames = items["frame"] & ((1 << FRAME_BITS) - 1)
+        (src, gap_time, gap_e, gap_m, dropped_e, dropped_m, state) = _pace(
+            items["time"].astype(np.int64), items["kind"] == Item.DETECTION, frames,
+            self.capacity, self.half, self.word_bins, int(until), self.busy,
+            -1 if self.last is None else int(self.last), self.gap[0], self.gap[1],
+            _NEVER if self.gap_time is None else int(self.gap_time), self.hold)
+        self.busy, last, self.gap[0], self.gap[1], gap_time_now, self.hold = state
+        self.busy = float(self.busy)
+        self.last = None if last < 0 else int(last)
+        self.gap_time = None if gap_time_now == _NEVER else int(gap_time_now)
+        kept = np.zeros(src.size, ITEM_DTYPE)
+        mine = src >= 0
+        kept[mine] = items[src[mine]]
+        kept["time"][~mine], kept["rank"][~mine], kept["kind"][~mine] = gap_time[~mine], 3, Item.GAP
+        words, last = _render(kept, np.stack([gap_e, gap_m], axis=1), last0)
         assert last == self.last
-        return words, kept, dropped[0], dropped[1]
+        return words, kept, int(dropped_e), int(dropped_m)
 
-    def _report_gap(self, t, kept, gaps):
-        """Queue the pending gap alone (a GAP item) if the queue had room before ``t``."""
-        if not (self.gap[0] or self.gap[1]):
-            return
-        room = self._room_time()
-        if room >= t:
-            return
-        item = np.zeros(1, ITEM_DTYPE)
-        item["time"], item["rank"], item["kind"] = room, 3, Item.GAP
-        kept.append(item)
-        gaps.append(tuple(self.gap))
-        self.gap = [0, 0]
-        self.last = None
-        self.hold = False
-        self._queue(room, 1)
+
+@numba.njit(cache=True)
+def _pace(times, det, frames, capacity, half, word_bins, until, busy, last, gap_e, gap_m,
+          gap_time, hold):
+    """``PacedQueue.push`` over arrays: return, per record group kept, the item index (-1: a
+    GAP item) with its time (GAP items) and the gap it carries, the drops, and the new state
+    ``(busy, last, gap_e, gap_m, gap_time, hold)`` (``last`` -1: no FRAME record to follow)."""
+    n = times.size
+    src = np.empty(2 * n + 1, np.int64)
+    out_time = np.zeros(2 * n + 1, np.int64)
+    out_e = np.zeros(2 * n + 1, np.int64)
+    out_m = np.zeros(2 * n + 1, np.int64)
+    k = 0
+    dropped_e = 0
+    dropped_m = 0
+    for i in range(n + 1):
+        t = times[i] if i < n else until
+        if gap_e != 0 or gap_m != 0:          # the pending gap alone, if there was room before t
+            words = half if hold else capacity - 1
+            room = max(gap_time + 1, int(np.ceil(busy - words * word_bins)))
+            if room < t:
+                src[k] = -1
+                out_time[k] = room
+                out_e[k] = gap_e
+                out_m[k] = gap_m
+                k += 1
+                gap_e = 0
+                gap_m = 0
+                last = -1
+                hold = False
+                busy = max(busy, float(room)) + word_bins
+        if i == n:
+            break
+        level = 0
+        if busy > t and word_bins > 0:
+            level = max(0, int(np.ceil((busy - t) / word_bins)))
+        if hold and level <= half:
+            hold = False
+        gap = gap_e != 0 or gap_m != 0
+        need = 1 + (1 if gap else 0) + (1 if det[i] and (gap or frames[i] != last) else 0)
+        if hold or level + need > capacity:
+            if det[i]:
+                gap_e += 1
+                dropped_e += 1
+            else:
+                gap_m += 1
+                dropped_m += 1
+            gap_time = t
+            hold = True
+            continue
+        src[k] = i
+        out_e[k] = gap_e
+        out_m[k] = gap_m
+        k += 1
+        gap_e = 0
+        gap_m = 0
+        if gap:
+            last = -1
+        if det[i]:
+            last = frames[i]
+        busy = max(busy, float(t)) + need * word_bins
+    return (src[:k], out_time[:k], out_e[:k], out_m[:k], dropped_e, dropped_m,
+            (busy, last, gap_e, gap_m, gap_time, hold))
