@@ -94,6 +94,21 @@ def test_icebreaker_alice_constraints(tmp_path):
         assert tuple(found) == pins, f"{res}: {found} in\n{pcf}"
 
 
+def test_icebreaker_bob_takes_the_boards_tagger_parameters():
+    """iCEBreaker BOB: no histogram memories, the item queue and event FIFO as SB_RAM40_4K
+    blocks (``BlockFIFO``), and the board's parameters in ``tagger.info``."""
+    from boards import BoardTop
+    params = icebreaker.BOARD.tagger
+    assert params.hist_bins == 0 and params.queue_memory
+    top = BoardTop(icebreaker.BOARD, "bob", git_hash=1)
+    plan = icebreaker.BOARD.make_platform().prepare(top, name="top")
+    il = plan.files["top.il"]
+    assert "SB_RAM40_4K" in il and "hist0" not in il
+    assert top.node_args["tagger"] == params
+    # ULX3S keeps its hardware histograms.
+    assert ulx3s.BOARD.tagger.hist_bins > 0
+
+
 def test_arty_a7_writes_verilog(tmp_path):
     report = build("arty_a7", "alice", build_dir=tmp_path, git_hash=0x1234ABCD)
     assert report["kind"] == "verilog" and report["timing_met"] is None
