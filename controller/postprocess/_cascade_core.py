@@ -5,7 +5,8 @@ in :mod:`cascade`.  Conventions: pass ``p`` permutes the key with ``perm[p]``
 (``perm[p][i]`` = key index at permuted position ``i``; ``pos[p]`` is its inverse)
 and cuts the permuted key into blocks of ``k[p]`` bits.  A block's sub-blocks form
 a binary tree (heap numbering, root 0, children 2n+1 / 2n+2, split at the middle);
-``cache`` holds Alice's parity of every tree node Bob has learned (-1 = unknown).
+``cache`` holds Alice's parity + 1 of every tree node Bob has learned (0 = unknown, so a
+zeroed array is an empty cache whose pages are touched only where used; -1 = asked).
 """
 
 from __future__ import annotations
@@ -122,7 +123,7 @@ def _block_odd(p, b, n, k, fen, cache, coff, tsz, nrev):
         return False          # Alice never disclosed this block's parity
     lo = b * k[p]
     hi = min(lo + k[p], n)
-    root = cache[coff[p] + b * tsz[p]]
+    root = cache[coff[p] + b * tsz[p]] - 1
     if root < 0:
         return False
     return (_range(fen[p], lo, hi) ^ root) == 1
@@ -176,9 +177,9 @@ def _flip(j, y, pos, fen, k, cache, coff, tsz, nrev, active, aoff, wl, wl_n, sta
 @njit(cache=True)
 def _ask(cidx, p, lo, hi, cache, q_cidx, q_out, nq):
     """Queue a query for cache slot cidx (range [lo, hi) of pass p) unless known."""
-    if cache[cidx] >= 0:
+    if cache[cidx] >= 1:
         return nq
-    cache[cidx] = -2          # asked, answer pending
+    cache[cidx] = -1          # asked, answer pending
     q_cidx[nq] = cidx
     q_out[nq, 0] = p
     q_out[nq, 1] = lo
@@ -190,7 +191,7 @@ def _ask(cidx, p, lo, hi, cache, q_cidx, q_out, nq):
 def _under_way(wl, w, cache, coff, tsz):
     """Return whether worklist row w's bisection has asked anything yet."""
     p = wl[w, 0]
-    return cache[coff[p] + wl[w, 1] * tsz[p] + 1] != -1
+    return cache[coff[p] + wl[w, 1] * tsz[p] + 1] != 0
 
 
 @njit(cache=True)
@@ -211,7 +212,7 @@ def advance(ans, y, perm, pos, fen, k, cache, coff, tsz, nrev, active, aoff, wl,
     """
     n = y.size
     for i in range(ans.size):
-        cache[q_cidx[i]] = ans[i]
+        cache[q_cidx[i]] = ans[i] + 1
     for w in range(wl_n[0]):
         wl[w, 5] = 0
     pmin = np.int64(1) << 40
@@ -243,7 +244,7 @@ def advance(ans, y, perm, pos, fen, k, cache, coff, tsz, nrev, active, aoff, wl,
         hi = wl[w, 4]
         finished = False
         while True:
-            a_node = cache[base + node]
+            a_node = cache[base + node] - 1
             if (_range(fen[p], lo, hi) ^ a_node) == 0:
                 finished = True      # a correction elsewhere already evened this node
                 break
@@ -253,7 +254,7 @@ def advance(ans, y, perm, pos, fen, k, cache, coff, tsz, nrev, active, aoff, wl,
                 break
             mid = lo + (hi - lo) // 2
             lc = 2 * node + 1
-            a_left = cache[base + lc]
+            a_left = cache[base + lc] - 1
             if a_left < 0:
                 nq = _ask(base + lc, p, lo, mid, cache, q_cidx, q_out, nq)
                 if hi - lo >= wide:
@@ -265,8 +266,8 @@ def advance(ans, y, perm, pos, fen, k, cache, coff, tsz, nrev, active, aoff, wl,
                                   cache, q_cidx, q_out, nq)
                 wl[w, 5] = 1
                 break
-            if cache[base + lc + 1] < 0:
-                cache[base + lc + 1] = a_left ^ a_node
+            if cache[base + lc + 1] < 1:
+                cache[base + lc + 1] = (a_left ^ a_node) + 1
             if (_range(fen[p], lo, mid) ^ a_left) == 1:
                 node, hi = lc, mid
             else:

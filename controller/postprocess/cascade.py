@@ -124,6 +124,11 @@ def is_check(n: int, k: int) -> bool:
     return (n + k - 1) // k == 2
 
 
+def _tree_size(k: int) -> int:
+    """Return the cache slots of one block's bisection tree (heap numbering)."""
+    return 2 ** (max(int(math.ceil(math.log2(k))), 0) + 1)
+
+
 @dataclass(frozen=True)
 class _Layout:
     """Array geometry shared by both parties: blocks, tree caches, active flags.
@@ -144,7 +149,7 @@ class _Layout:
     def of(cls, keff: list[int], shown: list[int]) -> "_Layout":
         k = np.asarray(keff, dtype=np.int64)
         nb = np.asarray(shown, dtype=np.int64)                               # trees kept
-        tsz = np.array([2 ** (max(int(math.ceil(math.log2(x))), 0) + 1) for x in keff], dtype=np.int64)
+        tsz = np.array([_tree_size(x) for x in keff], dtype=np.int64)
         coff = np.concatenate(([0], np.cumsum(nb * tsz)[:-1])).astype(np.int64)
         aoff = np.concatenate(([0], np.cumsum(nb)[:-1])).astype(np.int64)
         return cls(k, coff, tsz, aoff, nb, int(np.sum(nb * tsz)), int(np.sum(nb)))
@@ -188,7 +193,8 @@ class CascadeAlice:
             raise ValueError(f"block sizes must be >= 1, got {self.ks}")
         self.seed = seed
         self.cap = len(self.ks) + MAX_EXTRA_CHECKS
-        self.px = np.empty((len(self.ks), n + 1), dtype=np.uint8)
+        # room for the checks Bob may ask for (rows are touched only when built)
+        self.px = np.empty((min(len(self.ks) + CHECKS, self.cap), n + 1), dtype=np.uint8)
         self.keff: list[int] = []
         self.shown: list[int] = []
         self._perm = np.empty(n, dtype=np.int32)      # Alice keeps prefix parities only
@@ -204,10 +210,10 @@ class CascadeAlice:
     def _extend(self, passes: int) -> None:
         """Build the orders of the extra check passes up to ``passes`` (exclusive)."""
         have = self.px.shape[0]
-        rows = min(max(passes, 2 * have), self.cap)
-        px = np.empty((rows, self.px.shape[1]), dtype=np.uint8)
-        px[:have] = self.px
-        self.px = px
+        if passes > have:
+            px = np.empty((min(max(passes, 2 * have), self.cap), self.px.shape[1]), dtype=np.uint8)
+            px[:have] = self.px
+            self.px = px
         half = max((self.bits.size + 1) // 2, 1)
         for p in range(len(self.keff), passes):
             self._build(p, half)
@@ -274,14 +280,14 @@ class CascadeBob:
             self._order(p, k)
         self.lay = _Layout.of(self.keff, self.shown)
         lay = self.lay
-        self.cache = np.full(lay.cache_size, -1, dtype=np.int8)
+        self.cache = np.zeros(self._cache_room(lay.cache_size), dtype=np.int8)   # see core: 0 = unknown
         tops = np.asarray(tops, dtype=np.int8)
         if tops.size != sum(self.shown):
             raise ValueError(f"expected {sum(self.shown)} block parities from Alice, got {tops.size}")
         at = 0
         for p in range(passes):
             roots = lay.coff[p] + np.arange(self.shown[p]) * lay.tsz[p]
-            self.cache[roots] = tops[at:at + self.shown[p]]
+            self.cache[roots] = tops[at:at + self.shown[p]] + 1
             at += self.shown[p]
         self.active = np.zeros(lay.blocks, dtype=np.bool_)
         self._size_work()
@@ -311,6 +317,11 @@ class CascadeBob:
         self.shown.append(shown)
         self.check.append(is_check(self.n, k))
 
+    def _cache_room(self, size: int) -> int:
+        """Return a cache length for ``size`` slots with room for the checks Bob may add
+        (zeroed pages cost nothing until touched)."""
+        return size + self.checks * 2 * _tree_size(max(self.n, 1))
+
     def _size_work(self) -> None:
         blocks = self.lay.blocks
         self.wl = np.zeros((blocks + 1, 6), dtype=np.int64)
@@ -332,9 +343,9 @@ class CascadeBob:
         half = max((self.n + 1) // 2, 1)
         for p in range(passes, passes + need):
             self._order(p, half)
-        old = self.lay
         self.lay = _Layout.of(self.keff, self.shown)
-        self.cache = np.concatenate((self.cache, np.full(self.lay.cache_size - old.cache_size, -1, np.int8)))
+        if self.lay.cache_size > self.cache.size:
+            self.cache = np.concatenate((self.cache, np.zeros(self._cache_room(self.lay.cache_size) - self.cache.size, np.int8)))
         self.active = np.zeros(self.lay.blocks, dtype=np.bool_)       # nothing is under way
         self._size_work()
         self.flips_at_start += [-1] * need
@@ -343,7 +354,7 @@ class CascadeBob:
         for p in range(passes, passes + need):
             if self.shown[p]:
                 root = self.lay.coff[p]
-                self.cache[root] = -2
+                self.cache[root] = -1       # asked
                 self.q_cidx[nq] = root
                 self.q[nq] = (p, 0, self.keff[p])
                 nq += 1
