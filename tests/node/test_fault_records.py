@@ -178,3 +178,19 @@ def test_a_false_generation_in_the_handshake_is_caught_by_the_hello(tmp_path):
         assert "error" in out and "generation" in str(out["error"]), out
     finally:
         listener.close()
+
+
+def test_a_decision_must_come_in_a_tagged_frame():
+    """``recv(checkpoint=True)`` (the node's end, committed, sync) refuses an untagged frame."""
+    from controller.channel import TamperedMessage, open_pair
+    a, b = open_pair(_secret(SEED + 6), timeout=5, deferred=True)
+    try:
+        a.send("alice", b'{"end": 0}', checkpoint=True)
+        assert b.recv("bob", checkpoint=True) == b'{"end": 0}'
+        a.send("alice", b'{"committed": 0}')                 # untagged: not a decision
+        with pytest.raises(TamperedMessage, match="checkpoint"):
+            b.recv("bob", checkpoint=True)
+        assert b.counters.tampered == 1
+    finally:
+        a.close()
+        b.close()
