@@ -129,6 +129,10 @@ def _finish(proto, counts, m_key, leak, figures):
 def alice_block(ch, record: AliceRecord, proto: Protocol, rng: np.random.Generator) -> BlockOutcome:
     """Run Alice's half of one block over ``ch``; ``rng`` must be CSPRNG-seeded."""
     n_classes = len(proto.intensities)
+    # The leak is counted from the block's first message: a channel may count a received
+    # message on its reader thread before the protocol reads it, so a snapshot taken later
+    # than the peer's first leaking send could miss some of it on one side only.
+    before = ch.stats.snapshot()
     # 1. sift
     slots = np.asarray(ch.recv(ALICE), dtype=np.int64)
     bob_bases = np.asarray(ch.recv(ALICE), dtype=np.uint8)
@@ -156,7 +160,6 @@ def alice_block(ch, record: AliceRecord, proto: Protocol, rng: np.random.Generat
     z = mine.select(BASIS_Z)
     key = mine.bits[z]
     # 4. reconcile
-    before = ch.stats.snapshot()
     qber = min(max(figures["qber_x"], 0.005), 0.25)
     ks = block_schedule(key.size, qber, 20, proto.cascade_mode)
     seed = int(rng.integers(0, 2**63))
@@ -192,6 +195,7 @@ def alice_block(ch, record: AliceRecord, proto: Protocol, rng: np.random.Generat
 def bob_block(ch, det: BobDetections, proto: Protocol) -> BlockOutcome:
     """Run Bob's half of one block over ``ch``."""
     n_classes = len(proto.intensities)
+    before = ch.stats.snapshot()        # before anything can arrive: see alice_block
     ch.send(BOB, det.slots, tag="sift")
     ch.send(BOB, det.bases.astype(bool), tag="sift")
     mask = np.asarray(ch.recv(BOB), dtype=bool)
@@ -209,7 +213,6 @@ def bob_block(ch, det: BobDetections, proto: Protocol) -> BlockOutcome:
         return BlockOutcome(None, figures, verdict["abort"])
     z = mine.select(BASIS_Z)
     raw = mine.bits[z]
-    before = ch.stats.snapshot()
     casc = CascadeBob(raw, np.asarray(ch.recv(BOB)), np.asarray(ch.recv(BOB)), proto.cascade_mode)
     answers = None
     while True:
