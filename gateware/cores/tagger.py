@@ -146,10 +146,14 @@ class Tagger(wiring.Component):
             edge = FirstEdge(n)
             m.submodules[f"edge{ch}"] = edge
             m.d.comb += edge.i_samples.eq(self.det[ch])
-            m.d.sync += [cls.click[ch].eq(edge.o_edge), cls.index[ch].eq(edge.o_index)]
+            # The click register takes ``enable`` in, so the classifier's click path starts
+            # from its own register (the classifier sees ``enable`` through a register too: both
+            # one clock after the bank's write).
+            m.d.sync += [cls.click[ch].eq(edge.o_edge & enable), cls.index[ch].eq(edge.o_index)]
             m.d.comb += cls.dead_time[ch].eq(self.dead_time[ch])
+        m.d.sync += cls.enable.eq(enable)
         m.d.comb += [
-            cls.enable.eq(enable), cls.clear.eq(clear),
+            cls.clear.eq(clear),
             cls.slot_period.eq(self.slot_period), cls.frame_slots.eq(self.frame_slots),
             cls.sync_delay.eq(self.sync_delay),
             cls.gate_start.eq(self.gate.start), cls.gate_width.eq(self.gate.width),

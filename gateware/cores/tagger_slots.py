@@ -40,6 +40,7 @@ from amaranth.lib.wiring import In, Out
 
 from ..spec.tagger import (CHANNELS, PHASE_BITS, SLOT_BITS, FRAME_BITS, DEAD_TIME_BITS,
                            SYNC_DELAY_BITS)
+from .csr import or_tree
 from .tagger_records import ITEMS, ItemKind, ItemLayout
 
 __all__ = ["SlotClassifier", "TIME_BITS"]
@@ -54,7 +55,8 @@ class SlotClassifier(wiring.Component):
 
     ``samples`` is N, the bins per clock (1, 2 or 4). ``sync_edge``/``sync_index`` must lead the
     clicks by one clock (the tagger delays the clicks), so a sync edge's origin is known before
-    the clicks of its clock are classified.
+    the clicks of its clock are classified. ``click`` must be 0 while ``enable`` is 0 (the
+    tagger gates it in the click register).
     """
 
     def __init__(self, samples=1):
@@ -150,6 +152,7 @@ class SlotClassifier(wiring.Component):
         open_phase = Signal(PHASE_BITS)
         # Dead time left, in bins from this clock's first: < dead_time, so it fits its width.
         rem = [Signal(DEAD_TIME_BITS, name=f"dead_left{ch}") for ch in range(CHANNELS)]
+        rem_hz = [Signal(init=1, name=f"dead_hz{ch}") for ch in range(CHANNELS)]  # rem[lb:] == 0
 
         # -- where the boundaries fall in this clock, and per bin j its segment, phase, frame
         # and gate test: registered, computed a clock ahead from the next state below. Reset
@@ -246,9 +249,10 @@ class SlotClassifier(wiring.Component):
             raw = Signal(name=f"raw{ch}")
             live = Signal(name=f"live{ch}")
             r = rem[ch]
-            # j >= rem, with j < N = 2**lb: rem's high bits zero and its low bits <= j.
-            m.d.comb += [raw.eq(self.enable & self.click[ch]),
-                         live.eq(raw & (r[lb:] == 0) & (r[:lb] <= j))]
+            hz = rem_hz[ch]
+            # j >= rem, with j < N = 2**lb: rem's high bits zero (the registered flag ``hz``)
+            # and its low bits <= j. ``click`` is already gated by ``enable``.
+            m.d.comb += [raw.eq(self.click[ch]), live.eq(raw & hz & (r[:lb] <= j))]
             # Non-paralysable: only a click outside the dead time restarts it. Next clock's
             # rem = max(left - N, 0) with left = j + dead_time (a live click) or rem. N is a
             # power of two, so "- N" is a decrement of the high bits (one shared borrow chain),
@@ -261,7 +265,12 @@ class SlotClassifier(wiring.Component):
             high_in = Signal(DEAD_TIME_BITS - lb, name=f"dead_high{ch}")
             high_dec = Signal(DEAD_TIME_BITS - lb, name=f"dead_dec{ch}")
             m.d.comb += [high_in.eq(Mux(live, dt[lb:], r[lb:])), high_dec.eq(high_in - 1)]
-            with m.If(~self.enable | (~carry & (high_in == 0))):
+            # high_in == 0 and next clock's hz from flags of the dead time and of rem (the next
+            # high bits are dead_time's with a carry, else high_in - 1: zero if high_in is 1).
+            dt_hz, dt_h1, r_h1 = dt[lb:] == 0, dt[lb:] == 1, r[lb:] == 1
+            zeroed = ~self.enable | (~carry & Mux(live, dt_hz, hz))
+            m.d.sync += hz.eq(zeroed | Mux(carry, dt_hz, Mux(live, dt_h1, r_h1)))
+            with m.If(zeroed):
                 m.d.sync += r.eq(0)
             with m.Else():
                 m.d.sync += r.eq(Cat(Mux(live, d[:lb], r[:lb]), Mux(carry, dt[lb:], high_dec)))
@@ -278,24 +287,40 @@ class SlotClassifier(wiring.Component):
             seg_b.append(a & in_b)
             seg_c.append(a & in_c)
 
-        def first_phase(sel, name):
-            """Phase of the earliest accepted click among channels ``sel``: the phase row of the
-            lowest bin holding one (phases grow with the bin inside a segment, and each bin's
-            row is precomputed), so a bin priority encoder and one row multiplexer."""
-            best = Signal(PHASE_BITS, name=f"{name}_phase")
-            for j in reversed(bins):    # the lowest bin wins
-                with m.If(Cat(sel[ch] & (self.index[ch] == j) for ch in range(CHANNELS)).any()):
-                    m.d.comb += best.eq(bin_phase[j])
-            return best
+        # Earliest accepted click per segment: the lowest bin holding one (phases grow with the
+        # bin inside a segment, and each bin's phase row is precomputed). first[x][j]: bin j
+        # holds segment x's first click. Phases are then AND-OR selections of the rows (and of
+        # the open event's phase), with selects from these flags: a shallow click path.
+        def first_bins(sel):
+            hold = [Cat(sel[ch] & (self.index[ch] == j) for ch in range(CHANNELS)).any()
+                    for j in bins]
+            return [hold[j] & ~Cat(hold[:j]).any() if j else hold[j] for j in bins]
 
+        def pick(selects):
+            """OR of ``value`` where its select is 1 (at most one is)."""
+            return or_tree([value & sel.replicate(PHASE_BITS) for sel, value in selects])
+
+        first = {x: first_bins(sel) for x, sel in (("a", seg_a), ("b", seg_b), ("c", seg_c))}
+        rows = [bin_phase[j][:PHASE_BITS] for j in bins]
         mask_a, mask_b, mask_c = Cat(*seg_a), Cat(*seg_b), Cat(*seg_c)
-        phase_a = first_phase(seg_a, "a")
-        phase_b = first_phase(seg_b, "b")
-        phase_c = first_phase(seg_c, "c")
+        open_nz = open_mask != 0
         ev_a_mask = Signal(CHANNELS)
         ev_a_phase = Signal(PHASE_BITS)
-        m.d.comb += [ev_a_mask.eq(open_mask | mask_a),
-                     ev_a_phase.eq(Mux(open_mask != 0, open_phase, phase_a))]
+        phase_b = Signal(PHASE_BITS)
+        m.d.comb += [
+            ev_a_mask.eq(open_mask | mask_a),
+            ev_a_phase.eq(pick([(open_nz, open_phase)] +
+                               [(~open_nz & first["a"][j], rows[j]) for j in bins])),
+            phase_b.eq(pick([(first["b"][j], rows[j]) for j in bins])),
+        ]
+        # The open event's phase next clock: C's first (origin), else B's (slot boundary), else
+        # A's event (the open one's, or A's first).
+        next_phase = Signal(PHASE_BITS)
+        keep_a = ~has_o & ~wrap_first
+        m.d.comb += next_phase.eq(pick(
+            [(keep_a & open_nz, open_phase)] +
+            [((has_o & first["c"][j]) | (~has_o & wrap_first & first["b"][j]) |
+              (keep_a & ~open_nz & first["a"][j]), rows[j]) for j in bins]))
 
         # -- items, in time order: A's event, sync lost at w, B's event, sync acquired at jp
         def item(k, valid, kind, frame_no, slot=0, mask=0, phase=0):
@@ -315,12 +340,13 @@ class SlotClassifier(wiring.Component):
         m.d.sync += [self.origin.eq(en & has_o), self.synced.eq(synced)]
 
         m.d.sync += frame.eq(Mux(self.clear, frame.init, Mux(en & has_o, frame + 1, frame)))
+        m.d.sync += open_phase.eq(next_phase)
         with m.If(~en):
             m.d.sync += open_mask.eq(0)
         with m.Elif(has_o):
-            m.d.sync += [open_mask.eq(mask_c), open_phase.eq(phase_c)]
+            m.d.sync += open_mask.eq(mask_c)
         with m.Elif(wrap_first):
-            m.d.sync += [open_mask.eq(mask_b), open_phase.eq(phase_b)]
+            m.d.sync += open_mask.eq(mask_b)
         with m.Else():
-            m.d.sync += [open_mask.eq(ev_a_mask), open_phase.eq(ev_a_phase)]
+            m.d.sync += open_mask.eq(ev_a_mask)
         return m
