@@ -166,11 +166,12 @@ def demo_cmd(
                                       "(0..1), e.g. intercept-resend:0.3."),
     board: str = typer.Option("model", "--board", help="Board target: model (behavioural boards), "
                               "or rtl: Bob's gateware in Verilator (his RTL twin; slow: about 165 "
-                              "clock cycles per detection at ~1e5 cycles per CPU second, so the "
-                              "rtl demo runs 0 km, 90 % detectors, 40-cycle slots and one block of "
-                              "n_Z = 50000, several minutes; see docs/operations.md)."),
+                              "clock cycles per detection at 65 000-100 000 cycles per CPU second, "
+                              "so the rtl demo runs 0 km, 90 % detectors, 40-cycle slots and one "
+                              "block of n_Z = 50000: measured 20 CPU minutes, 53 min wall at load "
+                              "15 on 2 cores; see docs/operations.md)."),
     alice: str = typer.Option("model", "--alice", help="Alice's board with --board rtl: model, or "
-                              "rtl (her twin too; slower still)."),
+                              "rtl (her twin too; slower still, not yet run end to end)."),
     seed: Optional[int] = typer.Option(None, help="Seed of the simulated optics (default: random, printed)."),
     keys: int = typer.Option(4, "--keys", min=1, max=128, help="Keys the SAEs fetch at the end."),
     plot: Optional[Path] = typer.Option(None, "--plot", help="Write a PNG of key rate and QBER per block."),
@@ -207,8 +208,9 @@ def demo_cmd(
         err.print(f"--board rtl: {who} in Verilator; {distance_km:g} km, "
                   f"{RTL_DEFAULTS['efficiency']:.0%} detectors, "
                   f"{RTL_DEFAULTS['slot_period']}-cycle slots, blocks of n_Z = {block_size}: "
-                  f"building the twin (once) and one block take several minutes; progress every "
-                  f"30 s.", highlight=False)
+                  f"one block of n_Z = 50000 takes some 20 CPU minutes (twin and host; more "
+                  f"wall time on a loaded machine; the twin is built once); progress every 30 s.",
+                  highlight=False)
         progress = _RtlProgress(progress)
     try:
         if view:
