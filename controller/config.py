@@ -3,8 +3,9 @@
 Every mistake is reported with the file, the ``[section] key``, what was found, what was
 expected and what to do; :class:`ConfigError` carries all of them at once.  Sections:
 
-``[node]`` role (alice|bob), name, data_dir; ``[board]`` url, slot_period, frame_slots,
-random_source, timeout_s (link reply timeout); ``[peer]`` listen or connect (HOST:PORT), psk (the pre-shared secret file);
+``[node]`` role (alice|bob), name, data_dir; ``[board]`` url, name (a board of ``boards/``:
+its UART rate is the link's), baud (overrides), slot_period, frame_slots, random_source,
+timeout_s (link reply timeout); ``[peer]`` listen or connect (HOST:PORT), psk (the pre-shared secret file);
 ``[protocol]`` block_slots, intensities, probabilities, p_x, max_qber,
 min_single_photon_fraction, eps_sec, eps_cor, cascade_mode; ``[kme]`` id, peer_id, host, port,
 local_saes, remote_saes, cert, key, ca, key_size, hybrid; ``[metrics]`` port, host;
@@ -34,6 +35,20 @@ class BoardConfig:
     frame_slots: int = 1024
     random_source: str = "os"
     timeout_s: float = 0.25
+    name: str | None = None
+    baud: int | None = None
+
+    @property
+    def baudrate(self) -> int:
+        """The serial link's rate: ``baud`` if given, else the named board's, else the
+        simulation top's default (socket URLs ignore it)."""
+        if self.baud is not None:
+            return self.baud
+        if self.name is not None:
+            from boards import get_board
+            return get_board(self.name).baud
+        from controller.link.transport import DEFAULT_BAUD
+        return DEFAULT_BAUD
 
 
 @dataclass(frozen=True)
@@ -183,6 +198,11 @@ def load_config(path: str | Path, *, overrides: dict | None = None) -> NodeConfi
     return parse_config(data, path)
 
 
+def _known_board(name):
+    from boards import BOARDS
+    return None if name in BOARDS else f"is not a board; boards are {', '.join(BOARDS)}"
+
+
 def parse_config(data: dict, path: Path = Path("node.toml")) -> NodeConfig:
     """Check a parsed TOML document (see :func:`load_config`)."""
     r = _Reader(Path(path), data)
@@ -203,7 +223,9 @@ def parse_config(data: dict, path: Path = Path("node.toml")) -> NodeConfig:
         frame_slots=r.get(b, "board", "frame_slots", int, 1024,
                           check=lambda v: None if 1 <= v < 16384 else "must be 1..16383"),
         random_source=r.get(b, "board", "random_source", str, "os"),
-        timeout_s=r.get(b, "board", "timeout_s", float, 0.25, check=_positive))
+        timeout_s=r.get(b, "board", "timeout_s", float, 0.25, check=_positive),
+        name=r.get(b, "board", "name", str, None, check=_known_board),
+        baud=r.get(b, "board", "baud", int, None, check=_positive))
 
     p = r.section("peer")
     listen, connect = r.address(p, "peer", "listen"), r.address(p, "peer", "connect")

@@ -18,6 +18,7 @@ import numpy as np
 from controller.alice import AliceFeeder, ChoiceSampler, SentRecord, open_source
 from controller.device import Device
 from controller.link.errors import LinkError
+from controller.link.transport import DEFAULT_BAUD
 from controller.postprocess.sift import AliceRecord, BobDetections, squash_clicks
 from controller.tagger import Records, Tagger
 from gateware.spec.modulator import SLOTS_PER_BYTE
@@ -34,8 +35,9 @@ class AliceBoard:
 
     def __init__(self, url: str, proto, *, slot_period: int = 48, frame_slots: int = 1024,
                  random_source: str = "os", chunk: int = 30_000, poll_s: float = 0.002,
-                 link_timeout: float = 0.25):
+                 link_timeout: float = 0.25, baudrate: int = DEFAULT_BAUD):
         self.url, self.proto, self.link_timeout = url, proto, link_timeout
+        self.baudrate = baudrate
         self.slot_period, self.frame_slots = slot_period, frame_slots
         self.random_source, self.chunk, self.poll_s = random_source, chunk, poll_s
         self.overrun = {"slots": 0, "choices": 0}   # of the last run: slots past the block, choices in them
@@ -48,7 +50,7 @@ class AliceBoard:
         """Connect to the board and configure the modulator (again, after a fault)."""
         self.close()
         try:
-            self.device = Device(self.url, timeout=self.link_timeout)
+            self.device = Device(self.url, timeout=self.link_timeout, baudrate=self.baudrate)
             self.feeder = AliceFeeder(self.device, self.sampler, open_source(self.random_source),
                                       slot_period=self.slot_period, frame_slots=self.frame_slots,
                                       chunk=self.chunk)
@@ -143,8 +145,10 @@ class BobBoard:
     """Bob's board: the tagger, cleared before each run, read until the run's sync is lost."""
 
     def __init__(self, url: str, *, slot_period: int = 48, frame_slots: int = 1024,
-                 seed: int | None = None, link_timeout: float = 0.25):
+                 seed: int | None = None, link_timeout: float = 0.25,
+                 baudrate: int = DEFAULT_BAUD):
         self.url, self.slot_period, self.frame_slots = url, slot_period, frame_slots
+        self.baudrate = baudrate
         self.link_timeout = link_timeout
         self.device = self.tagger = None
         self.rng = np.random.default_rng(seed)   # squashing double clicks only
@@ -153,7 +157,7 @@ class BobBoard:
     def open(self) -> None:
         self.close()
         try:
-            self.device = Device(self.url, timeout=self.link_timeout)
+            self.device = Device(self.url, timeout=self.link_timeout, baudrate=self.baudrate)
             self.tagger = Tagger(self.device)
             samples = self.tagger.samples
             self.tagger.configure(slot_period=self.slot_period * samples,

@@ -52,10 +52,11 @@ class NodeService:
             self.instruments = BenchInstruments(c.instruments, self.metrics, c.name).open().start()
         b = c.board
         board = (AliceBoard(b.url, c.protocol, slot_period=b.slot_period, frame_slots=b.frame_slots,
-                            random_source=b.random_source, link_timeout=b.timeout_s)
+                            random_source=b.random_source, link_timeout=b.timeout_s,
+                            baudrate=b.baudrate)
                  if c.role == "alice" else
                  BobBoard(b.url, slot_period=b.slot_period, frame_slots=b.frame_slots,
-                          link_timeout=b.timeout_s))
+                          link_timeout=b.timeout_s, baudrate=b.baudrate))
         self.node = Node(c.role, board, c.protocol, c.block_slots, self.store, pool,
                          listen=c.peer.listen, connect_to=c.peer.connect, kme=self.kme,
                          metrics=self.metrics, name=c.name, timeout_s=c.peer.timeout_s,

@@ -58,11 +58,25 @@ def test_good_config_loads_with_paths_relative_to_the_file(tmp_path):
     (("block_slots = 2000000", "block_slots = 12"), "[protocol] block_slots"),
     (("slot_period = 6", 'slot_period = "fast"'), "[board] slot_period: expected int"),
     (("[metrics]", "[metrix]"), "[metrix]: unknown section"),
+    (("slot_period = 6", 'slot_period = 6\nname = "icebraker"'),
+     "[board] name: is not a board; boards are icebreaker"),
+    (("slot_period = 6", "slot_period = 6\nbaud = 0"), "[board] baud"),
 ])
 def test_each_mistake_is_named(tmp_path, change, expect):
     with pytest.raises(ConfigError) as exc:
         load_config(_write(tmp_path, GOOD.replace(*change)))
     assert expect in str(exc.value)
+
+
+def test_board_link_rate_follows_the_board_unless_baud_is_given(tmp_path):
+    from boards import get_board
+    from controller.link.transport import DEFAULT_BAUD
+    assert load_config(_write(tmp_path, GOOD)).board.baudrate == DEFAULT_BAUD
+    named = GOOD.replace("slot_period = 6", 'slot_period = 6\nname = "icebreaker"')
+    cfg = load_config(_write(tmp_path, named))
+    assert cfg.board.baudrate == get_board("icebreaker").baud == 6_000_000
+    forced = named.replace('name = "icebreaker"', 'name = "icebreaker"\nbaud = 3000000')
+    assert load_config(_write(tmp_path, forced)).board.baudrate == 3_000_000
 
 
 def test_problems_are_all_listed_at_once_and_missing_files_named(tmp_path):
@@ -87,3 +101,21 @@ def test_run_cli_reports_config_errors_and_role_mismatch(tmp_path):
     assert bad.exit_code == 1 and "[node] role" in bad.output
     other = runner.invoke(app, ["run", "--role", "bob", "--config", str(_write(tmp_path, GOOD))])
     assert other.exit_code == 1 and "says role = 'alice'" in other.output
+
+
+def test_node_boards_open_the_link_at_the_configured_rate(monkeypatch):
+    from controller.link.errors import LinkError
+    from controller.node import boards as node_boards
+    from controller.node.protocol import Protocol
+    seen = []
+
+    def fake_device(url, **kw):
+        seen.append((url, kw.get("baudrate")))
+        raise LinkError("no board here")
+
+    monkeypatch.setattr(node_boards, "Device", fake_device)
+    for board in (node_boards.AliceBoard("/dev/ttyUSB9", Protocol(), baudrate=6_000_000),
+                  node_boards.BobBoard("/dev/ttyUSB9", baudrate=6_000_000)):
+        with pytest.raises(node_boards.BoardFault):
+            board.open()
+    assert seen == [("/dev/ttyUSB9", 6_000_000)] * 2
