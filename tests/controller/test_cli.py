@@ -97,7 +97,10 @@ def test_board_model_serves_until_interrupted():
     """``qkdnode board model --port 0`` prints its URL, answers a client, and stops on Ctrl-C."""
     proc = subprocess.Popen([sys.executable, "-c", "from controller.cli import main; main()",
                              "board", "model", "--port", "0"],
-                            stdout=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, text=True,
+                            # Ctrl-C must reach it even when this run was started in the
+                            # background by a shell (which leaves SIGINT ignored for children)
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         line = proc.stdout.readline()
         url = re.search(r"socket://127\.0\.0\.1:\d+", line).group(0)

@@ -96,7 +96,10 @@ def test_realtime_bench_with_the_host_api():
 def test_cli_testbed_up_prints_json_and_stops_on_ctrl_c():
     proc = subprocess.Popen([sys.executable, "-m", "controller.cli", "testbed", "up", "--json",
                              "--distance-km", "10"], cwd=REPO, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True,
+                            # Ctrl-C must reach it even when this run was started in the
+                            # background by a shell (which leaves SIGINT ignored for children)
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         info = json.loads(proc.stdout.readline())
         assert info["distance_km"] == 10.0 and info["boards"] == "model"
