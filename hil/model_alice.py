@@ -10,7 +10,7 @@ from gateware.spec.modulator import (
     lfsr_choices, lfsr_step,
 )
 
-from .model_core import CLK_HZ, BlockModel, StreamChannelModel
+from .model_core import CLK_HZ, BlockModel, QueuedChannel, StreamChannelModel
 
 __all__ = ["ChoicesChannel", "ReportsChannel", "AliceBlock"]
 
@@ -34,23 +34,18 @@ class ChoicesChannel(StreamChannelModel):
         self.alice.fifo += data
 
 
-class ReportsChannel(StreamChannelModel):
+class ReportsChannel(QueuedChannel):
     """REPORTS: Alice's START/UNDERFLOW/STOP records, device to host."""
 
     channel = StreamChannel.REPORTS.value
 
     def __init__(self, alice):
+        super().__init__()
         self.alice = alice
-        self.queue = bytearray()
 
     def pull(self, limit):
         self.alice.catch_up()
-        out = bytes(self.queue[:limit])
-        del self.queue[:len(out)]
-        return out
-
-    def reset(self):
-        self.queue.clear()
+        return super().pull(limit)
 
 
 class AliceBlock(BlockModel):

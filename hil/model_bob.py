@@ -7,25 +7,14 @@ from gateware.spec.protocol import StreamChannel
 from gateware.spec.registers import REGISTER_MAP, Role
 from gateware.spec.tagger import CHANNEL_COUNTERS, CHANNELS, GLOBAL_COUNTERS, HIST_BINS
 
-from .model_core import BlockModel, StreamChannelModel
+from .model_core import BlockModel, QueuedChannel
 
 __all__ = ["EventsChannel", "BobBlock"]
 
-class EventsChannel(StreamChannelModel):
+class EventsChannel(QueuedChannel):
     """EVENTS: Bob's 32-bit records, device to host, most significant byte first."""
 
     channel = StreamChannel.EVENTS.value
-
-    def __init__(self):
-        self.queue = bytearray()
-
-    def pull(self, limit):
-        out = bytes(self.queue[:limit])
-        del self.queue[:len(out)]
-        return out
-
-    def reset(self):
-        self.queue.clear()
 
 
 class BobBlock(BlockModel):

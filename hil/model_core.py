@@ -14,7 +14,7 @@ from pathlib import Path
 from gateware.spec.protocol import ErrorCode, StreamChannel
 from gateware.spec.registers import DEVICE_ID, REGISTER_MAP, Access, Role
 
-__all__ = ["CLK_HZ", "LOOPBACK_DEPTH", "git_hash_word", "RegisterBank", "StreamChannelModel",
+__all__ = ["CLK_HZ", "LOOPBACK_DEPTH", "git_hash_word", "RegisterBank", "StreamChannelModel", "QueuedChannel",
            "LoopbackChannel", "BlockModel", "CoreBlock", "LinkBlock"]
 
 CLK_HZ = 48_000_000
@@ -115,32 +115,39 @@ class StreamChannelModel:
         """Empty the channel's buffers."""
 
 
-class LoopbackChannel(StreamChannelModel):
+class QueuedChannel(StreamChannelModel):
+    """A device-to-host channel that sends what its block appended to ``queue``, in order."""
+
+    def __init__(self):
+        self.queue = bytearray()
+
+    def pull(self, limit):
+        out = bytes(self.queue[:limit])
+        del self.queue[:len(out)]
+        return out
+
+    def reset(self):
+        self.queue.clear()
+
+
+class LoopbackChannel(QueuedChannel):
     """LOOPBACK: host-to-device bytes come back unchanged; a FIFO of ``depth`` bytes."""
 
     channel = StreamChannel.LOOPBACK.value
 
     def __init__(self, bank, depth=LOOPBACK_DEPTH):
+        super().__init__()
         self.bank = bank
         self.depth = depth
-        self.fifo = bytearray()
 
     def enabled(self):
         return bool(self.bank.get("core.control") & 1)
 
     def free(self):
-        return self.depth - len(self.fifo)
+        return self.depth - len(self.queue)
 
     def put(self, data):
-        self.fifo += data
-
-    def pull(self, limit):
-        out = bytes(self.fifo[:limit])
-        del self.fifo[:len(out)]
-        return out
-
-    def reset(self):
-        self.fifo.clear()
+        self.queue += data
 
 
 class BlockModel:
