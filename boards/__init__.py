@@ -5,7 +5,7 @@
 
 from .base import Board, BoardTop, RolePins
 
-__all__ = ["BOARDS", "get_board", "Board", "BoardTop", "RolePins"]
+__all__ = ["BOARDS", "get_board", "serial_baud", "Board", "BoardTop", "RolePins"]
 
 
 def _boards():
@@ -22,3 +22,15 @@ def get_board(name):
         return BOARDS[name]
     except KeyError:
         raise ValueError(f"no board {name!r}; boards are: {', '.join(BOARDS)}") from None
+
+
+def serial_baud(board=None, baud=None):
+    """Return the UART rate for a board's serial port: ``baud`` if given, else the rate of the
+    board called ``board``, else the simulation top's ``DEFAULT_BAUD``; ValueError for an
+    unknown board."""
+    if baud is not None:
+        return baud
+    if board is not None:
+        return get_board(board).baud
+    from controller.link.transport import DEFAULT_BAUD
+    return DEFAULT_BAUD

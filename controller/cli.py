@@ -66,16 +66,12 @@ def _root(version: bool = typer.Option(False, "--version", callback=_version_cal
 # -- board --------------------------------------------------------------------------------------
 
 def _serial_baud(board, baud):
-    """Return the UART rate for a serial port: ``baud`` if given, else ``board``'s (boards/),
-    else ``DEFAULT_BAUD``."""
-    if baud is not None:
-        return baud
-    if board is None:
-        return DEFAULT_BAUD
-    from boards import BOARDS, get_board
+    """Return the UART rate for a serial port (``boards.serial_baud``); a clear exit for an
+    unknown board."""
+    from boards import BOARDS, serial_baud
     try:
-        return get_board(board).baud
-    except (KeyError, ValueError):
+        return serial_baud(board, baud)
+    except ValueError:
         fail(f"--board {board}: expected one of {', '.join(BOARDS)}.")
 
 

@@ -42,13 +42,8 @@ class BoardConfig:
     def baudrate(self) -> int:
         """The serial link's rate: ``baud`` if given, else the named board's, else the
         simulation top's default (socket URLs ignore it)."""
-        if self.baud is not None:
-            return self.baud
-        if self.name is not None:
-            from boards import get_board
-            return get_board(self.name).baud
-        from controller.link.transport import DEFAULT_BAUD
-        return DEFAULT_BAUD
+        from boards import serial_baud
+        return serial_baud(self.name, self.baud)
 
 
 @dataclass(frozen=True)
