@@ -57,51 +57,54 @@ class OSSource:
         """Nothing to close."""
 
 
-class FileSource:
+class _StreamSource:
+    """A source read in order from a stream (``self._stream``) until ``n`` bytes have come."""
+
+    name = ""
+    _stream = None
+
+    def read(self, n):
+        """Return the next ``n`` bytes; raise SourceExhausted if the stream ends or goes quiet."""
+        out = bytearray()
+        while len(out) < n:
+            chunk = self._stream.read(n - len(out))
+            if not chunk:
+                raise SourceExhausted(self._exhausted(len(out), n))
+            out += chunk
+        return bytes(out)
+
+    def _exhausted(self, got, n):
+        """Return the message for a stream that gave ``got`` of ``n`` bytes."""
+        raise NotImplementedError
+
+    def close(self):
+        """Close the stream."""
+        self._stream.close()
+
+
+class FileSource(_StreamSource):
     """Bytes from a file or character device (a QRNG), read in order."""
 
     def __init__(self, path):
         self.name = str(path)
-        self._file = open(path, "rb", buffering=0)
+        self._stream = open(path, "rb", buffering=0)
 
-    def read(self, n):
-        """Return the next ``n`` bytes; raise SourceExhausted if the file ends first."""
-        out = bytearray()
-        while len(out) < n:
-            chunk = self._file.read(n - len(out))
-            if not chunk:
-                raise SourceExhausted(f"random source {self.name} ended after {len(out)} of "
-                                      f"{n} bytes; a key needs fresh randomness, not a rerun")
-            out += chunk
-        return bytes(out)
-
-    def close(self):
-        """Close the file."""
-        self._file.close()
+    def _exhausted(self, got, n):
+        return (f"random source {self.name} ended after {got} of {n} bytes; a key needs fresh "
+                f"randomness, not a rerun")
 
 
-class SerialSource:
+class SerialSource(_StreamSource):
     """Bytes from a QRNG on a serial port (any pyserial URL); ``timeout`` in seconds per read."""
 
     def __init__(self, url, timeout=1.0, port=None):
         import serial
         self.name = url
-        self.port = port or serial.serial_for_url(url, timeout=timeout)
+        self.port = self._stream = port or serial.serial_for_url(url, timeout=timeout)
 
-    def read(self, n):
-        """Return ``n`` bytes; raise SourceExhausted if the device goes quiet for ``timeout``."""
-        out = bytearray()
-        while len(out) < n:
-            chunk = self.port.read(n - len(out))
-            if not chunk:
-                raise SourceExhausted(f"QRNG {self.name} gave {len(out)} of {n} bytes, then "
-                                      f"nothing within its timeout; is it connected and running?")
-            out += chunk
-        return bytes(out)
-
-    def close(self):
-        """Close the port."""
-        self.port.close()
+    def _exhausted(self, got, n):
+        return (f"QRNG {self.name} gave {got} of {n} bytes, then nothing within its timeout; is "
+                f"it connected and running?")
 
 
 def open_source(spec):
