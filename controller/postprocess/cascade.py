@@ -124,6 +124,14 @@ def is_check(n: int, k: int) -> bool:
     return (n + k - 1) // k == 2
 
 
+def derived_last(p: int, shown: int, whole: bool) -> bool:
+    """Return whether the last block parity of pass p (``shown`` blocks known to Bob) is
+    derived rather than disclosed: when pass 1 is cut into blocks (``whole``: not a
+    BICONF check), its parities give the parity of the whole key, so in every later pass
+    cut into blocks the last one is the XOR of that and the others."""
+    return whole and p >= 1 and shown >= 2
+
+
 def _tree_size(k: int) -> int:
     """Return the cache slots of one block's bisection tree (heap numbering)."""
     return 2 ** (max(int(math.ceil(math.log2(k))), 0) + 1)
@@ -219,9 +227,12 @@ class CascadeAlice:
             self._build(p, half)
 
     def opening(self) -> tuple[np.ndarray, np.ndarray]:
-        """Return the public setup (seed, block sizes) and every block parity (disclosed)."""
+        """Return the public setup (seed, block sizes) and the block parities Alice
+        discloses: every block of every pass but the last block of passes 2.. (see
+        :func:`derived_last`), which follows from the key's parity (pass 1's blocks)."""
         n = self.bits.size
-        tops = [core.block_parities(self.px[p], n, self.keff[p])[:self.shown[p]]
+        whole = not is_check(n, self.ks[0])
+        tops = [core.block_parities(self.px[p], n, self.keff[p])[:self.shown[p] - derived_last(p, self.shown[p], whole)]
                 for p in range(len(self.ks))]
         setup = np.array([self.seed] + self.ks, dtype=np.uint64)
         return setup, np.concatenate(tops).astype(bool)
@@ -282,13 +293,19 @@ class CascadeBob:
         lay = self.lay
         self.cache = np.zeros(self._cache_room(lay.cache_size), dtype=np.int8)   # see core: 0 = unknown
         tops = np.asarray(tops, dtype=np.int8)
-        if tops.size != sum(self.shown):
-            raise ValueError(f"expected {sum(self.shown)} block parities from Alice, got {tops.size}")
+        whole = not self.check[0]
+        sent = [s - derived_last(p, s, whole) for p, s in enumerate(self.shown)]
+        if tops.size != sum(sent):
+            raise ValueError(f"expected {sum(sent)} block parities from Alice, got {tops.size}")
+        total = int(np.bitwise_xor.reduce(tops[:sent[0]])) if sent[0] else 0   # the key's parity
         at = 0
         for p in range(passes):
+            got = tops[at:at + sent[p]]
+            if derived_last(p, self.shown[p], whole):
+                got = np.append(got, np.int8(total ^ int(np.bitwise_xor.reduce(got))))
             roots = lay.coff[p] + np.arange(self.shown[p]) * lay.tsz[p]
-            self.cache[roots] = tops[at:at + self.shown[p]] + 1
-            at += self.shown[p]
+            self.cache[roots] = got + 1
+            at += sent[p]
         self.active = np.zeros(lay.blocks, dtype=np.bool_)
         self._size_work()
         self.wl_n = np.zeros(1, dtype=np.int64)

@@ -46,7 +46,24 @@ def test_identical_keys_leak_only_block_parities():
     fixed, rep = reconcile(a, a.copy(), 0.02, channel=ch, seed=3)
     assert np.array_equal(fixed, a)
     ks = block_schedule(a.size, 0.02)
-    assert rep.leaked_bits == sum(revealed_blocks(a.size, k) for k in ks)
+    # pass 2's last block parity follows from the key's parity (pass 1): never disclosed
+    assert rep.leaked_bits == sum(revealed_blocks(a.size, k) for k in ks) - 1
+
+
+def test_last_block_parity_is_derived_not_disclosed():
+    # passes after the first that are cut into blocks send every parity but the last one;
+    # BICONF checks (one subset parity) and a first pass that is a check derive nothing
+    rng = np.random.default_rng(8)
+    a = rng.integers(0, 2, 1000, dtype=np.uint8)
+    _, tops = CascadeAlice(a, [16, 100, 500], seed=1).opening()
+    assert tops.size == 63 + (10 - 1) + 1
+    _, tops = CascadeAlice(a, [500, 100], seed=1).opening()
+    assert tops.size == 1 + 10
+    for seed in range(5):
+        x, y = _pair(40 + seed, 3000, 0.05)
+        for ks in ([16, 100, 500], [500, 100, 500], [20, 7, 64, 1500]):
+            fixed, _ = reconcile(x, y, 0.05, seed=seed, schedule=ks)
+            assert np.array_equal(fixed, x), f"seed {40 + seed} schedule {ks}"
 
 
 def test_schedule_depends_on_frame_length():
@@ -107,7 +124,7 @@ def test_alice_parity_oracle_matches_direct_parity():
     want = [np.bitwise_xor.reduce(a[perm[p][lo:hi]]) for p, lo, hi in q]
     assert got.tolist() == [bool(w) for w in want]
     setup, tops = alice.opening()
-    assert tops.size == 1000 // 16 + 1 + 10 + 1     # one parity only for the BICONF half
+    assert tops.size == 1000 // 16 + 1 + 9 + 1     # pass 2's last derived; one for the BICONF half
 
 
 def test_permutation_is_a_permutation_and_seeded():
