@@ -81,14 +81,18 @@ def test_syndrome_kernel_matches_the_dense_matrix(seed):
     assert np.array_equal(ldpc.syndrome(code, word), want.astype(np.uint8)), f"seed {seed}"
 
 
-def test_tanh_and_atanh_approximations():
-    x = np.concatenate([np.linspace(0, 20, 4001), np.geomspace(1e-6, 1, 200)]).astype(np.float32)
-    got = np.array([core._tanh_half(v) for v in x])
-    assert np.max(np.abs(got - np.tanh(x.astype(np.float64) / 2))) < 2e-6
-    p = np.concatenate([np.linspace(0, 0.999, 2000), 1 - np.geomspace(1e-7, 1e-3, 200)]).astype(np.float32)
-    got = np.array([core._atanh2(v) for v in p])
-    want = 2 * np.arctanh(p.astype(np.float64))
-    assert np.all(np.abs(got - want) <= 1e-6 + 2e-5 * want)
+def test_exp_and_ln_approximations():
+    # float32 rounding of x log2 e alone gives a relative error of x 6e-8
+    x = np.concatenate([np.linspace(0, 69, 6901), np.geomspace(1e-7, 1, 200)]).astype(np.float32)
+    got = np.array([core._exp_neg(v) for v in x], dtype=np.float64)
+    want = np.exp(-x.astype(np.float64))
+    assert np.all(np.abs(got - want) <= 2e-7 * (1 + x) * want)
+    assert core._exp_neg(np.float32(200.0)) == np.float32(2.0 ** -100)     # clamped, still normal
+    w = np.concatenate([np.geomspace(1e-30, 1e30, 4001), np.linspace(0.5, 2, 1001),
+                        np.linspace(0.999, 1.001, 201)]).astype(np.float32)
+    got = np.array([core._ln(v) for v in w], dtype=np.float64)
+    want = np.log(w.astype(np.float64))
+    assert np.all(np.abs(got - want) <= 1e-6 + 1e-7 * np.abs(want))
 
 
 def _reference_layered_sp(code, ssign, post, msg, iters):
