@@ -188,7 +188,7 @@ def _frames(n_bits: int, frame_bits: int) -> list[tuple[int, int]]:
 def ldpc(alice_bits: np.ndarray, bob_bits: np.ndarray, qber: float, channel: Channel, *,
          seed: int = 0, frame_bits: int = 100_000, f_start: float | None = None,
          step_f: float = 0.01, steps: int = 4, max_retries: int = 20, max_iter: int = 100,
-         stall: int = 12, warm: bool = True,
+         stall: int = 8, warm: bool = True,
          rng: np.random.Generator | None = None) -> tuple[np.ndarray, int]:
     """Reconcile over ``channel``; return (Bob's corrected key, number of failed frames).
 
