@@ -11,6 +11,8 @@ from controller.channel import (AuthKeyExhausted, AuthKeyPool, ChannelError, Cha
                                 connect)
 from controller.kms.store import KeyStore, KeyStoreError
 
+from .relay import UP, Relay
+
 SEED = 9100
 
 
@@ -79,41 +81,6 @@ def test_a_pool_does_not_send_with_pads_the_peer_lacks():
     assert ahead.take_send("bob")[0] == 4
 
 
-class Relay:
-    """TCP relay Bob -> Alice recording Bob's bytes; ``edit(data)`` may change his first chunk."""
-
-    def __init__(self, target, edit=None):
-        self.target, self.edit, self.sent = target, edit, bytearray()
-        self.sock = socket.create_server(("127.0.0.1", 0))
-        self.address = self.sock.getsockname()[:2]
-        threading.Thread(target=self._run, daemon=True).start()
-
-    def _run(self):
-        down, _ = self.sock.accept()
-        up = socket.create_connection(self.target)
-        threading.Thread(target=self._pipe, args=(up, down, False), daemon=True).start()
-        self._pipe(down, up, True)
-
-    def _pipe(self, src, dst, from_bob):
-        first = True
-        try:
-            while data := src.recv(65536):
-                if from_bob:
-                    if first and self.edit:
-                        data = self.edit(data)
-                    first = False
-                    self.sent += data
-                dst.sendall(data)
-        except OSError:
-            pass
-        finally:
-            for s in (src, dst):
-                try:
-                    s.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
-
-
 def _session(listener, pool_b, relay):
     out = {}
 
@@ -137,8 +104,8 @@ def test_a_replayed_hello_is_refused(tmp_path):
     secret = _secret(SEED + 4)
     pool_a = AuthKeyPool(secret, state_path=tmp_path / "a")
     listener = ChannelListener("alice", pool_a, timeout=3)
+    relay = Relay(listener.address)
     try:
-        relay = Relay(listener.address)
         out, bob = _session(listener, AuthKeyPool(secret, state_path=tmp_path / "b"), relay)
         assert "alice" in out, out
         out["alice"].close()
@@ -153,6 +120,7 @@ def test_a_replayed_hello_is_refused(tmp_path):
             t.join(10)
         assert isinstance(out["r"], ChannelError) and "replay" in str(out["r"]), out
     finally:
+        relay.close()
         listener.close()
 
 
@@ -167,16 +135,19 @@ def test_a_false_generation_in_the_handshake_is_caught_by_the_hello(tmp_path):
     secret = _secret(SEED + 5)
     listener = ChannelListener("alice", AuthKeyPool(secret), timeout=3)
 
-    def claim_seven(data):                                   # FLOOR body: floor, generation
+    def claim_seven(direction, data, seen):          # Bob's FLOOR body: floor, generation
         from controller.channel import _HDR
+        if direction != UP or seen:
+            return data
         pos = _HDR.size + 8
         return data[:pos] + (7).to_bytes(8, "big") + data[pos + 8:]
 
+    relay = Relay(listener.address, edit=claim_seven)
     try:
-        relay = Relay(listener.address, edit=claim_seven)
         out, bob = _session(listener, AuthKeyPool(secret), relay)
         assert "error" in out and "generation" in str(out["error"]), out
     finally:
+        relay.close()
         listener.close()
 
 
