@@ -95,6 +95,28 @@ def test_exp_and_ln_approximations():
     assert np.all(np.abs(got - want) <= 1e-6 + 1e-7 * np.abs(want))
 
 
+def test_check_update_with_erased_tiny_and_saturated_inputs():
+    # one check per lane, 4 inputs each: an erased input (LLR 0), tiny and saturated LLRs
+    ts = np.array([[0.0, 2.0, -3.0, 30.0], [30, 30, -30, 30], [1e-3, -1e-3, 5, 5],
+                   [0.5, 1.5, -2.5, 8.0], [0.0, 0.0, 4.0, -4.0]], dtype=np.float32).T.copy()
+    ssign = np.array([1, -1, 1, -1, 1], dtype=np.float32)
+    num, den, sg, ps = (np.ones(5, np.float32), np.ones(5, np.float32), ssign.copy(), np.ones(5, np.float32))
+    tv, msg, ev = ts.copy(), np.zeros_like(ts), np.zeros_like(ts)
+    for j in range(4):
+        core._gather(tv[j], msg[j], ev[j], num, den, sg)
+    for j in range(4):
+        core._scatter(tv[j], msg[j], ev[j], num, den, sg, ps)
+    t = ts.astype(np.float64)
+    for j in range(4):
+        others = np.delete(t, j, axis=0)
+        sign = ssign * np.prod(np.where(others < 0, -1.0, 1.0), axis=0)
+        # the kernel floors 1 - P at 2^-25 (1 + P): |message| <= 25 ln 2 = 17.3 = 2 atanh(1 - 2^-24)
+        mag = 2 * np.arctanh(np.minimum(np.prod(np.tanh(np.abs(others) / 2), axis=0), 1 - 2.0 ** -24))
+        assert np.all(np.abs(msg[j] - sign * mag) <= 1e-4 * mag + 1e-6), (j, msg[j], sign * mag)
+    assert np.allclose(tv, ts + msg, atol=1e-5)                  # new posteriors
+    assert np.all(msg[:, 0][[1, 2, 3]] == 0) and np.all(msg[:, 4] == 0)      # erased input(s)
+
+
 def _reference_layered_sp(code, ssign, post, msg, iters):
     """Float64 layered sum-product over the lifted graph, check by check (the definition)."""
     z = code.z
