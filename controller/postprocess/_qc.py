@@ -8,9 +8,9 @@ A code is an ``mb`` x ``nb`` base matrix lifted by Z (see ``_ldpc_core``).  Its 
   one ring through all checks (an accumulator);
 * information column i holds ``degree(i)`` circulants in distinct rows, rows picked with the
   fewest entries so far (check degrees differ by at most one), each shift drawn at random
-  among those closing no 4-cycle in the lifted graph (a base 4-cycle through entries
+  among all Z shifts closing no 4-cycle in the lifted graph (a base 4-cycle through entries
   s1, s2, s3, s4 lifts to 4-cycles iff s1 - s2 + s3 - s4 = 0 mod Z); if every shift closes
-  one, the shift closing the fewest is kept and counted in ``QCCode.four_cycles``.
+  one, among those closing the fewest, which are counted in ``QCCode.four_cycles``.
 
 Everything is drawn from ``numpy.random.default_rng([seed, kb, mb, Z])``: both parties
 build the same code from public numbers.
@@ -22,9 +22,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-# Information-column degrees (node fractions); see docs/BENCHMARKS.md, LDPC section.
-PROFILE = {3: 0.60, 7: 0.25, 25: 0.15}
-SHIFT_TRIES = 64
+# Information-column degrees (node fractions) by base-code rate kb / (kb + mb): the first row
+# whose minimum rate the code reaches.  Optimised by density evolution for the BSC
+# (``ldpc_design``, then the best on 10^5-bit frames: 2 % and 5 % the first, 8 % the second); docs/BENCHMARKS.md, LDPC.
+DEGREE_CAP = 70     # information degrees are capped at 70 % of the base rows (at least 3)
+PROFILES = ((0.62, {3: 0.64, 10: 0.28, 40: 0.08}),
+            (0.0, {3: 0.63, 10: 0.27, 30: 0.10}))
 
 
 @dataclass(frozen=True)
@@ -71,16 +74,23 @@ def _degrees(kb: int, mb: int, profile: dict[int, float], rng: np.random.Generat
     degs = np.array(sorted(profile), dtype=np.int64)
     counts = np.floor(np.array([profile[d] for d in degs]) * kb).astype(np.int64)
     counts[0] += kb - counts.sum()
-    out = np.minimum(np.repeat(degs, counts), mb)
+    out = np.minimum(np.repeat(degs, counts), max(3, (DEGREE_CAP * mb) // 100))
     rng.shuffle(out)
     return out
 
 
+def profile_for(kb: int, mb: int) -> dict[int, float]:
+    """Return the information-column profile of ``PROFILES`` for a base code of rate kb / (kb + mb)."""
+    rate = kb / (kb + mb)
+    return next(p for r, p in PROFILES if rate >= r)
+
+
 def build(kb: int, mb: int, z: int, seed: int, profile: dict[int, float] | None = None) -> QCCode:
-    """Return the QC code of ``kb`` information and ``mb`` staircase columns lifted by ``z``."""
+    """Return the QC code of ``kb`` information and ``mb`` staircase columns lifted by ``z``
+    (information-column degrees from ``profile``, by default ``profile_for(kb, mb)``)."""
     if mb < 2 or kb < 1 or z < 2:
         raise ValueError(f"a QC code needs mb >= 2, kb >= 1, z >= 2; got mb={mb}, kb={kb}, z={z}")
-    profile = PROFILE if profile is None else profile
+    profile = profile_for(kb, mb) if profile is None else profile
     rng = np.random.default_rng([seed, kb, mb, z])
     entries: list[dict[int, int]] = [dict() for _ in range(mb)]     # row -> {column: shift}
     col_rows: dict[int, list[int]] = {}
@@ -103,14 +113,11 @@ def build(kb: int, mb: int, z: int, seed: int, profile: dict[int, float] | None 
             # (s_rc - s_rc2 + s_r2c2 - s_r2c) for every c2 in row r and r2 already in column c
             terms = [entries[r][c2] - entries[r2][c2] + entries[r2][c]
                      for c2 in entries[r] for r2 in col_rows[c] if c2 in entries[r2]]
-            terms = np.array(terms, dtype=np.int64)
-            best, best_bad = 0, None
-            for s in rng.integers(0, z, SHIFT_TRIES):
-                bad = int(np.count_nonzero((s - terms) % z == 0)) if terms.size else 0
-                if best_bad is None or bad < best_bad:
-                    best, best_bad = int(s), bad
-                if bad == 0:
-                    break
+            # base 4-cycles each shift would close (s closes one per term with s = term mod z);
+            # a shift is drawn among those closing the fewest, none where possible
+            bad = np.bincount(np.array(terms, dtype=np.int64) % z, minlength=z)
+            allowed = np.flatnonzero(bad == bad.min())
+            best, best_bad = int(allowed[rng.integers(allowed.size)]), int(bad.min())
             cycles += best_bad
             entries[r][c] = best
             col_rows[c].append(r)

@@ -3,7 +3,8 @@
 Per frame of k key bits (a key is cut into near-equal frames of at most ``frame_bits``):
 
 * Code: a quasi-cyclic code (``_qc.build``): kb information and mb staircase base columns
-  lifted by z (a multiple of 8, chosen so that nb = kb + mb is about ``BASE_COLUMNS``),
+  lifted by z (a multiple of 8, chosen so that nb = kb + mb is about ``BASE_COLUMNS``, but
+  z >= ``MIN_LIFT`` where that leaves ``MIN_BASE_COLUMNS``),
   built from public numbers in milliseconds and kept in memory.  The n = (kb + mb) z
   variables hold the k key bits, p punctured staircase bits and s < z shortened zeros.
 * Puncturing: the p punctured variables carry Alice's private random bits.  Each sits in
@@ -44,12 +45,14 @@ from .infotheory import h2
 from .verify import P61, tag
 
 CODE_SEED = 0x5EED1D9C
-BASE_COLUMNS = 200      # target number of base-matrix columns nb (the lift Z follows)
+BASE_COLUMNS = 400      # target number of base-matrix columns nb (the lift Z follows)
 LIFT_STEP = 8           # Z is a multiple of this (one AVX vector of float32)
+MIN_LIFT = 128          # ... and at least this where the frame still gets 32 base columns:
+MIN_BASE_COLUMNS = 32   # shorter frames with more columns of a small lift keep base 4-cycles
 MAX_CODES = 16
-# Efficiency of the first attempt by design QBER (linear in between, flat outside): a little
-# above where these codes start to decode 10^5-bit frames (docs/BENCHMARKS.md, LDPC section).
-F_START = ((0.02, 1.08), (0.05, 1.06), (0.08, 1.06))
+# Efficiency of the first attempt by design QBER (linear in between, flat outside): where
+# these codes decode about half of the 10^5-bit frames (docs/BENCHMARKS.md, LDPC section).
+F_START = ((0.02, 1.07), (0.05, 1.045), (0.08, 1.045))
 _CODES: dict[tuple[int, int, int, int], _qc.QCCode] = {}
 
 
@@ -109,7 +112,8 @@ def plan_frame(k: int, qber: float, f_start: float | None = None, step_f: float 
     leak = int(math.ceil(f_start * k * hq))
     delta = int(math.ceil(step_f * k * hq))
     p_min = steps * delta
-    z = LIFT_STEP * max(1, -(-(k + p_min) // (BASE_COLUMNS * LIFT_STEP)))
+    z = LIFT_STEP * max(1, -(-(k + p_min) // (BASE_COLUMNS * LIFT_STEP)),
+                        min(MIN_LIFT // LIFT_STEP, k // (MIN_BASE_COLUMNS * LIFT_STEP)))
     mb = max(2, -(-(leak + p_min) // z))
     p = mb * z - leak
     nb = -(-(k + p) // z)

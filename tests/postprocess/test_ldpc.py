@@ -245,9 +245,12 @@ def test_puncturing_pads_hide_exactly_the_punctured_bits():
 
 
 def test_start_efficiency_follows_the_table():
-    assert ldpc.start_efficiency(0.02) == 1.08 and ldpc.start_efficiency(0.005) == 1.08
-    assert ldpc.start_efficiency(0.035) == pytest.approx(1.07)
-    assert ldpc.plan_frame(20_000, 0.05).m - ldpc.plan_frame(20_000, 0.05).p >= 1.06 * 20_000 * h2(0.05)
+    (q0, f0), (q1, f1) = ldpc.F_START[:2]
+    assert ldpc.start_efficiency(q0) == f0 and ldpc.start_efficiency(q0 / 4) == f0
+    assert ldpc.start_efficiency((q0 + q1) / 2) == pytest.approx((f0 + f1) / 2)
+    assert ldpc.start_efficiency(ldpc.F_START[-1][0] * 2) == ldpc.F_START[-1][1]
+    plan = ldpc.plan_frame(20_000, q1)
+    assert plan.m - plan.p >= f1 * 20_000 * h2(q1)
 
 
 def test_plan_frame_rejects_what_it_cannot_do():
