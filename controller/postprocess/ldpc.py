@@ -51,8 +51,8 @@ MIN_LIFT = 128          # ... and at least this where the frame still gets 32 ba
 MIN_BASE_COLUMNS = 32   # shorter frames with more columns of a small lift keep base 4-cycles
 MAX_CODES = 16
 # Efficiency of the first attempt by design QBER (linear in between, flat outside): where
-# these codes decode about half of the 10^5-bit frames (docs/BENCHMARKS.md, LDPC section).
-F_START = ((0.02, 1.07), (0.05, 1.045), (0.08, 1.045))
+# these codes decode 60-90 % of the 10^5-bit frames at once (docs/BENCHMARKS.md, LDPC section).
+F_START = ((0.02, 1.075), (0.05, 1.05), (0.08, 1.05))
 _CODES: dict[tuple[int, int, int, int], _qc.QCCode] = {}
 
 
