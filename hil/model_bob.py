@@ -23,9 +23,13 @@ class BobBlock(BlockModel):
     ``inject(clicks, syncs, until)`` hands the block a stretch of detector clicks and sync edges
     (times in bins, one list per channel) as the pins would see them; while
     ``tagger.control.enable`` is 1 it goes to the run in progress (``TaggerStream``, started at
-    the first light after a ``clear``), whose state carries from stretch to stretch as the
-    gateware's does: stretches on one time line give exactly the records, counters and
-    histograms of one run over all their light, whatever the split. The items that became
+    the first light after a ``clear``); while it is 0 the light is ignored and only the
+    tagger's time moves on. A write of 0 stops the run where its time has reached (the next
+    clock): the open event is flushed and sync dropped, as on the gateware
+    (``TaggerStream.disable``); a write of 1 takes light again from there. The run's state
+    carries from stretch to stretch as the gateware's does: stretches on one time line give
+    exactly the records, counters and histograms of one run over all their light, whatever
+    the split. The items that became
     final are queued on EVENTS and counted; an open frame and the last open slot wait for
     later light or for ``idle()``: the light stopped and the tagger's clock runs on, as a
     board's does, until the open frame has ended with sync lost and the event FIFO has sent
@@ -69,6 +73,7 @@ class BobBlock(BlockModel):
         self.offset = 0                      # bins added to injected light (time runs forward)
         self.events = EventsChannel()
         self.bank.on_write["tagger.command"] = self._command
+        self.bank.on_write["tagger.control"] = self._control
         self.bank.on_read["tagger.status"] = self._status
         self.bank.on_read["tagger.hist"] = self._hist_word
         self.reset()
@@ -125,6 +130,17 @@ class BobBlock(BlockModel):
         if REGISTER_MAP["tagger.command"].layout.from_bits(value).clear:
             self._clear()
 
+    def _control(self, value, index):
+        """``tagger.control`` written: a stop flushes the open event and drops sync, at the
+        time the tagger has reached (the next clock); a start takes light again from there."""
+        enable = bool(REGISTER_MAP["tagger.control"].layout.from_bits(value).enable)
+        if self.stream is None or enable == self.stream.enabled:
+            return
+        if enable:
+            self.stream.enable()
+        else:
+            self._commit(self.stream.disable())
+
     def _status(self, index):
         return REGISTER_MAP["tagger.status"].layout.const(
             {"fifo_bytes": min(len(self.events.queue), 0xFFFF)}).as_value().value
@@ -150,9 +166,9 @@ class BobBlock(BlockModel):
         """Classify a stretch of ``clicks`` and ``syncs`` (bins) of the light before ``until``
         (default: just after its latest time); return the TaggerResult of the items that became
         final, or None when the tagger is disabled (the stretch is ignored, as the gateware
-        would)."""
+        would, and the tagger's time moves past it)."""
         with self.board.lock:
-            if not self.enabled:
+            if not self.enabled and self.stream is None:
                 return None
             stream = self._stream()
             times = [np.asarray(c, dtype=np.int64) for c in [*clicks, syncs]]
@@ -166,21 +182,28 @@ class BobBlock(BlockModel):
                 n = self.samples
                 self.offset += -(-(stream.until - earliest - self.offset) // n) * n
             times = [t + self.offset for t in times]
+            if not self.enabled:             # ignored; the tagger's time moves on
+                stream.feed(times[:CHANNELS], times[CHANNELS],
+                            None if until is None else int(until) + self.offset)
+                if self.gap_bins is not None:
+                    stream.feed([()] * CHANNELS, (), stream.until + self.gap_bins)
+                return None
             first = stream.feed(times[:CHANNELS], times[CHANNELS],
                                 None if until is None else int(until) + self.offset)
             if self.gap_bins is None:
                 return self._commit(first)
             second = stream.feed([()] * CHANNELS, (), stream.until + self.gap_bins)
-            return self._commit(_joined(first, second))
+            from hil.tagger_model import join_results
+            return self._commit(join_results(first, second))
 
     def idle(self, bins=None):
         """Let time pass without light; return the TaggerResult of what became final, or None
-        when the tagger is disabled. ``bins`` None: the light stopped, the clock runs on until
+        when the tagger is disabled and has no run since the clear. ``bins`` None: the light stopped, the clock runs on until
         the open frame has ended (sync lost), its last slot is flushed and the event FIFO has
         sent every word and reported its drops, as on a board whose light stops (a second call
         adds nothing); else ``bins`` of time."""
         with self.board.lock:
-            if not self.enabled:
+            if not self.enabled and self.stream is None:
                 return None
             stream = self._stream()
             base = stream.until if stream.until > 0 else 0
@@ -194,9 +217,10 @@ class BobBlock(BlockModel):
                 results.append(self._commit(stream.feed([()] * CHANNELS, (), end)))
             if not results:
                 return self._commit(stream.feed([()] * CHANNELS, (), max(base, stream.until)))
+            from hil.tagger_model import join_results
             out = results[0]
             for r in results[1:]:
-                out = _joined(out, r)
+                out = join_results(out, r)
             return out
 
     def _quiet_time(self):
@@ -244,10 +268,3 @@ class BobBlock(BlockModel):
                 self.bank.set(f"tagger.{name}", self.bank.get(f"tagger.{name}") + int(value))
         self.hist += result.hist
         return result
-
-
-def _joined(a, b):
-    """Return one TaggerResult of two consecutive ones."""
-    from hil.tagger_model import TaggerResult
-    return TaggerResult(np.concatenate([a.words, b.words]), np.concatenate([a.items, b.items]),
-                        {k: a.counters[k] + b.counters[k] for k in a.counters}, a.hist + b.hist)

@@ -22,7 +22,7 @@ from gateware.spec.tagger import (
 )
 
 __all__ = ["TaggerConfig", "TaggerResult", "TaggerModel", "TaggerStream", "PacedQueue", "ITEM_DTYPE", "Item",
-           "encode", "render_records"]
+           "encode", "render_records", "join_results"]
 
 
 class Item:
@@ -247,6 +247,12 @@ class TaggerStream:
     run's items whose time falls in the stretch; ``final=True`` closes the run: every open
     frame ends with sync lost, as ``run`` does). Light before the previous ``until`` is
     refused (ValueError): it would change items already sent.
+
+    ``disable(at)`` and ``enable(at)`` are ``tagger.control.enable`` going to 0 and back to 1
+    as the gateware has it: a disable flushes the open event and drops sync (no SYNC_LOST; a
+    pending origin is forgotten, so is the dead time); while disabled, ``feed`` ignores the
+    light and only moves the time on; after an enable, clicks are no-sync until the next
+    origin, whose frame gets a SYNC_ACQUIRED marker.
     """
 
     def __init__(self, config, first_frame=0):
@@ -265,6 +271,57 @@ class TaggerStream:
         self.markers = np.zeros(0, ITEM_DTYPE)       # markers known, not yet final
         self.uncounted_frame = int(first_frame)      # first frame not yet counted in ``frames``
         self.last_frame_record = None                # frame of the last FRAME record rendered
+        self.enabled = True                          # tagger.control.enable
+
+    def disable(self, at=None):
+        """Stop taking light at bin ``at`` (rounded up to a clock; default: the time reached),
+        as ``tagger.control.enable`` 0 does; return the TaggerResult of the items final by
+        then and, last, the open event, flushed at ``at`` (the gateware flushes it in the
+        first clock whose clicks it ignores).
+
+        Sync is dropped without a SYNC_LOST marker (that frame and any later one are not
+        lost, the tagger stopped): markers and origins from ``at`` on are forgotten (a
+        pending origin never starts its frame, nor counts), and so is each channel's dead
+        time. A second call only moves the time on."""
+        n = self.config.samples
+        at = max(self.until, 0) if at is None else int(at)
+        at = -(-at // n) * n
+        if at < self.until:
+            raise ValueError(f"disable at bin {at}: the tagger has passed bin {self.until}")
+        if not self.enabled:
+            self.until = at
+            return _empty_result()
+        head = self.feed([()] * CHANNELS, (), at)
+        nxt = np.append(self.origins[1:], _ENDLESS)
+        events, _ = self._merge(self.pending, self.origins, self.origin_frames, nxt)
+        events["time"] = at
+        later = self.origin_frames[self.origins >= at]
+        if later.size:
+            self.next_frame = int(later[0])
+        self.origins, self.origin_frames = np.empty(0, np.int64), np.empty(0, np.int64)
+        self.pending, self.markers = _empty_clicks(), np.zeros(0, ITEM_DTYPE)
+        self.last_open = self.ever_synced = False
+        self.dead_until[:] = _NEVER
+        self.enabled = False
+        words, self.last_frame_record = _render(events, None, self.last_frame_record)
+        tail = _empty_result()
+        tail.counters["events"] = int(events.size)
+        return join_results(head, TaggerResult(words, events, tail.counters, tail.hist))
+
+    def enable(self, at=None):
+        """Take light again from bin ``at`` (rounded up to a clock; default: the time
+        reached), as ``tagger.control.enable`` 1 does: clicks from that clock on, sync edges
+        from the clock after it (the gateware's sync leads its clicks by one clock, so the
+        edges of that clock meet the tagger still disabled)."""
+        n = self.config.samples
+        at = max(self.until, 0) if at is None else int(at)
+        at = -(-at // n) * n
+        if at < self.until:
+            raise ValueError(f"enable at bin {at}: the tagger has passed bin {self.until}")
+        self.until = at
+        if not self.enabled:
+            self.edge_clock = max(self.edge_clock, at // n)
+            self.enabled = True
 
     def feed(self, clicks, syncs, until=None, *, final=False):
         """Take ``clicks`` (CHANNELS sequences, bins) and ``syncs`` (bins) of the bins before
@@ -288,6 +345,9 @@ class TaggerStream:
         until = latest + 1 if until is None else int(until)
         if latest >= until:
             raise ValueError(f"light at bin {latest} is not before until={until}")
+        if not self.enabled:                 # the light is ignored, the time moves on
+            self.until = until
+            return _empty_result()
         horizon = _ENDLESS if final else until
 
         # -- sync: new origins after the last accepted one ----------------------------------
@@ -418,6 +478,20 @@ class TaggerStream:
         events["time"] = np.minimum(slot_end, nxt[k])
         events["kind"] = Item.DETECTION
         return events, event_of
+
+
+def _empty_result():
+    """Return a TaggerResult with no items and zero counters."""
+    counters = {name: np.zeros(CHANNELS, dtype=np.int64) for name in CHANNEL_COUNTERS}
+    counters.update(dict.fromkeys(GLOBAL_COUNTERS, 0))
+    return TaggerResult(np.zeros(0, np.uint32), np.zeros(0, ITEM_DTYPE), counters,
+                        np.zeros((CHANNELS, HIST_BINS), dtype=np.int64))
+
+
+def join_results(a, b):
+    """Return one TaggerResult of two consecutive ones."""
+    return TaggerResult(np.concatenate([a.words, b.words]), np.concatenate([a.items, b.items]),
+                        {k: a.counters[k] + b.counters[k] for k in a.counters}, a.hist + b.hist)
 
 
 _CLICK_DTYPE = np.dtype([("time", np.int64), ("ch", np.int64), ("frame", np.int64),

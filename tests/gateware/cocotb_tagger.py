@@ -357,3 +357,110 @@ async def test_overflow_under_back_pressure(dut):
     model = TaggerModel(cfg).run(clicks, syncs)
     assert counters["dropped_events"] > 50, f"seed {tb.seed}: no overflow happened"
     tb.compare(words, counters, hist, model, drops=True)
+
+
+#: Clocks from a sample vector on the pins to the click register that ``control.enable`` gates
+#: (``FirstEdge``'s latency: two synchroniser stages and the edge register).
+GATE_LATENCY = 3
+
+
+class BehaviouralBob:
+    """The behavioural board's Bob (``hil.model.BobBlock``), set up and driven through its
+    registers as the host drives a board."""
+
+    def __init__(self, cfg):
+        from gateware.spec.registers import Role
+        from hil.model import ModelBoard
+        self.board = ModelBoard(role=Role.BOB, bob_options={"samples": N})
+        self.bank = self.board.bank
+        for name in ("slot_period", "frame_slots", "sync_delay", "hist_shift"):
+            self.write(name, getattr(cfg, name))
+        self.write("gate", GateLayout.const({"start": cfg.gate_start,
+                                             "width": cfg.gate_width}).as_value().value)
+        for ch in range(CHANNELS):
+            self.write("dead_time", cfg.dead_time[ch], ch)
+
+    def write(self, name, value, index=0):
+        assert self.bank.write(self.bank.map.address(f"tagger.{name}", index), value) is None
+
+    def counters(self):
+        out = {name: np.array([self.bank.get(f"tagger.{name}", ch) for ch in range(CHANNELS)])
+               for name in CHANNEL_COUNTERS}
+        out.update({name: self.bank.get(f"tagger.{name}") for name in GLOBAL_COUNTERS})
+        return out
+
+
+def with_click(times, t):
+    """Return ``times`` with a click at bin ``t`` (clicks closer than 2 bins to it removed)."""
+    times = np.asarray(times, dtype=np.int64)
+    return np.sort(np.append(times[np.abs(times - t) >= 2], t))
+
+
+@cocotb.test()
+async def test_stop_and_start_mid_run(dut):
+    """``control.enable`` to 0 and back to 1 twice while light comes: the open event is flushed,
+    sync is dropped without a SYNC_LOST marker (a pending origin forgotten), the dead time
+    forgotten, clicks are no-sync after the start until the next origin, which is acquired.
+    The behavioural Bob (``hil.model.BobBlock``), set up and stopped through its registers at
+    the same times, sends the same records, counters and histograms."""
+    tb = TB(dut, 8)
+    cfg = TaggerConfig(samples=N, slot_period=12, frame_slots=40, sync_delay=5, gate_start=0,
+                       gate_width=12, dead_time=(0, 6, 13, 200), hist_shift=0)
+    bins = 30_000 * SCALE
+    clocks = bins // N
+    clicks = [poisson(tb.rng, 0.01, 0, bins, N) for _ in range(CHANNELS)]
+    syncs = regular_syncs(tb.rng, cfg, 17, bins)
+    # (stop, start) in clocks of the play: the first stop shorter than a frame (the start
+    # comes before the stopped frame would have ended), the second longer
+    frame_clocks = cfg.frame_bins // N
+    k1 = clocks // 5 + int(tb.rng.integers(0, frame_clocks))
+    k2 = clocks // 2 + int(tb.rng.integers(0, frame_clocks))
+    windows = [(k1, k1 + frame_clocks // 4), (k2, k2 + 3 * frame_clocks)]
+    edges = [(k - GATE_LATENCY) * N for window in windows for k in window]   # bins
+    for stop, start in zip(edges[::2], edges[1::2]):
+        # an open event at each stop (channels 0 and 3), and a click of channel 3 just after
+        # the start, which its dead time would reject had the stop not ended it
+        clicks[0] = with_click(clicks[0], stop - 1)
+        clicks[3] = with_click(with_click(clicks[3], stop - 2), start + 1)
+
+    async def control():
+        await RisingEdge(dut.clk)             # the play's clock 0
+        now = 0
+        for k, value in zip((k for window in windows for k in window), (0, 1, 0, 1)):
+            await ClockCycles(dut.clk, k - now)
+            now = k
+            dut.control.value = value
+
+    await tb.reset(cfg)
+    cocotb.start_soon(control())
+    await tb.play(clicks, syncs)
+    await ClockCycles(dut.clk, cfg.frame_bins // N + 64)
+    words = await tb.drain()
+    counters = tb.counters()
+    hist = await tb.hist()
+
+    bob = BehaviouralBob(cfg)
+    bob.write("control", 1)
+    flushed = []
+    for lo, hi, value in zip([0, *edges], [*edges, None], [0, 1, 0, 1, None]):
+        end = np.iinfo(np.int64).max if hi is None else hi
+        part = [c[(c >= lo) & (c < end)] for c in [*clicks, syncs]]
+        bob.board.bob.inject(part[:CHANNELS], part[CHANNELS], until=hi)
+        if value is not None:
+            events = bob.counters()["events"]
+            bob.write("control", value)
+            flushed.append(bob.counters()["events"] - events)
+    bob.board.bob.idle()
+    model_words = np.frombuffer(bytes(bob.board.bob.events.queue), dtype=">u4").astype(np.uint32)
+    want = bob.counters()
+    where = f"seed {tb.seed}"
+    dut._log.info("stops at bins %s, %d records, %d events, %s", edges, words.size,
+                  want["events"], where)
+    assert flushed == [1, 0, 1, 0], f"{where}: events flushed by the writes: {flushed}"
+    assert want["sync_acquired"] >= 3 and want["no_sync"] > 0, f"{where}: {want}"
+    for name in want:
+        assert np.array_equal(counters[name], want[name]), \
+            f"{where}: counter {name}: gateware {counters[name]}, model {want[name]}"
+    assert np.array_equal(hist, bob.board.bob.hist), f"{where}: phase histograms differ"
+    assert words.size == model_words.size and np.array_equal(words, model_words), \
+        f"{where}: records differ at {first_difference(words, model_words)}"

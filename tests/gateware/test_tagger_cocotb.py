@@ -80,7 +80,8 @@ def node_build():
 
 STREAM_CASES = ["test_poisson_trains", "test_bursts_and_dead_time", "test_gate_edges",
                 "test_simultaneous_clicks", "test_sync_loss_and_reacquisition",
-                "test_full_rate_front_end", "test_overflow_under_back_pressure"]
+                "test_full_rate_front_end", "test_overflow_under_back_pressure",
+                "test_stop_and_start_mid_run"]
 
 
 @pytest.mark.parametrize("testcase", STREAM_CASES)
