@@ -16,7 +16,8 @@ Per frame of k key bits (a key is cut into near-equal frames of at most ``frame_
   QBER by ``F_START`` unless given); p >= steps x delta with delta = ceil(step_f k h(Q)).
   By default 8 steps of 0.01 (``PUNCTURED_STEPS``): the first retries disclose punctured
   bits (each worth a whole bit to the decoder), later ones key bits (shortening: a
-  disclosed key bit tells the decoder only h(Q) bits; it is the fallback that keeps the frame error rate low).
+  disclosed key bit tells the decoder only h(Q) bits; it is the fallback that keeps the
+  frame error rate low).
 * Blind: when Bob's decoding fails (no convergence, or converged to a word whose hash
   differs from Alice's), Alice discloses the values of the next delta punctured bits
   (then, when none is left, of delta key bits), each metered as one leaked bit, and Bob
@@ -47,8 +48,8 @@ from .verify import P61, tag
 CODE_SEED = 0x5EED1D9C
 BASE_COLUMNS = 400      # target number of base-matrix columns nb (the lift Z follows)
 LIFT_STEP = 8           # Z is a multiple of this (one AVX vector of float32)
-MIN_LIFT = 128          # ... and at least this where the frame still gets 32 base columns:
-MIN_BASE_COLUMNS = 32   # shorter frames with more columns of a small lift keep base 4-cycles
+MIN_LIFT = 128          # ... and at least this where the frame still gets 150 base columns:
+MIN_BASE_COLUMNS = 150  # shorter frames with more columns of a small lift keep base 4-cycles
 MAX_CODES = 16
 # Efficiency of the first attempt by design QBER (linear in between, flat outside): where
 # these codes decode 60-90 % of the 10^5-bit frames at once (docs/BENCHMARKS.md, LDPC section).
