@@ -14,10 +14,10 @@ Per frame of k key bits (a key is cut into near-equal frames of at most ``frame_
   syndrome bits are metered as leaked (``leaks_key=True``) and the p pads are not.
 * Rate: m - p >= ceil(f_start k h(Q)) (rounded up to whole circulants; f_start from the
   QBER by ``F_START`` unless given); p >= steps x delta with delta = ceil(step_f k h(Q)).
-  By default 8 steps of 0.01 (``PUNCTURED_STEPS``): the first retries disclose punctured
-  bits (each worth a whole bit to the decoder), later ones key bits (shortening: a
-  disclosed key bit tells the decoder only h(Q) bits; it is the fallback that keeps the
-  frame error rate low).
+  By default 7 steps of 0.01 at 2 %, 4 at 5-8 % (``PUNCTURED_STEPS``): the first retries
+  disclose punctured bits (each worth a whole bit to the decoder), later ones key bits
+  (shortening: a disclosed key bit tells the decoder only h(Q) bits; it is the fallback
+  that keeps the frame error rate low).
 * Blind: when Bob's decoding fails (no convergence, or converged to a word whose hash
   differs from Alice's), Alice discloses the values of the next delta punctured bits
   (then, when none is left, of delta key bits), each metered as one leaked bit, and Bob
@@ -54,9 +54,12 @@ MAX_CODES = 16
 # Efficiency of the first attempt by design QBER (linear in between, flat outside): where
 # these codes decode 60-90 % of the 10^5-bit frames at once (docs/BENCHMARKS.md, LDPC section).
 F_START = ((0.02, 1.075), (0.05, 1.05), (0.08, 1.05))
-# Blind steps that disclose punctured bits (each worth a whole bit; key-bit reveals follow):
-# 8 x 0.01 covers the frames whose error count is ~3 sigma above the mean at 2 %.
-PUNCTURED_STEPS = 8
+# Blind steps that disclose punctured bits (each worth a whole bit; key-bit reveals follow) by
+# design QBER (nearest integer of the linear interpolation, flat outside): f_start + 0.01 x
+# steps covers frames whose error count is > 3 sigma above the mean (sigma of the f a frame
+# needs: ~0.019 at 2 %, ~0.011 at 5 %, ~0.008 at 8 %); each step punctured costs the first
+# attempt ~0.0015 in f at 2 % (docs/BENCHMARKS.md, LDPC codes).
+PUNCTURED_STEPS = ((0.02, 7), (0.05, 4), (0.08, 4))
 _CODES: dict[tuple[int, int, int, int], _qc.QCCode] = {}
 
 
@@ -95,6 +98,12 @@ def start_efficiency(qber: float) -> float:
     return float(np.interp(qber, q, f))
 
 
+def punctured_steps(qber: float) -> int:
+    """Return the default number of punctured blind steps at design QBER ``qber``."""
+    q, n = zip(*PUNCTURED_STEPS)
+    return int(round(float(np.interp(qber, q, n))))
+
+
 def plan_frame(k: int, qber: float, f_start: float | None = None, step_f: float = 0.01,
                steps: int | None = None) -> FramePlan:
     """Return the code sizes for k key bits at design QBER ``qber``.
@@ -103,10 +112,10 @@ def plan_frame(k: int, qber: float, f_start: float | None = None, step_f: float 
     whole circulants); each blind retry discloses delta = ceil(step_f k h(qber)) bits;
     p >= steps x delta staircase variables are punctured, s < z information variables
     shortened (zeros known to both) to fill the lifted code.  f_start None: from the
-    QBER (``start_efficiency``).
+    QBER (``start_efficiency``); steps None: from the QBER (``punctured_steps``).
     """
     f_start = start_efficiency(qber) if f_start is None else f_start
-    steps = PUNCTURED_STEPS if steps is None else steps
+    steps = punctured_steps(qber) if steps is None else steps
     if k < 64:
         raise ValueError(f"an LDPC frame needs at least 64 key bits, got {k}")
     if not 0.0 < qber < 0.5:
