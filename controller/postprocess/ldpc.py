@@ -53,7 +53,7 @@ MIN_BASE_COLUMNS = 150  # shorter frames with more columns of a small lift keep 
 MAX_CODES = 16
 # Efficiency of the first attempt by design QBER (linear in between, flat outside): where
 # these codes decode 60-90 % of the 10^5-bit frames at once (docs/BENCHMARKS.md, LDPC section).
-F_START = ((0.02, 1.075), (0.05, 1.05), (0.08, 1.05))
+F_START = ((0.02, 1.065), (0.05, 1.05), (0.08, 1.05))
 # Blind steps that disclose punctured bits (each worth a whole bit; key-bit reveals follow) by
 # design QBER (nearest integer of the linear interpolation, flat outside): f_start + 0.01 x
 # steps covers frames whose error count is > 3 sigma above the mean (sigma of the f a frame
