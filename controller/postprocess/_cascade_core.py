@@ -7,6 +7,11 @@ and cuts the permuted key into blocks of ``k[p]`` bits.  A block's sub-blocks fo
 a binary tree (heap numbering, root 0, children 2n+1 / 2n+2, split at the middle);
 ``cache`` holds Alice's parity + 1 of every tree node Bob has learned (0 = unknown, so a
 zeroed array is an empty cache whose pages are touched only where used; -1 = asked).
+
+A query row (pass, lo, hi) asks the parity of the permuted range [lo, hi).  A plane query
+(pass + (t + 1) * PLANE, lo, hi) asks the parity of the positions whose offset in their
+half of the range ([lo, mid) or [mid, hi), mid = lo + (hi - lo) // 2) has bit t set
+(syndrome decoding, see :func:`advance`).
 """
 
 from __future__ import annotations
@@ -15,6 +20,8 @@ import numpy as np
 from numba import njit
 
 _MASK64 = np.uint64(0xFFFFFFFFFFFFFFFF)
+PLANE = 1 << 16          # plane queries carry (t + 1) * PLANE in the pass column; passes < PLANE
+WL_COLS = 8              # worklist row: pass, block, node, lo, hi, waiting, plane answers at, planes
 
 
 @njit(cache=True)
@@ -60,15 +67,30 @@ def prefix_parity(bits, perm):
 def answer_queries(px_all, q, out):
     """Write Alice's parities of permuted ranges into out (bool); q rows are (pass, lo, hi).
 
+    A plane query (pass + (t + 1) * PLANE, lo, hi) asks the parity of the positions whose
+    offset in their half ([lo, mid) or [mid, hi), mid = lo + (hi - lo) // 2) has bit t
+    set; 2^t must be below hi - mid.
     Return -1, or the index of the first row that is not a range [lo, hi) of a pass
     (nothing after it is answered).
     """
     passes, n1 = px_all.shape
     for i in range(q.shape[0]):
-        p, lo, hi = q[i, 0], q[i, 1], q[i, 2]
-        if p < 0 or p >= passes or lo < 0 or hi <= lo or hi >= n1:
+        p, lo, hi = q[i, 0] % PLANE, q[i, 1], q[i, 2]
+        t = q[i, 0] // PLANE - 1
+        mid = lo + (hi - lo) // 2
+        if q[i, 0] < 0 or p >= passes or lo < 0 or hi <= lo or hi >= n1 or t > 30 or (t >= 0 and (1 << t) >= hi - mid):
             return i
-        out[i] = (px_all[p, hi] ^ px_all[p, lo]) == 1
+        if t < 0:
+            out[i] = (px_all[p, hi] ^ px_all[p, lo]) == 1
+            continue
+        acc = 0
+        step = 1 << t
+        for a, e in ((lo, mid), (mid, hi)):
+            s = a + step
+            while s < e:
+                acc ^= px_all[p, min(s + step, e)] ^ px_all[p, s]
+                s += 2 * step
+        out[i] = acc == 1
     return -1
 
 
@@ -138,6 +160,8 @@ def _push(p, b, n, k, wl, wl_n, active, aoff):
     wl[w, 3] = b * k[p]
     wl[w, 4] = min(b * k[p] + k[p], n)
     wl[w, 5] = 0
+    wl[w, 6] = -1
+    wl[w, 7] = 0
     wl_n[0] = w + 1
     active[aoff[p] + b] = True
 
@@ -195,8 +219,22 @@ def _under_way(wl, w, cache, coff, tsz):
 
 
 @njit(cache=True)
+def _plane_parity(y, perm_p, lo, hi, t):
+    """Return the parity of Bob's bits whose offset in their half of [lo, hi) has bit t set."""
+    acc = np.uint8(0)
+    mid = lo + (hi - lo) // 2
+    for i in range(mid - lo):
+        if (i >> t) & 1:
+            acc ^= y[perm_p[lo + i]]
+    for i in range(hi - mid):
+        if (i >> t) & 1:
+            acc ^= y[perm_p[mid + i]]
+    return acc
+
+
+@njit(cache=True)
 def advance(ans, y, perm, pos, fen, k, cache, coff, tsz, nrev, active, aoff, wl, wl_n, started,
-            q_cidx, q_out, wide, limit):
+            q_cidx, q_out, wide, limit, synd):
     """Feed Alice's answers, run bisections as far as the known parities allow, and
     return the number of new queries written to q_out rows (pass, lo, hi); q_cidx holds
     the cache slot each answer fills.
@@ -208,11 +246,23 @@ def advance(ans, y, perm, pos, fen, k, cache, coff, tsz, nrev, active, aoff, wl,
     there is cascaded back before more blocks start, so a block the cascade evens costs
     nothing (bisected in parallel it would have been paid for).  A return of 0 with
     bisections left (``wl_n[0] > 0``) means "call again".
-    Worklist rows: pass, block, node, lo, hi, waiting flag.
+
+    ``synd`` > 0: an odd node of 4..synd bits in a pass after the first, or in the first
+    once a later pass has started (a cascaded search), is located in one round instead of
+    ~log2(size): Bob asks its left half (a range, kept in the cache) and the bit planes of
+    the offsets within the halves (plane queries, ceil(log2(larger half)) of them); with
+    one error left in the node they spell its position (Winnow-style syndrome decoding).
+    The parities are as many as bisection asks; three or more errors in the node can give
+    a wrong bit, which later passes correct like any error (an offset past the half's end
+    is no flip: the bisection goes on).  Syndrome decoding stops after n corrections, so
+    a frame always ends.
+    Worklist rows: pass, block, node, lo, hi, waiting flag, index of the first plane answer
+    (-1: none pending), planes asked.
     """
     n = y.size
     for i in range(ans.size):
-        cache[q_cidx[i]] = ans[i] + 1
+        if q_cidx[i] >= 0:
+            cache[q_cidx[i]] = ans[i] + 1
     for w in range(wl_n[0]):
         wl[w, 5] = 0
     pmin = np.int64(1) << 40
@@ -229,7 +279,7 @@ def advance(ans, y, perm, pos, fen, k, cache, coff, tsz, nrev, active, aoff, wl,
     w = 0
     while w < wl_n[0]:
         p = wl[w, 0]
-        if wl[w, 5] == 1 or p > pmin:
+        if wl[w, 5] == 1 or (p > pmin and wl[w, 6] < 0):     # plane answers are used at once
             w += 1
             continue
         if p == pmin and p >= 1 and not _under_way(wl, w, cache, coff, tsz):
@@ -243,7 +293,24 @@ def advance(ans, y, perm, pos, fen, k, cache, coff, tsz, nrev, active, aoff, wl,
         lo = wl[w, 3]
         hi = wl[w, 4]
         finished = False
-        while True:
+        if wl[w, 6] >= 0:                 # plane answers arrived: decode the syndrome
+            g = wl[w, 6]
+            wl[w, 6] = -1
+            finished = True
+            if (_range(fen[p], lo, hi) ^ (cache[base + node] - 1)) == 1:
+                mid = lo + (hi - lo) // 2
+                left = (_range(fen[p], lo, mid) ^ (cache[base + 2 * node + 1] - 1)) == 1
+                at = lo if left else mid
+                end = mid if left else hi
+                off = 0
+                for t in range(wl[w, 7]):
+                    if _plane_parity(y, perm[p], lo, hi, t) != ans[g + t]:
+                        off += 1 << t
+                if at + off < end:
+                    _flip(perm[p, at + off], y, pos, fen, k, cache, coff, tsz, nrev, active, aoff, wl, wl_n, started)
+                else:
+                    finished = False         # several errors: bisect on from the known half
+        while not finished:
             a_node = cache[base + node] - 1
             if (_range(fen[p], lo, hi) ^ a_node) == 0:
                 finished = True      # a correction elsewhere already evened this node
@@ -257,6 +324,20 @@ def advance(ans, y, perm, pos, fen, k, cache, coff, tsz, nrev, active, aoff, wl,
             a_left = cache[base + lc] - 1
             if a_left < 0:
                 nq = _ask(base + lc, p, lo, mid, cache, q_cidx, q_out, nq)
+                size = hi - lo
+                if (4 <= size <= synd and (p >= 1 or started[0] >= 2) and started[1] < n):
+                    wl[w, 6] = nq
+                    t = 0
+                    while (1 << t) < hi - mid:
+                        q_cidx[nq] = -1
+                        q_out[nq, 0] = p + (t + 1) * PLANE
+                        q_out[nq, 1] = lo
+                        q_out[nq, 2] = hi
+                        nq += 1
+                        t += 1
+                    wl[w, 7] = t
+                    wl[w, 5] = 1
+                    break
                 if hi - lo >= wide:
                     if mid - lo >= 2:
                         nq = _ask(base + 2 * lc + 1, p, lo, lo + (mid - lo) // 2,
@@ -279,7 +360,7 @@ def advance(ans, y, perm, pos, fen, k, cache, coff, tsz, nrev, active, aoff, wl,
             active[aoff[p] + b] = False
             last = wl_n[0] - 1
             if w != last:
-                for c in range(6):
+                for c in range(WL_COLS):
                     wl[w, c] = wl[last, c]
             wl_n[0] = last
             if _block_odd(p, b, n, k, fen, cache, coff, tsz, nrev):

@@ -55,13 +55,20 @@ CHECKS = 18
 # Checks Bob may ask for beyond the schedule's (Alice refuses passes past them).
 MAX_EXTRA_CHECKS = 128
 # Nodes at least this large are split four ways per round (see _cascade_core.advance).
-WIDE_SPLIT = {"standard": 2**62, "low-round": 128}
+WIDE_SPLIT = {"standard": 2**62, "low-round": 512}
+# Syndrome decoding (see _cascade_core.advance) locates an odd node of up to s bits in one
+# round, s chosen each round so that s times Bob's estimate of the error density left is at
+# most this load (three errors in a node, which give a wrong bit, stay rare); 0: never.
+SYNDROME_LOAD = {"standard": 0.0, "low-round": 0.1}
 # Standard-mode frames shorter than this bisect the blocks of later passes a few at a time
 # (at most one in 2^LIMIT_SHIFT of pass 2's blocks): f drops by 0.01-0.05 at N = 1e4..1e5
 # for 2-5x the rounds.  On longer frames, bisecting all at once costs < 0.01 in f and keeps
 # the rounds (hence the time) down.
 ORDERED_BELOW = 2**18
 LIMIT_SHIFT = 6
+# Low-round mode on frames shorter than ORDERED_BELOW: one in 2^LOW_LIMIT_SHIFT of pass 2's
+# blocks at a time (the syndrome decoding leaves rounds to spare for it).
+LOW_LIMIT_SHIFT = 2
 
 
 def block_schedule(n: int, qber: float, passes: int = 2 + CHECKS, mode: str = "standard") -> list[int]:
@@ -70,9 +77,11 @@ def block_schedule(n: int, qber: float, passes: int = 2 + CHECKS, mode: str = "s
     alpha = math.log2(1.0 / q)
     half = max((n + 1) // 2, 1)
     if mode == "low-round":
-        # smaller first blocks and k2 = 2 k1 keep cascade chains (hence rounds) short
+        # k2 = 4 k1 and a third pass of 32 k1 before the checks: cascade chains stay short
+        # and the checks rarely find an error (docs/BENCHMARKS.md, low-round mode); one
+        # pass more than ``passes``
         k1 = min(2 ** math.floor(alpha), half)
-        k2 = min(2 * k1, half)
+        return [k1, min(4 * k1, half), min(32 * k1, half)] + [half] * (passes - 2)
     elif n < ORDERED_BELOW:
         # the paper's k2 leaves only 10-40 blocks in pass 2 at N = 1e4; with ordered
         # bisection 2^floor(alpha), 8 k1 measured best at N = 1e4, Q = 1-8 %
@@ -90,25 +99,28 @@ def block_schedule(n: int, qber: float, passes: int = 2 + CHECKS, mode: str = "s
 def bisection_limit(n: int, later: list[int], mode: str = "standard") -> int:
     """Return how many blocks of a later pass Bob bisects at once (0 = all; see advance).
 
-    ``later``: the block size of pass 2 (empty list: none).  Standard mode on frames
-    shorter than ORDERED_BELOW bisects one block in 2^LIMIT_SHIFT of pass 2 at a time (at
-    least one); longer frames and low-round mode bisect all of them at once.
+    ``later``: the block size of pass 2 (empty list: none).  Frames shorter than
+    ORDERED_BELOW bisect one block in 2^LIMIT_SHIFT (low-round mode: 2^LOW_LIMIT_SHIFT) of
+    pass 2 at a time (at least one); longer frames bisect all of them at once.
     """
-    if mode != "standard" or n >= ORDERED_BELOW:
+    if n >= ORDERED_BELOW:
         return 0
     blocks = (n + later[0] - 1) // later[0] if later else 1
-    return max(1, blocks >> LIMIT_SHIFT)
+    return max(1, blocks >> (LIMIT_SHIFT if mode == "standard" else LOW_LIMIT_SHIFT))
 
 
-def stages_for(mode: str, passes: int, first: int = 0) -> list[tuple[int, int]]:
+def stages_for(mode: str, passes: int, first: int = 0, cut: int = 2) -> list[tuple[int, int]]:
     """Return the passes started together, as [first, last) ranges, for a mode: the
-    schedule's passes (first = 0) or ``passes`` extra checks from pass ``first`` on."""
+    schedule's passes (first = 0) or ``passes`` extra checks from pass ``first`` on.
+    Low-round mode: each of the ``cut`` leading passes cut into blocks alone, then every
+    check at once."""
     if mode == "standard":
         return [(p, p + 1) for p in range(first, first + passes)]
     if mode == "low-round":
         if first:
             return [(first, first + passes)]
-        return [(0, 1), (1, 2), (2, passes)]
+        cut = min(cut, passes)
+        return [(p, p + 1) for p in range(cut)] + ([(cut, passes)] if passes > cut else [])
     raise ValueError(f"unknown cascade mode {mode!r}; expected one of {MODES}")
 
 
@@ -307,6 +319,8 @@ class CascadeBob:
             self.cache[roots] = got + 1
             at += sent[p]
         self.active = np.zeros(lay.blocks, dtype=np.bool_)
+        self.load = SYNDROME_LOAD[mode]
+        self.expect = self._expected_errors(tops[:sent[0]]) if self.load else 0.0
         self._size_work()
         self.wl_n = np.zeros(1, dtype=np.int64)
         self.started = np.zeros(2, dtype=np.int64)      # passes started, corrections made
@@ -315,7 +329,8 @@ class CascadeBob:
         self.limit = bisection_limit(n, self.ks[1:2], mode) if limit is None else int(limit)
         if self.limit < 0:
             raise ValueError(f"bisection limit must be >= 0 (0 = all at once), got {limit}")
-        self.stages = stages_for(mode, passes)
+        cut = next((p for p in range(passes) if self.check[p]), passes)     # passes before the checks
+        self.stages = stages_for(mode, passes, cut=max(cut, 1))
         self._stage = 0
         self._answers = np.zeros(0, dtype=np.bool_)
         self._pending = 0
@@ -334,6 +349,23 @@ class CascadeBob:
         self.shown.append(shown)
         self.check.append(is_check(self.n, k))
 
+    def _expected_errors(self, alice_first: np.ndarray) -> float:
+        """Return Bob's estimate of the errors in his key from pass 1's odd-block fraction r:
+        a block of k bits at error rate q is odd with probability (1 - (1 - 2q)^k) / 2."""
+        if self.check[0] or alice_first.size == 0:
+            return float(self.n) / 4
+        k = self.keff[0]
+        mine = core.block_parities(core.prefix_parity(self.y, self.perm[0]), self.n, k)
+        r = min(float(np.mean(mine[:alice_first.size] != alice_first)), 0.499)
+        return self.n * (1.0 - (1.0 - 2.0 * r) ** (1.0 / k)) / 2.0
+
+    def _syndrome_size(self) -> int:
+        """Return the largest node syndrome decoding may locate this round (0: none)."""
+        if not self.load:
+            return 0
+        left = max(self.expect - float(self.started[1]), 1.0)
+        return min(int(self.load * self.n / left), self.n)
+
     def _cache_room(self, size: int) -> int:
         """Return a cache length for ``size`` slots with room for the checks Bob may add
         (zeroed pages cost nothing until touched)."""
@@ -341,9 +373,10 @@ class CascadeBob:
 
     def _size_work(self) -> None:
         blocks = self.lay.blocks
-        self.wl = np.zeros((blocks + 1, 6), dtype=np.int64)
-        self.q_cidx = np.zeros(3 * blocks + 3, dtype=np.int64)
-        self.q = np.zeros((3 * blocks + 3, 3), dtype=np.int32)
+        self.wl = np.zeros((blocks + 1, core.WL_COLS), dtype=np.int64)
+        per_row = max(3, self.n.bit_length() + 1) if self.load else 3    # queries per bisection and round
+        self.q_cidx = np.zeros(per_row * (blocks + 1), dtype=np.int64)
+        self.q = np.zeros((per_row * (blocks + 1), 3), dtype=np.int32)
 
     def clean_checks(self) -> int:
         """Return how many started checks began after Bob's last correction."""
@@ -389,7 +422,7 @@ class CascadeBob:
             nq = core.advance(ans, self.y, self.perm, self.pos, self.fen, lay.k, self.cache,
                               lay.coff, lay.tsz, lay.nrev, self.active, lay.aoff,
                               self.wl, self.wl_n, self.started, self.q_cidx, self.q,
-                              self.wide, self.limit)
+                              self.wide, self.limit, self._syndrome_size())
             ans = self._answers
             self._pending = 0
             if nq:
