@@ -51,8 +51,9 @@ LIFT_STEP = 8           # Z is a multiple of this (one AVX vector of float32)
 MIN_LIFT = 128          # ... and at least this where the frame still gets 150 base columns:
 MIN_BASE_COLUMNS = 150  # shorter frames with more columns of a small lift keep base 4-cycles
 MAX_CODES = 16
-# Efficiency of the first attempt by design QBER (linear in between, flat outside): where
-# these codes decode 60-90 % of the 10^5-bit frames at once (docs/BENCHMARKS.md, LDPC section).
+# Efficiency of the first attempt by design QBER (linear in between, flat outside): the lowest
+# mean f of short scans on 10^5-bit frames (docs/BENCHMARKS.md, "LDPC codes"); 20-90 % of
+# the frames decode at the first attempt.
 F_START = ((0.02, 1.065), (0.05, 1.05), (0.08, 1.05))
 # Blind steps that disclose punctured bits (each worth a whole bit; key-bit reveals follow) by
 # design QBER (nearest integer of the linear interpolation, flat outside): f_start + 0.01 x
