@@ -43,6 +43,12 @@ class BobBlock(BlockModel):
     a frame each stretch is a run of its own, as on the twin (bit for bit while Bob's dead
     times are shorter than the gap).
 
+    ``tagger`` (a ``gateware.cores.tagger.TaggerParams``, default the gateware's default) is
+    what the board builds its tagger with, e.g. ``boards.get_board("icebreaker").tagger``:
+    its ``hist_bins`` (0: no phase histograms, ``tagger.hist`` reads 0 and the host builds
+    them from the records) and ``fifo_words``, reported in ``tagger.info``; ``hist_bins`` and
+    ``fifo_words``, if given, override those two.
+
     Items go to EVENTS through the gateware's event FIFO of ``fifo_words`` words
     (``hil.tagger_model.PacedQueue``). With ``baud`` (the board's UART rate, e.g. the RTL
     twin's ``hil.twin.BAUD``) it is drained at the link's record rate in the tagger's time: the
@@ -61,12 +67,15 @@ class BobBlock(BlockModel):
 
     name = "tagger"
 
-    def __init__(self, board, *, samples=2, fifo_words=512, baud=None, gap_bins=None,
-                 hist_bins=HIST_BINS):
+    def __init__(self, board, *, samples=2, tagger=None, fifo_words=None, hist_bins=None,
+                 baud=None, gap_bins=None):
+        from gateware.cores.tagger import TaggerParams
+        tagger = tagger or TaggerParams()
         super().__init__(board)
         self.samples = samples
-        self.fifo_words = fifo_words
-        self.hist_bins = hist_bins           # the board's (TaggerParams); 0: no histograms
+        self.fifo_words = tagger.fifo_words if fifo_words is None else fifo_words
+        self.hist_bins = tagger.hist_bins if hist_bins is None else hist_bins   # 0: none
+        TaggerParams(hist_bins=self.hist_bins, fifo_words=self.fifo_words)       # checks
         self.baud = None if baud is None else int(baud)
         self.gap_bins = None if gap_bins is None else int(gap_bins)
         self.stream = None

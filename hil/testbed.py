@@ -94,6 +94,11 @@ class Testbed:
     time (``hil.model.BobBlock``; the suite gives the twin's ``hil.twin.BAUD``, so both Bobs
     overflow alike); None (default) is a link as fast as the host reads, which is what a
     bench on simulated time whose Alice is fed as fast as her host streams needs (the demo).
+    ``bob_tagger``: a model Bob's ``TaggerParams`` (default: the gateware's default), the one
+    a board builds its tagger with, e.g. ``boards.get_board("icebreaker").tagger`` (no
+    hardware histograms: ``hist_bins`` 0, the host builds them from the records). Bob's twin
+    is built with the default ``TaggerParams``: ``boards="rtl"`` refuses another.
+
     When Alice's light stops (``flush``, or ``pump`` with her run stopped) a model Bob's clock
     runs on until his open frame has ended with sync lost and his FIFO has sent everything, as
     a board's does (``BobBlock.idle``); the next light is moved later if it would come before.
@@ -104,11 +109,16 @@ class Testbed:
     def __init__(self, boards="model", *, preset="gys2005", distance_km=25.0, timebase=None,
                  seed=1, realtime=True, pump_interval=0.02, attack=None, link_detector=True,
                  optics=None, alice=None, ahead_frames=None, stretch_frames=None,
-                 bob_baud=None):
+                 bob_baud=None, bob_tagger=None):
         alice = boards if alice is None else alice
         for kind in (boards, alice):
             if kind not in BOARDS:
                 raise ValueError(f"boards {kind!r}: expected one of {', '.join(BOARDS)}")
+        if bob_tagger is not None and boards == "rtl":
+            from gateware.cores.tagger import TaggerParams
+            if bob_tagger != TaggerParams():
+                raise ValueError(f"bob_tagger {bob_tagger}: Bob's RTL twin is built with the "
+                                 f"default TaggerParams(); use boards='model' for another")
         self.boards = boards
         self.alice_kind = alice
         self.preset = preset
@@ -120,6 +130,7 @@ class Testbed:
         self.attack = attack
         self.link_detector = link_detector
         self.bob_baud = bob_baud
+        self.bob_tagger = bob_tagger
         self._optics = optics
         self._thread = None
         self._stop = threading.Event()
@@ -176,7 +187,8 @@ class Testbed:
             if self.boards == "model":
                 self.bob_board = ModelBoard(role=Role.BOB, clk_hz=tb.clk_hz,
                                             bob_options={"samples": tb.samples,
-                                                         "baud": self.bob_baud})
+                                                         "baud": self.bob_baud,
+                                                         "tagger": self.bob_tagger})
                 self.bob_server = ModelServer(self.bob_board).start()
                 self._servers.append(self.bob_server)
                 bob = ModelBob(self.bob_board.bob)

@@ -133,8 +133,8 @@ class HilBench:
     ``target``: ``model``, ``rtl`` or ``hw``. ``options``: for hw, ``alice_url``, ``bob_url``
     and the bench file's dict (``visa`` resources, ``timing``); for model/rtl, ``distance_km``
     and ``preset`` (defaults 25 km, gys2005), ``timebase`` (``TimeBase`` arguments over the
-    target's) and ``stretch_frames`` (``Testbed``). ``seed`` seeds Alice's choices and the
-    optics.
+    target's), ``stretch_frames`` and ``bob_tagger`` (``Testbed``: the model Bob's
+    ``TaggerParams``). ``seed`` seeds Alice's choices and the optics.
     """
 
     def __init__(self, target, *, seed=1, options=None):
@@ -160,7 +160,7 @@ class HilBench:
                                    timebase=tb, stretch_frames=opts.get("stretch_frames"),
                                    # the model Bob's link: the twin's UART rate (both overflow
                                    # alike)
-                                   bob_baud=BAUD,
+                                   bob_baud=BAUD, bob_tagger=opts.get("bob_tagger"),
                                    # rtl: Bob's twin with the behavioural Alice by default. Her
                                    # twin works (tests/rtl/test_alice_twin.py) but at these
                                    # 8-cycle slots her UART-fed FIFO underflows and the suite

@@ -83,20 +83,64 @@ def _hw_options(config):
     return options
 
 
+#: Bob's tagger per source of his phase histograms (``Tagger.hist_source``): the gateware's
+#: default (hardware histograms) and the iCEBreaker's (none: built from the records).
+BOB_TAGGERS = {"hardware": None, "records": "icebreaker"}
+
+
 @pytest.fixture(scope="session")
-def bench(request, target, seed):
+def benches(request, target, seed):
+    """``get(hist_source=None)``: the HilBench of the target, started on first use, once per
+    session; with ``hist_source`` (``BOB_TAGGERS``), one whose Bob's phase histograms come
+    from there. Only a model Bob is built to order: on rtl (the twin has hardware
+    histograms) and hw (the boards are what they are) another source is skipped."""
+    started = {}
+
+    def get(hist_source=None):
+        key = "hw" if target == "hw" else hist_source or "hardware"
+        if key not in started:
+            options = _hw_options(request.config) if target == "hw" else {}
+            board = BOB_TAGGERS.get(key)
+            if board is not None and target == "rtl":
+                pytest.skip(f"Bob's RTL twin is built with the default TaggerParams: no "
+                            f"{hist_source!r} histograms")
+            if board is not None:
+                from boards import get_board
+                options["bob_tagger"] = get_board(board).tagger
+            started[key] = HilBench(target, seed=seed, options=options).start()
+        hb = started[key]
+        if hist_source is not None and hb.tagger.hist_source != hist_source:
+            pytest.skip(f"Bob's board has {hb.tagger.hist_source!r} histograms, not "
+                        f"{hist_source!r}")
+        return hb
+
+    yield get
+    for hb in started.values():
+        hb.stop()
+
+
+@pytest.fixture(scope="session")
+def bench(benches):
     """The HilBench of the target (started once per session)."""
-    options = _hw_options(request.config) if target == "hw" else {}
-    hb = HilBench(target, seed=seed, options=options).start()
-    yield hb
-    hb.stop()
+    return benches()
 
 
-@pytest.fixture
-def fresh(bench):
-    """The bench with the VOA at 0 dB and Bob configured for the time base, after the test too."""
+def _fresh(bench):
     bench.set_attenuation(0.0)
     bench.configure_bob()
     yield bench
     bench.set_attenuation(0.0)
     bench.configure_bob()
+
+
+@pytest.fixture
+def fresh(bench):
+    """The bench with the VOA at 0 dB and Bob configured for the time base, after the test too."""
+    yield from _fresh(bench)
+
+
+@pytest.fixture(params=list(BOB_TAGGERS))
+def fresh_hist(request, benches):
+    """``fresh`` over Bob's phase-histogram sources (``BOB_TAGGERS``): a Bob with hardware
+    histograms and one without (the host builds them from the records)."""
+    yield from _fresh(benches(request.param))

@@ -1,11 +1,15 @@
 """Gate calibration from the phase histogram: find the photons' phase, gate on it, check that
-the gate keeps the photons and a gate elsewhere rejects them (counted as out of gate)."""
+the gate keeps the photons and a gate elsewhere rejects them (counted as out of gate). Runs on
+a Bob with hardware histograms and on one without (the iCEBreaker's tagger)."""
 
 import numpy as np
 
 
-def test_gate_from_phase_histogram(fresh, target, seed):
-    bench = fresh
+def test_gate_from_phase_histogram(fresh_hist, target, seed):
+    """On a Bob with hardware histograms and on one without (``fresh_hist``): there the host
+    builds them from the DETECTION records, one count per detection at its phase, which with
+    the gate open is the photons' phase too."""
+    bench = fresh_hist
     settings = bench.configure_bob()
     shift, slot_bins = settings["hist_shift"], settings["slot_period"]
     run = bench.play()

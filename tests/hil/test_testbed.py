@@ -121,3 +121,19 @@ def test_cli_testbed_up_rejects_unknown_boards():
     result = subprocess.run([sys.executable, "-m", "controller.cli", "testbed", "up", "--boards",
                              "fpga"], cwd=REPO, capture_output=True, text=True, timeout=60)
     assert result.returncode != 0 and "model, rtl" in result.stderr
+
+
+def test_model_bob_built_as_a_boards_tagger():
+    """``bob_tagger``: the model Bob reports the board's TaggerParams in ``tagger.info`` (the
+    iCEBreaker's: no hardware histograms); Bob's twin takes only the default."""
+    from boards import get_board
+    from gateware.cores.tagger import TaggerParams
+    params = get_board("icebreaker").tagger
+    with Testbed(realtime=False, seed=SEED, bob_tagger=params) as bed:
+        with Device(bed.bob_url, timeout=2.0) as bob:
+            tagger = Tagger(bob)
+            assert (tagger.hist_bins, tagger.hist_source) == (params.hist_bins, "records") == \
+                (0, "records")
+            assert bob.fields("tagger.info")["fifo_words_div16"] * 16 == params.fifo_words
+    with pytest.raises(ValueError, match="twin is built with the default"):
+        Testbed("rtl", bob_tagger=TaggerParams(hist_bins=8))
