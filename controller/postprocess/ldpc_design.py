@@ -7,27 +7,32 @@ edges (check degrees differ by at most one).  Over a BSC of crossover p, syndrom
 of any word behaves like decoding the all-zero word, so the channel LLR is +l0 with
 probability 1 - p and -l0 with probability p, l0 = ln((1 - p) / p).
 
-Density evolution tracks y = 1 - E[tanh(v / 2)] of the variable-to-check messages v:
+Density evolution tracks y = 1 - E[tanh(v / 2)] of the variable-to-check messages v, one
+value for staircase edges (ys) and one for information edges (yi): every check holds
+exactly two staircase edges, which a single-type ensemble (staircase edges spread at
+random) misses badly at low rate.
 
 * check node: tanh(u/2) is the product of the inputs' tanh(v/2), so for independent inputs
-  1 - y_u = sum_j rho_j (1 - y)^(j - 1) exactly (rho: edge fractions of check degrees);
+  1 - y_u = (1 - ys)^a (1 - yi)^b exactly for a staircase and b information inputs,
+  averaged over the check degrees;
 * check-to-variable messages are taken Gaussian, u ~ N(mu, 2 mu), with mu fixed by
   y_u = E[2 / (1 + e^u)] (the one approximation, as in Chung, Richardson and Urbanke's
-  Gaussian approximation); the channel part stays exact (+-l0 or 0 when punctured);
+  Gaussian approximation); the channel part stays exact (+-l0, or 0 when punctured);
 * variable node of degree i: v = L_ch + sum of i - 1 messages, so
   y_i = E[2 / (1 + e^v)] with the sum N((i - 1) mu, 2 (i - 1) mu), by quadrature.
 
-Decoding succeeds when y decreases to 0 from y_0 (channel values only).  For a fixed check
-degree the next y is linear in the edge fractions lambda, so the profile of highest rate
-that still converges with a margin is a linear programme over a grid of y
-(``optimise``); ``threshold`` finds the largest p (or the smallest efficiency
-f = leaked / (k h(p)) at a given p) at which a profile converges.
+Decoding succeeds when both y decrease to 0 from the channel values (``evolve``,
+``threshold``).  For a fixed check degree, with the staircase messages at their fixed
+point for given information messages, the next yi is linear in the information edge
+fractions, so the profile of highest rate whose yi shrinks by a margin per iteration is a
+linear programme over a grid of yi (``optimise``; ``best_profile`` scans the check degree).
 
-Efficiency of a design: the first attempt leaks m - p_punct syndrome bits for
-k = (information variables) key bits, f = (1 - punct) m / (k h(p)).
+Efficiency of a design: the first attempt leaks m - p syndrome bits for k key bits (the
+information and the unpunctured staircase variables), f = (m - p) / (k h(p_channel)).
 
-Run ``python -m controller.postprocess.ldpc_design`` to print the optimised profiles for the
-design QBERs of ``_qc.PROFILES`` (the table there was produced this way).
+``python -m controller.postprocess.ldpc_design`` prints the optimised profiles at 2, 5 and
+8 %; ``_qc.PROFILES`` holds rounded optima, the best of them on 10^5-bit frames
+(docs/BENCHMARKS.md, "LDPC codes").
 """
 
 from __future__ import annotations
