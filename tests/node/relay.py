@@ -15,7 +15,8 @@ class Relay:
     ``edit(direction, data, seen)`` (optional) sees each chunk as it passes: ``direction`` is
     ``UP`` (client to target) or ``DOWN``, ``seen`` the bytes that direction of that connection
     carried before the chunk; it returns the bytes to forward. ``sent`` holds every byte
-    forwarded UP. Each connection ends when either side closes; ``close()`` stops accepting.
+    forwarded UP. Each connection ends when either side closes; ``close()`` stops accepting,
+    ``cut()`` also drops every connection (the far end goes silent).
     """
 
     def __init__(self, target, edit=None):
@@ -24,6 +25,7 @@ class Relay:
         self.sock.settimeout(0.2)
         self.address = self.sock.getsockname()[:2]
         self._stop = threading.Event()
+        self._conns = []
         threading.Thread(target=self._accept, daemon=True).start()
 
     def _accept(self):
@@ -33,6 +35,7 @@ class Relay:
             except (socket.timeout, OSError):
                 continue
             up = socket.create_connection(self.target)
+            self._conns += [down, up]
             threading.Thread(target=self._pipe, args=(down, up, UP), daemon=True).start()
             threading.Thread(target=self._pipe, args=(up, down, DOWN), daemon=True).start()
 
@@ -60,6 +63,16 @@ class Relay:
         """Stop accepting connections (those open run on until a side closes)."""
         self._stop.set()
         self.sock.close()
+
+    def cut(self):
+        """Stop accepting and drop every connection."""
+        self.close()
+        for conn in self._conns:
+            try:
+                conn.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            conn.close()
 
     def __enter__(self):
         return self

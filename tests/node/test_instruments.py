@@ -5,7 +5,6 @@ the project's pyvisa drivers with the ``@py`` backend, as on a real bench.
 """
 
 import socket
-import threading
 
 import pytest
 
@@ -13,6 +12,8 @@ from controller.config import ConfigError, InstrumentsConfig, parse_config
 from controller.metrics import Metrics
 from controller.node.instruments import BenchInstruments, InstrumentFault
 from hil.scpi import SimulatedBench
+
+from .relay import Relay
 
 
 @pytest.fixture
@@ -83,47 +84,10 @@ def test_an_instrument_that_does_not_answer_stops_the_start(bench):
         BenchInstruments(cfg).open()
 
 
-class Relay:
-    """A TCP relay to ``port``; ``cut()`` drops its connections (the instrument goes silent)."""
-
-    def __init__(self, port):
-        self.sock = socket.create_server(("127.0.0.1", 0))
-        self.port, self.target, self.conns = self.sock.getsockname()[1], port, []
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self):
-        while True:
-            try:
-                down, _ = self.sock.accept()
-            except OSError:
-                return
-            up = socket.create_connection(("127.0.0.1", self.target))
-            self.conns += [down, up]
-            for a, b in ((down, up), (up, down)):
-                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
-
-    @staticmethod
-    def _pipe(a, b):
-        try:
-            while data := a.recv(4096):
-                b.sendall(data)
-        except OSError:
-            pass
-
-    def cut(self):
-        self.sock.close()
-        for c in self.conns:
-            try:
-                c.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-            c.close()
-
-
 def test_instrument_going_silent_is_marked_down_not_fatal(bench):
     metrics = Metrics("alice")
-    relay = Relay(bench.servers["voa"].port)
-    cfg = InstrumentsConfig({"attenuator": f"TCPIP::127.0.0.1::{relay.port}::SOCKET"},
+    relay = Relay(("127.0.0.1", bench.servers["voa"].port))
+    cfg = InstrumentsConfig({"attenuator": f"TCPIP::127.0.0.1::{relay.address[1]}::SOCKET"},
                             timeout_ms=300)
     inst = BenchInstruments(cfg, metrics, "alice").open()
     try:
