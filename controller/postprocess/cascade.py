@@ -28,9 +28,15 @@ at least one), cascading each error back before the next blocks start: a block t
 cascade evens costs no parities.  This lowers f by 0.01-0.05 at N = 1e4..1e5
 (docs/BENCHMARKS.md) for 2-5x the rounds; longer frames bisect every odd block at once.
 
-Low-round mode uses k1 = 2^floor(log2(1/Q)) and k2 = 2 k1 (shorter cascade chains), runs all later passes at
-once (their bisections proceed in parallel) and splits nodes of 128 bits or more
-four ways per round: it trades some extra parities for far fewer round trips.
+Low-round mode: k1 = 2^floor(log2(1/Q)), k2 = 4 k1, a third pass of 32 k1, then every
+check at once (one stage).  Cascaded searches use syndrome decoding: an odd node of up to s
+bits is located in one round by asking its left half and the bit planes of the offsets in
+the halves (as many parities as bisection asks, Winnow-style), s chosen each round from
+Bob's estimate of the errors left (s x density <= SYNDROME_LOAD, so that three errors in a
+node, which give a wrong bit for later passes to undo, stay rare).  Nodes of 512 bits or
+more are split four ways per round; frames shorter than ORDERED_BELOW bisect a quarter of
+pass 2's blocks at a time.  The parities of the last block of every pass after the first
+follow from the key's parity (pass 1) in both modes and are never disclosed.
 
 Messages (all through the channel, which meters them): Alice -> Bob the permutation
 seed (public randomness) and the block parities of every pass (leak); then rounds
