@@ -135,7 +135,11 @@ class Tagger(wiring.Component):
         m = Module()
         n = self.samples
         enable = self.control.enable
-        clear = self.command.clear
+        # ``command.clear`` is a pulse decoded from the bus write: registered once here, it
+        # reaches the tagger's wide fan-out (counters, queue, writer, classifier) from a
+        # flip-flop, not through the link's write decode (the iCE40's critical path).
+        clear = Signal()
+        m.d.sync += clear.eq(self.command.clear)
 
         # -- front end: the sync leads the clicks by one clock (see SlotClassifier)
         m.submodules.cls = cls = SlotClassifier(n)

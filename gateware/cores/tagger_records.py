@@ -3,10 +3,20 @@
 An *item* is what the slot classifier produces: a detection event (frame, slot, mask, phase) or a
 sync marker. Up to ``ITEMS`` items a clock enter ``ItemQueue`` as one group; it is the tagger's
 only drop point: a clock's items that find it full are dropped and counted, and the next group it
-takes carries the counts (``gap_events``, ``gap_markers``). ``RecordWriter`` turns each queued item into records: an
-OVERFLOW record first if the item carries a gap, a FRAME record before a detection whose frame
-differs from the last FRAME record sent (or after an overflow), then the item's own record. It
-stalls while the event FIFO is full, so the queue fills and drops; nothing is lost silently.
+takes carries the counts (``gap_events``, ``gap_markers``). ``RecordWriter`` takes the groups
+and turns each item into records, one record a clock: an OVERFLOW record first if the group
+carries a gap, a FRAME record before a detection whose frame differs from the last FRAME record
+sent (or after an overflow), then the item's own record. It stalls while the event FIFO is
+full, so the queue fills and drops; nothing is lost silently.
+
+Timing (the iCE40 at 30 MHz): the queue's head group sits on a block RAM's output, and the
+writer's decision to finish it drives that RAM's read enable in the same clock. So that decision
+reads only flags and flip-flops: whatever needs wide logic is worked out when a group is written
+(whether it carries a gap; whether its frame differs from the frame of the last detection
+queued before it, which is the last FRAME record's frame whenever one was sent since the last
+OVERFLOW or ``clear``; its first item; whether it has at most one), the ``+ 1`` of B's slot and
+of SYNC_ACQUIRED's frame are the classifier's own registered item fields, the writer keeps the
+position of later items in flip-flops, and records leave through an output register.
 """
 
 from amaranth import *
@@ -14,12 +24,13 @@ from amaranth.lib import wiring, data, enum, fifo, stream
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
+from .csr import or_tree
 from .sampler import _family
 
 from ..spec.tagger import (CHANNELS, PHASE_BITS, SLOT_BITS, FRAME_BITS, RecordKind, MarkerCode,
                            DetectionRecord, FrameRecord, OverflowRecord, MarkerRecord)
 
-__all__ = ["ItemKind", "ItemLayout", "QueueEntry", "GroupLayout", "ITEMS", "ITEM_ROLES",
+__all__ = ["ItemKind", "ItemLayout", "GroupLayout", "ITEMS", "ITEM_ROLES",
            "ItemQueue", "BlockFIFO", "RecordWriter", "RecordSerializer"]
 
 #: Items the slot classifier can produce in one clock (see ``tagger_slots``).
@@ -32,7 +43,7 @@ class ItemKind(enum.Enum, shape=2):
     SYNC_LOST = 1
     SYNC_ACQUIRED = 2
     #: Only a gap: the queue had room again before any item came, so the OVERFLOW record is
-    #: sent at once rather than with the next item.
+    #: sent at once rather than with the next item (a group with no valid item).
     GAP = 3
 
 
@@ -46,15 +57,6 @@ ItemLayout = data.StructLayout({
 
 _GAP_EVENTS = OverflowRecord["events"].shape
 _GAP_MARKERS = OverflowRecord["markers"].shape
-
-QueueEntry = data.StructLayout({
-    "item": ItemLayout,
-    #: Detections dropped just before this item (saturating at the OVERFLOW field's width).
-    "gap_events": _GAP_EVENTS,
-    #: Markers dropped just before this item.
-    "gap_markers": _GAP_MARKERS,
-})
-
 
 def _sat_add(m, a, b, width):
     """Return ``a + b`` saturated at ``2**width - 1``."""
@@ -72,7 +74,9 @@ ITEM_ROLES = (
     (ItemKind.SYNC_ACQUIRED, 1, 0, None),
 )
 
-#: One clock's items, stored once: the shared frame and slot, the two events, the gap before.
+#: One clock's items, stored once: the shared frame and slot, the two events, the gap before,
+#: B's slot and SYNC_ACQUIRED's frame (the ``+ 1`` of ``ITEM_ROLES``, as the classifier made
+#: them) and two flags computed on the way in.
 GroupLayout = data.StructLayout({
     "valid": ITEMS,
     "frame": FRAME_BITS,
@@ -83,21 +87,38 @@ GroupLayout = data.StructLayout({
     "phase_b": PHASE_BITS,
     "gap_events": _GAP_EVENTS,
     "gap_markers": _GAP_MARKERS,
+    "slot_next": SLOT_BITS,
+    "frame_next": FRAME_BITS,
+    #: ``gap_events`` or ``gap_markers`` is not 0.
+    "has_gap": 1,
+    #: ``frame`` differs from the frame of the last group queued with a detection.
+    "new_frame": 1,
+    #: One-hot: the first valid item (0 for a gap-only group).
+    "first_at": ITEMS,
+    #: The first valid item is a detection.
+    "first_det": 1,
+    #: No valid item.
+    "empty": 1,
+    #: At most one valid item.
+    "single": 1,
 })
 
 
 class ItemQueue(wiring.Component):
     """Queue the classifier's items (up to ``ITEMS`` a clock, in the roles of ``ITEM_ROLES``)
-    and hand them out one a clock as ``QueueEntry`` beats.
+    and hand them out as ``GroupLayout`` groups (``RecordWriter`` takes them apart).
 
     A clock's items are stored as one group (``GroupLayout``) in a ``depth``-group FIFO, so
     taking four items costs no more than taking one. A clock whose group finds the FIFO full
     (or ``hold`` set) is dropped whole and counted (``drop_events``, ``drop_markers``: how many
-    this clock); the counts ride on the next group taken, or on a group of their own (a GAP item)
-    in the first clock with room and no items. ``clear`` forgets the gap.
+    this clock); the counts ride on the next group taken, or on a group of their own (no valid
+    item) in the first clock with room and no items. ``clear`` forgets the gap.
 
     ``memory``: the groups live in block RAM (``BlockFIFO``: a group reaches the output one
     clock later) instead of ``depth`` x ``GroupLayout.size`` flip-flops.
+
+    The ``+ 1`` of ``ITEM_ROLES`` are taken from the items (``i_item[2].slot``,
+    ``i_item[3].frame``), which must be the roles' values whether or not the item is valid.
     """
 
     def __init__(self, depth=2, *, memory=False):
@@ -106,7 +127,7 @@ class ItemQueue(wiring.Component):
         super().__init__({
             "i_valid": In(1).array(ITEMS),
             "i_item": In(ItemLayout).array(ITEMS),
-            "o_stream": Out(stream.Signature(QueueEntry)),
+            "o_stream": Out(stream.Signature(GroupLayout)),
             "drop_events": Out(range(ITEMS + 1)),
             "drop_markers": Out(range(ITEMS + 1)),
             "clear": In(1),
@@ -133,11 +154,26 @@ class ItemQueue(wiring.Component):
             incoming.mask_a.eq(self.i_item[0].mask), incoming.phase_a.eq(self.i_item[0].phase),
             incoming.mask_b.eq(self.i_item[2].mask), incoming.phase_b.eq(self.i_item[2].phase),
             incoming.gap_events.eq(gap_events), incoming.gap_markers.eq(gap_markers),
+            incoming.slot_next.eq(self.i_item[2].slot), incoming.frame_next.eq(self.i_item[3].frame),
+            incoming.has_gap.eq(has_gap),
+            incoming.empty.eq(~any_item),
+            incoming.single.eq(~Cat(valid[a] & valid[b] for a in range(ITEMS)
+                                    for b in range(a + 1, ITEMS)).any()),
             groups.w_data.eq(incoming.as_value()),
         ]
+        for k in range(ITEMS):
+            m.d.comb += incoming.first_at[k].eq(valid[k] & ~valid[:k].any() if k else valid[k])
+        m.d.comb += incoming.first_det.eq(Cat(incoming.first_at[k] for k, role in
+                                              enumerate(ITEM_ROLES)
+                                              if role[0] == ItemKind.DETECTION).any())
         room = groups.w_rdy & ~self.hold
         take = Signal()
         m.d.comb += [take.eq(room & (any_item | has_gap)), groups.w_en.eq(take)]
+        # The frame of the last detection queued: all queued items reach the writer in order.
+        det_frame = Signal(FRAME_BITS)
+        m.d.comb += incoming.new_frame.eq(self.i_item[0].frame != det_frame)
+        with m.If(take & (self.i_valid[0] | self.i_valid[2])):
+            m.d.sync += det_frame.eq(self.i_item[0].frame)
         dets = [k for k, role in enumerate(ITEM_ROLES) if role[0] == ItemKind.DETECTION]
         marks = [k for k in range(ITEMS) if k not in dets]
         dropping = any_item & ~room
@@ -154,42 +190,8 @@ class ItemQueue(wiring.Component):
                          gap_markers.eq(_sat_add(m, gap_markers, self.drop_markers,
                                                  len(gap_markers)))]
 
-        # Unpack the head group: its items in order, the gap on the first beat.
-        head = Signal(GroupLayout)
-        m.d.comb += head.eq(groups.r_data)
-        done = Signal(ITEMS)
-        first = Signal()          # no beat of this group sent yet
-        left = Signal(ITEMS)
-        m.d.comb += left.eq(head.valid & ~done)
-        index = Signal(range(ITEMS))
-        for k in reversed(range(ITEMS)):
-            with m.If(left[k]):
-                m.d.comb += index.eq(k)
-        out = self.o_stream.payload
-        with m.Switch(index):
-            for k, (kind, frame_add, slot_add, event) in enumerate(ITEM_ROLES):
-                with m.Case(k):
-                    m.d.comb += [out.item.kind.eq(kind), out.item.frame.eq(head.frame + frame_add),
-                                 out.item.slot.eq(head.slot + slot_add)]
-                    if event is not None:
-                        m.d.comb += [out.item.mask.eq(head[f"mask_{event}"]),
-                                     out.item.phase.eq(head[f"phase_{event}"])]
-        with m.If(left == 0):     # a gap-only group
-            m.d.comb += out.item.kind.eq(ItemKind.GAP)
-        m.d.comb += [
-            out.gap_events.eq(Mux(first, head.gap_events, 0)),
-            out.gap_markers.eq(Mux(first, head.gap_markers, 0)),
-            self.o_stream.valid.eq(groups.r_rdy),
-        ]
-        last = Signal()
-        m.d.comb += last.eq((left & ~(1 << index)) == 0)
-        with m.If(self.o_stream.valid & self.o_stream.ready):
-            with m.If(last | (left == 0)):
-                m.d.comb += groups.r_en.eq(1)
-                m.d.sync += [done.eq(0)]
-            with m.Else():
-                m.d.sync += done.eq(done | (1 << index))
-        m.d.comb += first.eq(done == 0)
+        m.d.comb += [self.o_stream.payload.eq(groups.r_data), self.o_stream.valid.eq(groups.r_rdy),
+                     groups.r_en.eq(self.o_stream.ready)]
         return m
 
 
@@ -207,7 +209,8 @@ class BlockFIFO(Elaboratable):
     adds a flip-flop and a multiplexer per data bit for the read-during-write rule; on the
     iCE40, where a flip-flop without its own LUT takes a logic cell, that costs a cell per bit.
     Here the rule is free: the read and write addresses never meet in a clock that writes (equal
-    pointers with words inside mean full).
+    pointers with words inside mean full). ``w_rdy`` is a flip-flop (not a compare of the
+    level), so a writer's decision does not wait for it.
     """
 
     def __init__(self, *, width, depth):
@@ -255,8 +258,9 @@ class BlockFIFO(Elaboratable):
         inner = Signal(range(inner_depth + 1))
         do_write = self.w_en & self.w_rdy
         do_read = (inner != 0) & (~self.r_rdy | self.r_en)
+        not_full = Signal(init=1)
         m.d.comb += [
-            self.w_rdy.eq(inner != inner_depth),
+            self.w_rdy.eq(not_full),
             wr_addr.eq(produce), wr_data.eq(self.w_data), wr_en.eq(do_write),
             rd_addr.eq(consume), rd_en.eq(do_read), self.r_data.eq(rd_data),
             self.level.eq(inner + self.r_rdy),
@@ -274,72 +278,124 @@ class BlockFIFO(Elaboratable):
         with m.Elif(self.r_en):
             m.d.sync += self.r_rdy.eq(0)
         with m.If(do_write & ~do_read):
-            m.d.sync += inner.eq(inner + 1)
+            m.d.sync += [inner.eq(inner + 1), not_full.eq(inner != inner_depth - 1)]
         with m.Elif(do_read & ~do_write):
-            m.d.sync += inner.eq(inner - 1)
+            m.d.sync += [inner.eq(inner - 1), not_full.eq(1)]
         return m
 
 
 class RecordWriter(wiring.Component):
-    """Write each queued item as its records (OVERFLOW, FRAME, then its own) into ``o_stream``.
+    """Write each queued group's items as records into ``o_stream``, one record a clock: an
+    OVERFLOW record first if the group carries a gap, then per item (in ``ITEM_ROLES`` order) a
+    FRAME record if it is a detection that needs one, and its own record.
 
-    ``clear`` forgets the last frame sent, so the next detection gets a FRAME record.
+    A detection needs a FRAME record if none was sent since the last OVERFLOW or ``clear``, or
+    if its frame differs from the previous detection's (the group's ``new_frame``, for its first
+    detection; a group's later detection is in the same frame). ``clear`` forgets the last
+    frame sent, so the next detection gets a FRAME record. The decision to take a group (which
+    feeds the queue's read enable) reads only the group's flags and flip-flops; records leave
+    through a register (``o_stream`` is driven by flip-flops only).
     """
 
-    i_stream: In(stream.Signature(QueueEntry))
+    i_stream: In(stream.Signature(GroupLayout))
     o_stream: Out(stream.Signature(32))
     clear: In(1)
 
     def elaborate(self, platform):
         m = Module()
-        entry = self.i_stream.payload
-        item = entry.item
-        last_frame = Signal(FRAME_BITS)
-        last_valid = Signal()
-        gap_done = Signal()
+        head = self.i_stream.payload
+        valid = self.i_stream.valid
+        first = Signal(init=1)       # no item of the head group written yet
+        cur = Signal(ITEMS)          # one-hot: the item to write next (when not ``first``)
+        cur_last = Signal()          # ... and it is the group's last
+        det_seen = Signal()          # a detection of the head group was written
+        last_valid = Signal()        # a FRAME record went out since the last OVERFLOW or clear
+        gap_done = Signal()          # the head group's OVERFLOW record went out
+        frame_done = Signal()        # the current item's FRAME record went out
 
-        has_gap = ((entry.gap_events != 0) | (entry.gap_markers != 0)) & ~gap_done
-        is_det = item.kind == ItemKind.DETECTION
-        need_frame = is_det & (~last_valid | (last_frame != item.frame))
+        cur_det = Signal()           # ``cur`` is a detection
+
+        def cut(name, value):
+            """``value`` as a kept wire: a LUT output of its own, so the decision below maps
+            as the few LUT levels written here (yosys would otherwise trade its depth for
+            area, the RAM's read enable not being its critical path)."""
+            sig = Signal(len(value), name=name, attrs={"keep": 1})
+            m.d.comb += sig.eq(value)
+            return sig
+
+        # This beat: item k (one-hot ``at``), is it the group's last, a detection, a new frame.
+        at = [Mux(first, head.first_at[k], cur[k]) for k in range(ITEMS)]
+        dets = [k for k, role in enumerate(ITEM_ROLES) if role[0] == ItemKind.DETECTION]
+        last = cut("beat_last", Mux(first, head.single, cur_last))
+        is_det = cut("beat_det", Mux(first, head.first_det, cur_det))
+        is_gap = cut("beat_gap", first & head.empty)
+        has_gap = cut("beat_overflow", first & head.has_gap & ~gap_done)
+        frame_due = cut("beat_frame_due",
+                        ~frame_done & (~last_valid | (head.new_frame & ~det_seen)))
+        need_frame = is_det & frame_due
+
+        def pick(pairs):
+            return or_tree([value & sel.replicate(len(value)) for sel, value in pairs])
+
+        roles = list(enumerate(ITEM_ROLES))
+        frame_no = pick([(at[k], head.frame_next if role[1] else head.frame) for k, role in roles])
+        slot = pick([(at[k], head.slot_next if role[2] else head.slot)
+                     for k, role in roles if role[0] == ItemKind.DETECTION])
+        mask = pick([(at[k], head[f"mask_{role[3]}"]) for k, role in roles if role[3]])
+        phase = pick([(at[k], head[f"phase_{role[3]}"]) for k, role in roles if role[3]])
+        lost = Cat(at[k] for k, role in roles if role[0] == ItemKind.SYNC_LOST).any()
 
         overflow = Signal(OverflowRecord)
         frame = Signal(FrameRecord)
         det = Signal(DetectionRecord)
         marker = Signal(MarkerRecord)
         m.d.comb += [
-            overflow.kind.eq(RecordKind.OVERFLOW), overflow.events.eq(entry.gap_events),
-            overflow.markers.eq(entry.gap_markers),
-            frame.kind.eq(RecordKind.FRAME), frame.frame.eq(item.frame),
-            det.kind.eq(RecordKind.DETECTION), det.mask.eq(item.mask), det.slot.eq(item.slot),
-            det.phase.eq(item.phase),
-            marker.kind.eq(RecordKind.MARKER), marker.frame.eq(item.frame),
-            marker.code.eq(Mux(item.kind == ItemKind.SYNC_LOST, MarkerCode.SYNC_LOST,
-                               MarkerCode.SYNC_ACQUIRED)),
+            overflow.kind.eq(RecordKind.OVERFLOW), overflow.events.eq(head.gap_events),
+            overflow.markers.eq(head.gap_markers),
+            frame.kind.eq(RecordKind.FRAME), frame.frame.eq(frame_no),
+            det.kind.eq(RecordKind.DETECTION), det.mask.eq(mask), det.slot.eq(slot),
+            det.phase.eq(phase),
+            marker.kind.eq(RecordKind.MARKER), marker.frame.eq(frame_no),
+            marker.code.eq(Mux(lost, MarkerCode.SYNC_LOST, MarkerCode.SYNC_ACQUIRED)),
         ]
-        is_gap = item.kind == ItemKind.GAP
-        m.d.comb += self.o_stream.valid.eq(self.i_stream.valid & (has_gap | ~is_gap))
-        with m.If(self.i_stream.valid & ~has_gap & is_gap):
-            m.d.comb += self.i_stream.ready.eq(1)
-            m.d.sync += gap_done.eq(0)
-        with m.If(has_gap):
-            m.d.comb += self.o_stream.payload.eq(overflow.as_value())
-        with m.Elif(need_frame):
-            m.d.comb += self.o_stream.payload.eq(frame.as_value())
-        with m.Elif(is_det):
-            m.d.comb += self.o_stream.payload.eq(det.as_value())
-        with m.Else():
-            m.d.comb += self.o_stream.payload.eq(marker.as_value())
+        # OVERFLOW, else FRAME, else the item's own record: one-hot selects, AND-OR.
+        record = Signal(32)
+        m.d.comb += record.eq(or_tree([
+            rec.as_value() & sel.replicate(32) for sel, rec in (
+                (has_gap, overflow), (~has_gap & need_frame, frame),
+                (~has_gap & ~need_frame & is_det, det), (~has_gap & ~is_det, marker))]))
 
-        with m.If(self.o_stream.valid & self.o_stream.ready):
-            with m.If(has_gap):
-                m.d.sync += [gap_done.eq(1), last_valid.eq(0)]
-            with m.Elif(need_frame):
-                m.d.sync += [last_valid.eq(1), last_frame.eq(item.frame)]
-            with m.Else():
+        produce = valid & (has_gap | ~is_gap)
+        out_valid = Signal()
+        out_data = Signal(32)
+        advance = ~out_valid | self.o_stream.ready
+        m.d.comb += [self.o_stream.valid.eq(out_valid), self.o_stream.payload.eq(out_data)]
+        with m.If(advance):
+            m.d.sync += [out_valid.eq(produce), out_data.eq(record)]
+
+        # The item is done: its own record went out (or, for a gap-only group, the OVERFLOW).
+        go = cut("beat_go", advance & ~(is_det & frame_due))
+        item_done = cut("beat_done", valid & ~has_gap & (is_gap | go))
+        with m.If(advance & produce & has_gap):
+            m.d.sync += [gap_done.eq(1), last_valid.eq(0)]
+        with m.If(advance & produce & ~has_gap & need_frame):
+            m.d.sync += [frame_done.eq(1), last_valid.eq(1)]
+        # The next item: the lowest valid one above this one.
+        above = [Cat(at[:k]).any() if k else C(0) for k in range(ITEMS)]   # k is above this item
+        rest = Cat(head.valid[k] & above[k] for k in range(ITEMS))
+        with m.If(item_done):
+            m.d.sync += [frame_done.eq(0), det_seen.eq(det_seen | is_det)]
+            with m.If(last):
                 m.d.comb += self.i_stream.ready.eq(1)
-                m.d.sync += gap_done.eq(0)
+                m.d.sync += [first.eq(1), gap_done.eq(0), det_seen.eq(0)]
+            with m.Else():
+                m.d.sync += [first.eq(0),
+                             cur_last.eq(~Cat(rest[a] & rest[b] for a in range(ITEMS)
+                                              for b in range(a + 1, ITEMS)).any())]
+                nxt = [rest[k] & ~rest[:k].any() if k else rest[k] for k in range(ITEMS)]
+                m.d.sync += [cur.eq(Cat(*nxt)), cur_det.eq(Cat(nxt[k] for k in dets).any())]
         with m.If(self.clear):
-            m.d.sync += last_valid.eq(0)
+            m.d.sync += [last_valid.eq(0), frame_done.eq(0)]
         return m
 
 

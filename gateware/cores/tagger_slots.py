@@ -20,18 +20,22 @@ Per clock the classifier sees, for each channel, whether it clicked and at which
 Within one clock, with ``slot_period >= N``, the bins split into at most three segments: A (the
 running slot), B (the next slot of the same frame, after a slot boundary at bin ``w``) and C (a new
 frame from an origin at bin ``jp``), which is why at most ``ITEMS`` items appear in one clock.
-Outputs are registered: items and per-click flags appear one clock after the clicks.
+Outputs are registered: items and per-click flags appear two clocks after the clicks come in.
 
 Pipelining: where the boundaries fall in a clock (``jp``, ``w``, whether B is still in the frame)
 and, for each bin ``j``, its segment, phase, in-frame flag and gate test depend only on the slot
-position state, never on the clicks. They are computed one clock ahead from the *next* state and
-registered, so a click only selects its bin's precomputed row (a multiplexer) before the dead time
-and the event merge. The configuration is registered too, with the gate limits per bin
-(``gate_start - j``, ``gate_start + gate_width - j``, each also ``+ slot_period``) so that each
-gate test is one comparison of the next ``phase0``. The records are the same as without these
-stages; the one visible difference is that a change of ``slot_period``, ``frame_slots``,
-``sync_delay``, ``gate_start`` or ``gate_width`` reaches the clicks two clocks later (a register
-write while the tagger runs lands at an arbitrary clock either way).
+position state, never on the clicks. The state of a clock is registered (``has_o``, ``jp``,
+``wrap_first``, ``w``, ``phase0``, the distance to the slot boundary...), the bin rows are
+computed from it and registered in the next clock, and the clicks, with the enable they were
+gated with and the state the click-time logic reads, are delayed by a clock to meet them. So a
+click only selects its bin's precomputed row (a multiplexer) before the dead time and the event
+merge, and the rows' adders and compares start from flip-flops. The configuration is registered
+too, with the gate limits per bin (``gate_start - j``, ``gate_start + gate_width - j``, each also
+``+ slot_period``) so that each gate test is one comparison of ``phase0``. The records are the
+same as without these stages; the one visible difference is the clock from which a change of
+``slot_period``, ``frame_slots``, ``sync_delay``, ``gate_start``, ``gate_width`` or
+``dead_time`` applies to the clicks (a register write while the tagger runs lands at an
+arbitrary clock either way).
 """
 
 from amaranth import *
@@ -54,9 +58,10 @@ class SlotClassifier(wiring.Component):
     """Assign clicks to frames and slots, apply dead time and gate, merge them into events.
 
     ``samples`` is N, the bins per clock (1, 2 or 4). ``sync_edge``/``sync_index`` must lead the
-    clicks by one clock (the tagger delays the clicks), so a sync edge's origin is known before
-    the clicks of its clock are classified. ``click`` must be 0 while ``enable`` is 0 (the
-    tagger gates it in the click register).
+    clicks by one clock (the tagger registers the clicks), so a sync edge's origin is known
+    before the clicks of its clock are classified; the classifier delays the clicks once more
+    to meet their clock's bin rows. ``click`` must be 0 while ``enable`` is 0 (the tagger gates
+    it in the click register).
     """
 
     def __init__(self, samples=1):
@@ -214,30 +219,46 @@ class SlotClassifier(wiring.Component):
             m.d.comb += w_nx.eq(dist)
         wrap_first_nx = Signal(name="wrap_first_nx")
         m.d.comb += wrap_first_nx.eq(has_w_nx & (~has_o_nx | (w_nx < jp_nx)))
-        m.d.sync += [has_o.eq(has_o_nx), jp.eq(jp_nx), w.eq(w_nx), wrap_first.eq(wrap_first_nx)]
+        dist_r = Signal(signed(PHASE_BITS + 3), name="bnd_dist")
+        m.d.sync += [has_o.eq(has_o_nx), jp.eq(jp_nx), w.eq(w_nx), wrap_first.eq(wrap_first_nx),
+                     dist_r.eq(dist)]
+        # The bin rows of a clock, from its registered state (a clock later than the state,
+        # which is why the clicks are delayed once more below).
         for j in bins:
             # Segment C (new frame from jp), else B (next slot from w), else A.
-            in_c, in_b = Signal(name=f"in_c_nx{j}"), Signal(name=f"in_b_nx{j}")
-            m.d.comb += [in_c.eq(has_o_nx & (j >= jp_nx)),
-                         in_b.eq(~in_c & wrap_first_nx & (j >= w_nx))]
-            phase = Signal(ph_w, name=f"phase_nx{j}")
-            c_index = Signal(range(max(n, 2)), name=f"c_index_nx{j}")
-            m.d.comb += c_index.eq(j - jp_nx)
+            in_c, in_b = Signal(name=f"in_c_row{j}"), Signal(name=f"in_b_row{j}")
+            m.d.comb += [in_c.eq(has_o & (j >= jp)),
+                         in_b.eq(~in_c & wrap_first & (j >= w))]
+            c_index = Signal(range(max(n, 2)), name=f"c_index_row{j}")
+            m.d.comb += c_index.eq(j - jp)
             with m.If(in_c):
-                m.d.sync += [bin_phase[j].eq(j - jp_nx), bin_in_frame[j].eq(1),
+                m.d.sync += [bin_phase[j].eq(j - jp), bin_in_frame[j].eq(1),
                              bin_in_gate[j].eq(small_gate[c_index])]
             with m.Elif(in_b):
-                m.d.sync += [bin_phase[j].eq(j - dist), bin_in_frame[j].eq(b_in_frame_nx),
-                             bin_in_gate[j].eq(in_gate_nx("b", j, phase0_nx))]
+                m.d.sync += [bin_phase[j].eq(j - dist_r), bin_in_frame[j].eq(b_in_frame),
+                             bin_in_gate[j].eq(in_gate_nx("b", j, phase0))]
             with m.Else():
-                m.d.sync += [bin_phase[j].eq(phase0_nx + j), bin_in_frame[j].eq(synced_nx),
-                             bin_in_gate[j].eq(in_gate_nx("a", j, phase0_nx))]
+                m.d.sync += [bin_phase[j].eq(phase0 + j), bin_in_frame[j].eq(synced),
+                             bin_in_gate[j].eq(in_gate_nx("a", j, phase0))]
             m.d.sync += [bin_in_c[j].eq(in_c), bin_in_b[j].eq(in_b)]
+
+        # -- click time: the clicks (and the enable they were gated with) a clock later, with
+        # the state of their clock, delayed to meet the rows.
+        click = [Signal(name=f"click_d{ch}") for ch in range(CHANNELS)]
+        index = [Signal(range(max(n, 2)), name=f"index_d{ch}") for ch in range(CHANNELS)]
+        en_c, has_o_c, wrap_first_c, synced_c, b_in_frame_c = (
+            Signal(name=f"{x}_click") for x in ("en", "has_o", "wrap_first", "synced",
+                                                 "b_in_frame"))
+        slot0_c = Signal(SLOT_BITS, name="slot0_click")
+        m.d.sync += [click[ch].eq(self.click[ch]) for ch in range(CHANNELS)]
+        m.d.sync += [index[ch].eq(self.index[ch]) for ch in range(CHANNELS)]
+        m.d.sync += [en_c.eq(en), has_o_c.eq(has_o), wrap_first_c.eq(wrap_first),
+                     synced_c.eq(synced), b_in_frame_c.eq(b_in_frame), slot0_c.eq(slot0)]
 
         # -- per channel: the click's bin picks its segment, phase and gate test; dead time
         seg_a, seg_b, seg_c = [], [], []
         for ch in range(CHANNELS):
-            j = self.index[ch]
+            j = index[ch]
             in_c = Signal(name=f"in_c{ch}")
             in_b = Signal(name=f"in_b{ch}")
             phase = Signal(ph_w, name=f"phase{ch}")
@@ -252,7 +273,7 @@ class SlotClassifier(wiring.Component):
             hz = rem_hz[ch]
             # j >= rem, with j < N = 2**lb: rem's high bits zero (the registered flag ``hz``)
             # and its low bits <= j. ``click`` is already gated by ``enable``.
-            m.d.comb += [raw.eq(self.click[ch]), live.eq(raw & hz & (r[:lb] <= j))]
+            m.d.comb += [raw.eq(click[ch]), live.eq(raw & hz & (r[:lb] <= j))]
             # Non-paralysable: only a click outside the dead time restarts it. Next clock's
             # rem = max(left - N, 0) with left = j + dead_time (a live click) or rem. N is a
             # power of two, so "- N" is a decrement of the high bits (one shared borrow chain),
@@ -268,7 +289,7 @@ class SlotClassifier(wiring.Component):
             # high_in == 0 and next clock's hz from flags of the dead time and of rem (the next
             # high bits are dead_time's with a carry, else high_in - 1: zero if high_in is 1).
             dt_hz, dt_h1, r_h1 = dt[lb:] == 0, dt[lb:] == 1, r[lb:] == 1
-            zeroed = ~self.enable | (~carry & Mux(live, dt_hz, hz))
+            zeroed = ~en_c | (~carry & Mux(live, dt_hz, hz))
             m.d.sync += hz.eq(zeroed | Mux(carry, dt_hz, Mux(live, dt_h1, r_h1)))
             with m.If(zeroed):
                 m.d.sync += r.eq(0)
@@ -288,39 +309,34 @@ class SlotClassifier(wiring.Component):
             seg_c.append(a & in_c)
 
         # Earliest accepted click per segment: the lowest bin holding one (phases grow with the
-        # bin inside a segment, and each bin's phase row is precomputed). first[x][j]: bin j
-        # holds segment x's first click. Phases are then AND-OR selections of the rows (and of
-        # the open event's phase), with selects from these flags: a shallow click path.
-        def first_bins(sel):
-            hold = [Cat(sel[ch] & (self.index[ch] == j) for ch in range(CHANNELS)).any()
-                    for j in bins]
-            return [hold[j] & ~Cat(hold[:j]).any() if j else hold[j] for j in bins]
-
-        def pick(selects):
-            """OR of ``value`` where its select is 1 (at most one is)."""
-            return or_tree([value & sel.replicate(PHASE_BITS) for sel, value in selects])
-
-        first = {x: first_bins(sel) for x, sel in (("a", seg_a), ("b", seg_b), ("c", seg_c))}
+        # bin inside a segment, and each bin's phase row is precomputed). A segment's phase is
+        # a priority selection of the rows by "bin j holds one of its clicks" (``hold``),
+        # lowest bin first; it is only looked at when the segment has a click. Then the open
+        # event's phase and the items' are 2:1 selections by registered state: a shallow path.
         rows = [bin_phase[j][:PHASE_BITS] for j in bins]
+
+        def first_phase(sel):
+            hold = [Cat(sel[ch] & (index[ch] == j) for ch in range(CHANNELS)).any()
+                    for j in bins]
+            if len(bins) <= 2:
+                return Mux(hold[0], rows[0], rows[1])
+            # Wider clocks: AND-OR of the rows with one-hot "first bin" selects.
+            first = [hold[j] & ~Cat(hold[:j]).any() if j else hold[j] for j in bins]
+            return or_tree([rows[j] & first[j].replicate(PHASE_BITS) for j in bins])
+
+        phase_a, phase_b, phase_c = (Signal(PHASE_BITS, name=f"first_phase_{x}") for x in "abc")
+        m.d.comb += [phase_a.eq(first_phase(seg_a)), phase_b.eq(first_phase(seg_b)),
+                     phase_c.eq(first_phase(seg_c))]
         mask_a, mask_b, mask_c = Cat(*seg_a), Cat(*seg_b), Cat(*seg_c)
         open_nz = open_mask != 0
         ev_a_mask = Signal(CHANNELS)
         ev_a_phase = Signal(PHASE_BITS)
-        phase_b = Signal(PHASE_BITS)
-        m.d.comb += [
-            ev_a_mask.eq(open_mask | mask_a),
-            ev_a_phase.eq(pick([(open_nz, open_phase)] +
-                               [(~open_nz & first["a"][j], rows[j]) for j in bins])),
-            phase_b.eq(pick([(first["b"][j], rows[j]) for j in bins])),
-        ]
+        m.d.comb += [ev_a_mask.eq(open_mask | mask_a),
+                     ev_a_phase.eq(Mux(open_nz, open_phase, phase_a))]
         # The open event's phase next clock: C's first (origin), else B's (slot boundary), else
         # A's event (the open one's, or A's first).
         next_phase = Signal(PHASE_BITS)
-        keep_a = ~has_o & ~wrap_first
-        m.d.comb += next_phase.eq(pick(
-            [(keep_a & open_nz, open_phase)] +
-            [((has_o & first["c"][j]) | (~has_o & wrap_first & first["b"][j]) |
-              (keep_a & ~open_nz & first["a"][j]), rows[j]) for j in bins]))
+        m.d.comb += next_phase.eq(Mux(has_o_c, phase_c, Mux(wrap_first_c, phase_b, ev_a_phase)))
 
         # -- items, in time order: A's event, sync lost at w, B's event, sync acquired at jp
         def item(k, valid, kind, frame_no, slot=0, mask=0, phase=0):
@@ -329,7 +345,8 @@ class SlotClassifier(wiring.Component):
                          self.item[k].slot.eq(slot), self.item[k].mask.eq(mask),
                          self.item[k].phase.eq(phase)]
 
-        en = self.enable
+        en, has_o, wrap_first, synced, b_in_frame, slot0 = (en_c, has_o_c, wrap_first_c, synced_c,
+                                                            b_in_frame_c, slot0_c)
         item(0, ((wrap_first | has_o) | ~en) & (ev_a_mask != 0), ItemKind.DETECTION, frame,
              slot0, ev_a_mask, ev_a_phase)
         item(1, en & wrap_first & synced & ~b_in_frame, ItemKind.SYNC_LOST, frame)
