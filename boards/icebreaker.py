@@ -6,8 +6,8 @@ twice per clock (``SB_IO`` DDR input): 30 MHz x 2 gives 16.7 ns bins.
 Why 30 MHz and not 48: the UP5K is the slow, low-power iCE40; its routing costs 1.8-3.6 ns per
 hop, and the link's executor and Alice's slot clock still have paths of 7-9 logic levels after
 pipelining (``docs/boards.md``, "Timing status"): LINK reaches 35.0 MHz and ALICE 34.0 MHz.
-BOB fits (5 097 of 5 280 logic cells, without hardware histograms: ``tagger`` below) but reaches
-21.0 MHz, not 30. The UART rate must divide the clock exactly and be one the
+BOB fits (5 181 of 5 280 logic cells, without hardware histograms: ``tagger`` below) and
+reaches 31.5 MHz (nextpnr seed 1). The UART rate must divide the clock exactly and be one the
 FT2232H makes exactly (12 MHz / n): 6 Mbaud is 5 clocks per bit.
 """
 

@@ -138,17 +138,9 @@ def test_ulx3s_bob_elaborates_with_iddrx2f():
     assert "IDDRX2F" in il and "EHXPLLL" in il and "ECLKSYNCB" in il and "CLKDIVF" in il
 
 
-#: Bob's image fits the iCE40UP5K (5 097 of 5 280 logic cells, no hardware histograms) and
-#: routes, but misses 30 MHz (21.0 MHz: the item queue -> record writer -> FIFO ready path;
-#: docs/boards.md, "Timing status"): the timing assertion fails.
-_ICE40_BOB_FIT = pytest.mark.xfail(strict=True, raises=AssertionError, reason="Bob's image "
-                                   "fits the UP5K but reaches about 21 of 30 MHz")
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("board, role", [
-    ("icebreaker", "link"), ("icebreaker", "alice"),
-    pytest.param("icebreaker", "bob", marks=_ICE40_BOB_FIT),
+    ("icebreaker", "link"), ("icebreaker", "alice"), ("icebreaker", "bob"),
     ("ulx3s", "link"), ("ulx3s", "alice"),
 ])
 def test_bitstream_builds_and_meets_timing(board, role, tmp_path):
