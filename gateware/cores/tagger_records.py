@@ -65,6 +65,16 @@ def _sat_add(m, a, b, width):
     return Mux(total >> width != 0, (1 << width) - 1, total[:width])
 
 
+def _lowest(bits):
+    """Return the lowest set bit of ``bits`` (a value of ITEMS bits) as a list of one-hot bits."""
+    return [bits[k] & ~bits[:k].any() if k else bits[k] for k in range(ITEMS)]
+
+
+def _at_most_one(bits):
+    """Return whether at most one of the ITEMS bits of ``bits`` is set."""
+    return ~Cat(bits[a] & bits[b] for a in range(ITEMS) for b in range(a + 1, ITEMS)).any()
+
+
 #: The classifier's item slots, in time order within a clock: (kind, frame + ?, slot + ?, which
 #: event). Slot 0 is segment A's event, 1 sync lost, 2 segment B's event, 3 sync acquired.
 ITEM_ROLES = (
@@ -157,12 +167,10 @@ class ItemQueue(wiring.Component):
             incoming.slot_next.eq(self.i_item[2].slot), incoming.frame_next.eq(self.i_item[3].frame),
             incoming.has_gap.eq(has_gap),
             incoming.empty.eq(~any_item),
-            incoming.single.eq(~Cat(valid[a] & valid[b] for a in range(ITEMS)
-                                    for b in range(a + 1, ITEMS)).any()),
+            incoming.single.eq(_at_most_one(valid)),
             groups.w_data.eq(incoming.as_value()),
         ]
-        for k in range(ITEMS):
-            m.d.comb += incoming.first_at[k].eq(valid[k] & ~valid[:k].any() if k else valid[k])
+        m.d.comb += incoming.first_at.eq(Cat(*_lowest(valid)))
         m.d.comb += incoming.first_det.eq(Cat(incoming.first_at[k] for k, role in
                                               enumerate(ITEM_ROLES)
                                               if role[0] == ItemKind.DETECTION).any())
@@ -390,9 +398,8 @@ class RecordWriter(wiring.Component):
                 m.d.sync += [first.eq(1), gap_done.eq(0), det_seen.eq(0)]
             with m.Else():
                 m.d.sync += [first.eq(0),
-                             cur_last.eq(~Cat(rest[a] & rest[b] for a in range(ITEMS)
-                                              for b in range(a + 1, ITEMS)).any())]
-                nxt = [rest[k] & ~rest[:k].any() if k else rest[k] for k in range(ITEMS)]
+                             cur_last.eq(_at_most_one(rest))]
+                nxt = _lowest(rest)
                 m.d.sync += [cur.eq(Cat(*nxt)), cur_det.eq(Cat(nxt[k] for k in dets).any())]
         with m.If(self.clear):
             m.d.sync += [last_valid.eq(0), frame_done.eq(0)]
