@@ -191,19 +191,14 @@ class BobBlock(BlockModel):
                 n = self.samples
                 self.offset += -(-(stream.until - earliest - self.offset) // n) * n
             times = [t + self.offset for t in times]
-            if not self.enabled:             # ignored; the tagger's time moves on
-                stream.feed(times[:CHANNELS], times[CHANNELS],
-                            None if until is None else int(until) + self.offset)
-                if self.gap_bins is not None:
-                    stream.feed([()] * CHANNELS, (), stream.until + self.gap_bins)
-                return None
-            first = stream.feed(times[:CHANNELS], times[CHANNELS],
-                                None if until is None else int(until) + self.offset)
-            if self.gap_bins is None:
-                return self._commit(first)
-            second = stream.feed([()] * CHANNELS, (), stream.until + self.gap_bins)
-            from hil.tagger_model import join_results
-            return self._commit(join_results(first, second))
+            result = stream.feed(times[:CHANNELS], times[CHANNELS],
+                                 None if until is None else int(until) + self.offset)
+            if self.gap_bins is not None:
+                from hil.tagger_model import join_results
+                result = join_results(result, stream.feed([()] * CHANNELS, (),
+                                                          stream.until + self.gap_bins))
+            # stopped: the stream ignored the light and only its time moved on
+            return self._commit(result) if self.enabled else None
 
     def idle(self, bins=None):
         """Let time pass without light; return the TaggerResult of what became final, or None
