@@ -434,7 +434,8 @@ class Node:
             self._bob_sync(msg)
             return
         if "prepare" not in msg:
-            raise ChannelError(f"protocol out of step: expected a block, got {sorted(msg)}")
+            # not authenticated yet: altered on the way, as block data that does not parse (run)
+            raise self.channel.suspect(f"protocol out of step: expected a block, got {sorted(msg)}")
         n, self.session = msg["prepare"], msg["session"]
         theirs = Protocol.from_json(msg["protocol"])
         if theirs != self.proto:

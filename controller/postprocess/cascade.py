@@ -150,6 +150,13 @@ def derived_last(p: int, shown: int, whole: bool) -> bool:
     return whole and p >= 1 and shown >= 2
 
 
+def _check_sizes(ks: list[int], n: int) -> None:
+    """Raise ValueError unless every block size is 1..n (Bob takes them from Alice's
+    unauthenticated setup: a size past the key would size his caches from it)."""
+    if not ks or min(ks) < 1 or max(ks) > max(n, 1):
+        raise ValueError(f"block sizes must be 1..{n} (the key's length), got {ks}")
+
+
 def _tree_size(k: int) -> int:
     """Return the cache slots of one block's bisection tree (heap numbering)."""
     return 2 ** (max(int(math.ceil(math.log2(k))), 0) + 1)
@@ -215,8 +222,7 @@ class CascadeAlice:
         self.bits = np.ascontiguousarray(bits, dtype=np.uint8)
         n = self.bits.size
         self.ks = list(ks)
-        if not self.ks or min(self.ks) < 1:
-            raise ValueError(f"block sizes must be >= 1, got {self.ks}")
+        _check_sizes(self.ks, n)
         self.seed = seed
         self.cap = len(self.ks) + MAX_EXTRA_CHECKS
         # room for the checks Bob may ask for (rows are touched only when built)
@@ -292,8 +298,7 @@ class CascadeBob:
         self.n = n
         self.seed = int(setup[0])
         self.ks = [int(k) for k in setup[1:]]
-        if not self.ks or min(self.ks) < 1:
-            raise ValueError(f"block sizes must be >= 1, got {self.ks}")
+        _check_sizes(self.ks, n)
         passes = len(self.ks)
         self.mode = mode
         self.checks = int(checks)

@@ -277,3 +277,18 @@ def test_clean_checks_bound_the_frame_error_rate():
             out.append(not np.array_equal(fixed, a))
     assert np.mean(bare) > 0.4, f"seeds 700-799: FER without checks {np.mean(bare)}"
     assert np.mean(four) < 0.15, f"seeds 700-799: FER with 4 checks {np.mean(four)}"
+
+
+def test_bob_refuses_block_sizes_past_the_key():
+    """Bob sizes his caches from Alice's (not yet authenticated) setup: a block size past the
+    key's length, as a flipped bit on the way gives, is refused before any allocation."""
+    from controller.postprocess.cascade import CascadeBob
+    a = np.random.default_rng(7).integers(0, 2, 1000).astype(np.uint8)
+    setup, tops = CascadeAlice(a, [16, 128], seed=3).opening()
+    CascadeBob(a, setup, tops)                      # the genuine setup is taken
+    forged = setup.copy()
+    forged[2] = np.uint64(1) << np.uint64(56)
+    with pytest.raises(ValueError, match=r"block sizes must be 1\.\.1000"):
+        CascadeBob(a, forged, tops)
+    with pytest.raises(ValueError, match="block sizes"):
+        CascadeAlice(a, [16, 1001], seed=3)
