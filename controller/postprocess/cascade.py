@@ -75,6 +75,13 @@ LIMIT_SHIFT = 6
 # Low-round mode on frames shorter than ORDERED_BELOW: one in 2^LOW_LIMIT_SHIFT of pass 2's
 # blocks at a time (the syndrome decoding leaves rounds to spare for it).
 LOW_LIMIT_SHIFT = 2
+# Passes Bob accepts in Alice's setup (the schedules here have 20 or 21): he keeps a row of
+# every pass, so their number sizes his memory.
+MAX_PASSES = 64
+# Alice answers a round of queries only if it reads at most this many times (passes x n) key
+# positions: a round of Bob's reads each pass's nodes under way once (plus their halves), so
+# a larger one was altered on the way and would keep her busy for hours.
+QUERY_WORK = 4
 
 
 def block_schedule(n: int, qber: float, passes: int = 2 + CHECKS, mode: str = "standard") -> list[int]:
@@ -151,10 +158,20 @@ def derived_last(p: int, shown: int, whole: bool) -> bool:
 
 
 def _check_sizes(ks: list[int], n: int) -> None:
-    """Raise ValueError unless every block size is 1..n (Bob takes them from Alice's
-    unauthenticated setup: a size past the key would size his caches from it)."""
+    """Raise ValueError unless every block size is 1..n and there are 1..MAX_PASSES of them
+    (Bob takes them from Alice's unauthenticated setup: they size his caches and rows)."""
     if not ks or min(ks) < 1 or max(ks) > max(n, 1):
         raise ValueError(f"block sizes must be 1..{n} (the key's length), got {ks}")
+    if len(ks) > MAX_PASSES:
+        raise ValueError(f"at most {MAX_PASSES} passes, got a schedule of {len(ks)}")
+
+
+def _received(data, what: str, kinds: str) -> np.ndarray:
+    """Return a 1-D array received from the peer; ValueError if it has another shape or dtype."""
+    if not isinstance(data, np.ndarray) or data.ndim != 1 or data.dtype.kind not in kinds:
+        raise ValueError(f"{what}: expected a 1-D array of dtype kind {kinds!r}, got "
+                         f"{getattr(data, 'dtype', type(data).__name__)} {getattr(data, 'shape', '')}")
+    return data
 
 
 def _tree_size(k: int) -> int:
@@ -250,6 +267,18 @@ class CascadeAlice:
         for p in range(len(self.keff), passes):
             self._build(p, half)
 
+    def _check_work(self, q: np.ndarray) -> None:
+        """Raise ValueError if answering ``q`` would read more than QUERY_WORK x passes x n
+        key positions (a plane query of bit t reads about range / 2^(t+1) of them; see
+        core.answer_queries)."""
+        span = np.clip(q[:, 2].astype(np.int64) - q[:, 1].astype(np.int64), 0, self.bits.size)
+        shift = np.clip(q[:, 0].astype(np.int64) // core.PLANE, 0, 62)
+        work = int(np.sum(np.where(shift > 0, span >> shift, 0))) + len(q)
+        limit = QUERY_WORK * max(len(self.keff), 1) * (self.bits.size + 1)
+        if work > limit:
+            raise ValueError(f"{len(q)} queries would read {work} key positions, more than the "
+                             f"{limit} a round can ask (passes {len(self.keff)}, n {self.bits.size})")
+
     def opening(self) -> tuple[np.ndarray, np.ndarray]:
         """Return the public setup (seed, block sizes) and the block parities Alice
         discloses: every block of every pass but the last block of passes 2.. (see
@@ -270,6 +299,7 @@ class CascadeAlice:
             top = int(q[:, 0].max())
             if len(self.keff) <= top < self.cap:
                 self._extend(top + 1)
+            self._check_work(q)
         out = np.empty(len(q), dtype=np.bool_)
         bad = core.answer_queries(self.px[:len(self.keff)], q.astype(np.int64, copy=False), out)
         if bad >= 0:
@@ -296,6 +326,9 @@ class CascadeBob:
         self.y = np.array(bits, dtype=np.uint8)
         n = self.y.size
         self.n = n
+        setup = _received(setup, "Alice's Cascade setup (seed, block sizes)", "iu")
+        if setup.size < 2:
+            raise ValueError(f"Alice's Cascade setup needs a seed and a block size, got {setup.size} values")
         self.seed = int(setup[0])
         self.ks = [int(k) for k in setup[1:]]
         _check_sizes(self.ks, n)
@@ -315,7 +348,10 @@ class CascadeBob:
         self.lay = _Layout.of(self.keff, self.shown)
         lay = self.lay
         self.cache = np.zeros(self._cache_room(lay.cache_size), dtype=np.int8)   # see core: 0 = unknown
-        tops = np.asarray(tops, dtype=np.int8)
+        tops = _received(tops, "Alice's block parities", "biu")
+        if tops.size and (tops.min() < 0 or tops.max() > 1):
+            raise ValueError(f"Alice's block parities must be 0 or 1, found {tops.min()}..{tops.max()}")
+        tops = tops.astype(np.int8)
         whole = not self.check[0]
         sent = [s - derived_last(p, s, whole) for p, s in enumerate(self.shown)]
         if tops.size != sum(sent):
@@ -424,7 +460,8 @@ class CascadeBob:
     def next_queries(self, answers: np.ndarray | None = None) -> np.ndarray | None:
         """Consume Alice's last answers; return the next queries (int32 rows pass, lo, hi;
         a view valid until the next call) or None when Bob is done."""
-        ans = self._answers if answers is None else np.asarray(answers, dtype=np.bool_)
+        ans = self._answers if answers is None else \
+            _received(answers, "Alice's parities", "biu").astype(np.bool_)
         if ans.size != self._pending:
             raise ValueError(f"expected {self._pending} parities from Alice, got {ans.size}: "
                              "protocol out of step")
