@@ -28,15 +28,18 @@ at least one), cascading each error back before the next blocks start: a block t
 cascade evens costs no parities.  This lowers f by 0.01-0.05 at N = 1e4..1e5
 (docs/BENCHMARKS.md) for 2-5x the rounds; longer frames bisect every odd block at once.
 
-Low-round mode: k1 = 2^floor(log2(1/Q)), k2 = 4 k1, a third pass of 32 k1, then every
-check at once (one stage).  Cascaded searches use syndrome decoding: an odd node of up to s
+Low-round mode: k1 = 2^floor(log2(1/Q)), k2 the power of two nearest 1 / (the error
+density pass 1 leaves: 4 k1 at 1, 2, 4, 8 %, 2 k1 at 5-6 %), a third pass of 64 k1, then
+every check at once (one stage).  Cascaded searches use syndrome decoding: an odd node of up to s
 bits is located in one round by asking its left half and the bit planes of the offsets in
 the halves (as many parities as bisection asks, Winnow-style), s chosen each round from
 Bob's estimate of the errors left (s x density <= SYNDROME_LOAD, so that three errors in a
 node, which give a wrong bit for later passes to undo, stay rare).  Nodes of 512 bits or
-more are split four ways per round; frames shorter than ORDERED_BELOW bisect a quarter of
-pass 2's blocks at a time.  The parities of the last block of every pass after the first
-follow from the key's parity (pass 1) in both modes and are never disclosed.
+more are split four ways per round; pass 2's blocks are bisected a quarter at a time
+(frames of ORDERED_BELOW bits or more: a half), half as many when Bob's estimate from pass
+1's odd blocks leaves under SPARSE_PASS2 errors per block of pass 2.  The parities of the
+last block of every pass after the first follow from the key's parity (pass 1) in both
+modes and are never disclosed.
 
 Messages (all through the channel, which meters them): Alice -> Bob the permutation
 seed (public randomness) and the block parities of every pass (leak); then rounds
@@ -75,6 +78,13 @@ LIMIT_SHIFT = 6
 # Low-round mode on frames shorter than ORDERED_BELOW: one in 2^LOW_LIMIT_SHIFT of pass 2's
 # blocks at a time (the syndrome decoding leaves rounds to spare for it).
 LOW_LIMIT_SHIFT = 2
+# ... and on longer frames one half at a time (all at once cost 0.01-0.02 in f at 10^6)
+LOW_LIMIT_SHIFT_LONG = 1
+# Low-round mode: a frame whose pass 1 leaves fewer than this many errors per block of pass 2
+# (Bob's estimate, from pass 1's odd blocks) bisects pass 2 in twice as many batches: its
+# cascade chains are short and leave rounds to spare (about 0.8 at 5 %, 1.05-1.1 at 1, 2, 4,
+# 6, 8 %).
+SPARSE_PASS2 = 0.9
 # Passes Bob accepts in Alice's setup (the schedules here have 20 or 21): he keeps a row of
 # every pass, so their number sizes his memory.
 MAX_PASSES = 64
@@ -90,11 +100,15 @@ def block_schedule(n: int, qber: float, passes: int = 2 + CHECKS, mode: str = "s
     alpha = math.log2(1.0 / q)
     half = max((n + 1) // 2, 1)
     if mode == "low-round":
-        # k2 = 4 k1 and a third pass of 32 k1 before the checks: cascade chains stay short
-        # and the checks rarely find an error (docs/BENCHMARKS.md, low-round mode); one
-        # pass more than ``passes``
+        # k2: the power of two nearest 1 / (the error density pass 1 leaves), about one
+        # error per block of pass 2 (4 k1 at 1, 2, 4, 8 %; 2 k1 at 5-6 %, where k1 Q is
+        # 0.8-0.96 and 4 k1 put two errors in a block: long cascade chains, 57-92 rounds);
+        # a third pass of 64 k1 before the checks (docs/BENCHMARKS.md, low-round mode);
+        # one pass more than ``passes``
         k1 = min(2 ** math.floor(alpha), half)
-        return [k1, min(4 * k1, half), min(32 * k1, half)] + [half] * (passes - 2)
+        left = max(q - (1.0 - (1.0 - 2.0 * q) ** k1) / (2.0 * k1), 1e-12)
+        k2 = min(2 ** max(round(math.log2(1.0 / left)), 0), half)
+        return [k1, k2, min(64 * k1, half)] + [half] * (passes - 2)
     elif n < ORDERED_BELOW:
         # the paper's k2 leaves only 10-40 blocks in pass 2 at N = 1e4; with ordered
         # bisection 2^floor(alpha), 8 k1 measured best at N = 1e4, Q = 1-8 %
@@ -109,17 +123,25 @@ def block_schedule(n: int, qber: float, passes: int = 2 + CHECKS, mode: str = "s
     return [k1, k2] + [half] * (passes - 2)
 
 
-def bisection_limit(n: int, later: list[int], mode: str = "standard") -> int:
+def bisection_limit(n: int, later: list[int], mode: str = "standard",
+                    per_block: float | None = None) -> int:
     """Return how many blocks of a later pass Bob bisects at once (0 = all; see advance).
 
-    ``later``: the block size of pass 2 (empty list: none).  Frames shorter than
-    ORDERED_BELOW bisect one block in 2^LIMIT_SHIFT (low-round mode: 2^LOW_LIMIT_SHIFT) of
-    pass 2 at a time (at least one); longer frames bisect all of them at once.
+    ``later``: the block size of pass 2 (empty list: none).  Standard mode: frames shorter
+    than ORDERED_BELOW bisect one block in 2^LIMIT_SHIFT of pass 2 at a time (at least one);
+    longer frames bisect all of them at once.  Low-round mode: one in 2^LOW_LIMIT_SHIFT
+    (2^LOW_LIMIT_SHIFT_LONG from ORDERED_BELOW bits), one in twice as many when
+    ``per_block``, the errors expected in a block of pass 2, is below SPARSE_PASS2.
     """
+    blocks = (n + later[0] - 1) // later[0] if later else 1
+    if mode == "low-round":
+        shift = LOW_LIMIT_SHIFT if n < ORDERED_BELOW else LOW_LIMIT_SHIFT_LONG
+        if per_block is not None and per_block < SPARSE_PASS2:
+            shift += 1
+        return max(1, blocks >> shift)
     if n >= ORDERED_BELOW:
         return 0
-    blocks = (n + later[0] - 1) // later[0] if later else 1
-    return max(1, blocks >> (LIMIT_SHIFT if mode == "standard" else LOW_LIMIT_SHIFT))
+    return max(1, blocks >> LIMIT_SHIFT)
 
 
 def stages_for(mode: str, passes: int, first: int = 0, cut: int = 2) -> list[tuple[int, int]]:
@@ -367,13 +389,17 @@ class CascadeBob:
             at += sent[p]
         self.active = np.zeros(lay.blocks, dtype=np.bool_)
         self.load = SYNDROME_LOAD[mode]
+        self.odd_first = 0                              # pass 1's odd blocks (see _expected_errors)
         self.expect = self._expected_errors(tops[:sent[0]]) if self.load else 0.0
         self._size_work()
         self.wl_n = np.zeros(1, dtype=np.int64)
         self.started = np.zeros(2, dtype=np.int64)      # passes started, corrections made
         self.flips_at_start = [-1] * passes
         self.wide = WIDE_SPLIT[mode]
-        self.limit = bisection_limit(n, self.ks[1:2], mode) if limit is None else int(limit)
+        per_block = None              # low-round: errors expected in a block of pass 2 after pass 1
+        if mode == "low-round" and self.load and passes > 1 and not self.check[1]:
+            per_block = max(self.expect - self.odd_first, 0.0) * self.keff[1] / n
+        self.limit = bisection_limit(n, self.ks[1:2], mode, per_block) if limit is None else int(limit)
         if self.limit < 0:
             raise ValueError(f"bisection limit must be >= 0 (0 = all at once), got {limit}")
         cut = next((p for p in range(passes) if self.check[p]), passes)     # passes before the checks
@@ -398,12 +424,15 @@ class CascadeBob:
 
     def _expected_errors(self, alice_first: np.ndarray) -> float:
         """Return Bob's estimate of the errors in his key from pass 1's odd-block fraction r:
-        a block of k bits at error rate q is odd with probability (1 - (1 - 2q)^k) / 2."""
+        a block of k bits at error rate q is odd with probability (1 - (1 - 2q)^k) / 2.
+        Keeps the count of odd blocks in ``odd_first`` (pass 1 corrects one error in each)."""
         if self.check[0] or alice_first.size == 0:
             return float(self.n) / 4
         k = self.keff[0]
         mine = core.block_parities(core.prefix_parity(self.y, self.perm[0]), self.n, k)
-        r = min(float(np.mean(mine[:alice_first.size] != alice_first)), 0.499)
+        odd = mine[:alice_first.size] != alice_first
+        self.odd_first = int(np.count_nonzero(odd))
+        r = min(float(np.mean(odd)), 0.499)
         return self.n * (1.0 - (1.0 - 2.0 * r) ** (1.0 / k)) / 2.0
 
     def _syndrome_size(self) -> int:

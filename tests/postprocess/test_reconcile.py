@@ -76,11 +76,21 @@ def test_schedule_depends_on_frame_length():
     assert block_schedule(1_000_000, 0.02) == [64, 512] + [500_000] * 18
     assert block_schedule(ORDERED_BELOW, 0.01) == [128, 1024] + [ORDERED_BELOW // 2] * 18
     assert bisection_limit(ORDERED_BELOW, [1024]) == 0
-    assert bisection_limit(ORDERED_BELOW, [64], "low-round") == 0
-    # low-round: k2 = 4 k1 and a third pass of 32 k1 before the checks; short frames bisect
-    # a quarter of pass 2's blocks at a time
-    assert block_schedule(10_000, 0.02, mode="low-round") == [32, 128, 1024] + [5000] * 18
+    # low-round: k2 the power of two nearest 1 / (errors per bit left after pass 1): 4 k1 at
+    # 1, 2, 4, 8 %, 2 k1 at 5-6 % (k1 Q 0.8-0.96); a third pass of 64 k1 before the checks
+    assert block_schedule(10_000, 0.02, mode="low-round") == [32, 128, 2048] + [5000] * 18
+    assert block_schedule(10**6, 0.01, mode="low-round")[:3] == [64, 256, 4096]
+    assert block_schedule(10**6, 0.04, mode="low-round")[:3] == [16, 64, 1024]
+    assert block_schedule(10**6, 0.05, mode="low-round")[:3] == [16, 32, 1024]
+    assert block_schedule(10**5, 0.06, mode="low-round")[:3] == [16, 32, 1024]
+    assert block_schedule(10**4, 0.08, mode="low-round")[:3] == [8, 32, 512]
+    # short frames bisect a quarter of pass 2's blocks at a time, long ones a half; an eighth
+    # (a quarter) when Bob expects fewer than SPARSE_PASS2 errors in a block of pass 2
     assert bisection_limit(10_000, [128], "low-round") == 79 >> 2
+    assert bisection_limit(10_000, [32], "low-round", per_block=1.05) == 313 >> 2
+    assert bisection_limit(10_000, [32], "low-round", per_block=0.8) == 313 >> 3
+    assert bisection_limit(ORDERED_BELOW, [64], "low-round") == 4096 >> 1
+    assert bisection_limit(ORDERED_BELOW, [64], "low-round", per_block=0.8) == 4096 >> 2
     # blocks never exceed half the frame
     assert block_schedule(100, 0.001, passes=3) == [50, 50, 50]
 
@@ -113,6 +123,34 @@ def test_low_round_mode_uses_fewer_rounds():
     _, low = reconcile(a, b, 0.02, seed=11, mode="low-round")
     assert low.rounds < std.rounds / 10, (low.rounds, std.rounds)
     assert low.rounds <= 50 and low.efficiency < 1.10, (low.rounds, low.efficiency)
+
+
+@pytest.mark.parametrize("qber", [0.05, 0.06, 0.08])
+def test_low_round_mode_meets_its_target_at_high_qber(qber):
+    # f <= 1.10 in <= 50 rounds (means over the same four frames of 10^5 bits); at 5-6 % the
+    # old k2 = 4 k1 took 57-116 rounds, at 8 % the old third pass gave f 1.096-1.113
+    effs, rounds = [], []
+    for seed in range(4):
+        a, b = _pair(1100 + seed, 100_000, qber)
+        fixed, rep = reconcile(a, b, qber, seed=seed, mode="low-round")
+        assert np.array_equal(fixed, a), f"seed {1100 + seed} qber {qber}"
+        effs.append(rep.efficiency)
+        rounds.append(rep.rounds)
+    assert np.mean(effs) <= 1.10 and np.mean(rounds) <= 50, \
+        f"seeds 1100-1103, qber {qber}: f {effs}, rounds {rounds}"
+
+
+def test_sparse_frames_bisect_pass_two_in_smaller_batches():
+    # Bob's estimate from pass 1's odd blocks (no extra leak): at 5 % pass 1 leaves ~0.8 errors
+    # per block of pass 2 (an eighth at a time), at 6 % ~1.05 (a quarter)
+    from controller.postprocess.cascade import CascadeBob
+    for qber, shift in ((0.05, 3), (0.06, 2)):
+        a, b = _pair(1200, 100_000, qber)
+        ks = block_schedule(a.size, qber, mode="low-round")
+        bob = CascadeBob(b, *CascadeAlice(a, ks, seed=1).opening(), mode="low-round")
+        errors = np.count_nonzero(a != b)
+        assert abs(bob.expect - errors) < 0.1 * errors, (bob.expect, errors)
+        assert bob.limit == (a.size + ks[1] - 1) // ks[1] >> shift, (qber, bob.limit)
 
 
 def test_plane_queries_match_direct_parity():
