@@ -31,6 +31,8 @@ def _parse(argv):
     parser.add_argument("--method", choices=("cascade", "ldpc"), default="cascade")
     parser.add_argument("--mode", choices=("standard", "low-round"), default="standard",
                         help="cascade mode")
+    parser.add_argument("--decoder", choices=("sp", "amin"), default=None,
+                        help="ldpc check update (default: the library's, amin)")
     parser.add_argument("--qber", type=float, default=0.02, help="bit error rate of the frames")
     parser.add_argument("--bits", type=int, default=1_000_000, help="frame length N")
     parser.add_argument("--frames", type=int, default=10, help="number of frames K")
@@ -46,6 +48,10 @@ def run(argv: list[str]) -> dict:
 
     args = _parse(argv)
     options = {"mode": args.mode} if args.method == "cascade" else {}
+    if args.decoder is not None:
+        if args.method != "ldpc":
+            raise SystemExit("--decoder is an ldpc option")
+        options["decoder"] = args.decoder
     rng = np.random.default_rng(args.seed)
     warm = rng.integers(0, 2, 2000, dtype=np.uint8)
     reconcile(warm, warm ^ (rng.random(2000) < args.qber).astype(np.uint8), args.qber,
@@ -68,6 +74,7 @@ def run(argv: list[str]) -> dict:
     spf = statistics.median(times)
     return {
         "method": args.method, "mode": args.mode if args.method == "cascade" else None,
+        "decoder": options.get("decoder") if args.method == "ldpc" else None,
         "qber": args.qber, "bits": args.bits, "frames": args.frames, "seed": args.seed,
         "efficiency": statistics.fmean(effs), "efficiency_max": max(effs),
         "frame_error_rate": failures / args.frames,

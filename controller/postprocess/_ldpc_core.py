@@ -130,6 +130,77 @@ def _scatter(tv, mv, ev, num, den, sg, ps):
         ps[z] = math.copysign(one, ps[z] * p)
 
 
+# rows of the per-check state of the approximate update (``st``, float32, one lane per check;
+# one 2-d array: LLVM vectorises a loop only behind run-time overlap tests between its array
+# arguments, and gives up beyond a few arrays)
+R_NUM, R_DEN, R_SG, R_PS, R_E1, R_E2, R_M1, R_M2, R_MALL, R_K = range(10)
+
+
+@njit(cache=True, fastmath=True, error_model="numpy")
+def _gather_am(tv, mv, ev, st):
+    # as _gather, and the two largest e per check (its two least reliable inputs)
+    one = np.float32(1.0)
+    for z in range(tv.size):
+        t = tv[z] - mv[z]
+        tv[z] = t
+        e = _exp_neg(abs(t))
+        ev[z] = e
+        st[R_NUM, z] = st[R_NUM, z] * max(one - e, TINY)
+        st[R_DEN, z] = st[R_DEN, z] * (one + e)
+        st[R_SG, z] = math.copysign(one, st[R_SG, z] * t)
+        st[R_E2, z] = max(st[R_E2, z], min(st[R_E1, z], e))
+        st[R_E1, z] = max(st[R_E1, z], e)
+
+
+@njit(cache=True, fastmath=True, error_model="numpy", inline="always")
+def _atanh2(a, b):
+    # 2 atanh(b / a) = ln((a + b) / (a - b)) with a - b floored at 2^-25 (a + b), and
+    # w = (a + b) / (a - b) itself
+    hi = a + b
+    w = hi / max(a - b, hi * np.float32(2.0 ** -25))
+    return _ln(w), w
+
+
+@njit(cache=True, fastmath=True, error_model="numpy")
+def _row_am(st):
+    # per check: the exact messages to its least (M1) and second least (M2) reliable input,
+    # the magnitude 2 atanh(P) of the product P of all inputs' tanh (MALL) and its slope
+    # K = 2 sinh(MALL) = w - 1 / w against 2 e of an excluded input
+    one = np.float32(1.0)
+    for z in range(st.shape[1]):
+        a = st[R_DEN, z]
+        b = st[R_NUM, z]
+        x = st[R_E1, z]
+        st[R_M1, z], _ = _atanh2(a * max(one - x, TINY), b * (one + x))
+        x = st[R_E2, z]
+        st[R_M2, z], _ = _atanh2(a * max(one - x, TINY), b * (one + x))
+        m, w = _atanh2(a, b)
+        st[R_MALL, z] = m
+        st[R_K, z] = w - one / w
+
+
+@njit(cache=True, fastmath=True, error_model="numpy")
+def _scatter_am(tv, mv, ev, st):
+    # one circulant, approximate check update: the least and second least reliable inputs
+    # get their exact messages M1, M2; any other input (e <= e2) gets the tangent
+    # MALL + K e of the exact message phi(S - phi_i) in phi_i = ln((1 + e) / (1 - e)) >= 2 e
+    # (convex in phi_i: the tangent is below it), capped at M2 (above it)
+    one = np.float32(1.0)
+    for z in range(tv.size):
+        t = tv[z]
+        e = ev[z]
+        m1 = st[R_M1, z]      # every load unconditional: the selects below vectorise
+        m2 = st[R_M2, z]
+        mag = min(st[R_MALL, z] + st[R_K, z] * e, m2)
+        mag = m2 if e == st[R_E2, z] else mag
+        mag = m1 if e == st[R_E1, z] else mag
+        r = math.copysign(mag, st[R_SG, z] * t)
+        mv[z] = r
+        p = t + r
+        tv[z] = p
+        st[R_PS, z] = math.copysign(one, st[R_PS, z] * p)
+
+
 @njit(cache=True)
 def syndrome(row_ptr, cols, shifts, z_lift, bits):
     """Return H x (uint8, mb * Z) for ``bits`` (uint8, nb * Z)."""
@@ -163,7 +234,7 @@ def hard_ok(row_ptr, cols, shifts, z_lift, ssign, post):
 
 
 @njit(cache=True, fastmath=True, error_model="numpy")
-def decode(row_ptr, cols, shifts, z_lift, ssign, post, msg, max_iter, stall):
+def decode(row_ptr, cols, shifts, z_lift, ssign, post, msg, max_iter, stall, approx=False):
     """Run layered sum-product on (``post``, ``msg``) in place; return (iterations, converged).
 
     ``ssign`` (float32, mb * Z) is +1 where the syndrome bit is 0, -1 where it is 1.  A
@@ -181,10 +252,13 @@ def decode(row_ptr, cols, shifts, z_lift, ssign, post, msg, max_iter, stall):
         dmax = max(dmax, row_ptr[r + 1] - row_ptr[r])
     tbuf = np.empty(dmax * z_lift, dtype=np.float32)
     ebuf = np.empty(dmax * z_lift, dtype=np.float32)
-    num = np.empty(z_lift, dtype=np.float32)
-    den = np.empty(z_lift, dtype=np.float32)
-    sg = np.empty(z_lift, dtype=np.float32)
-    ps = np.empty(z_lift, dtype=np.float32)
+    st = np.empty((10, z_lift), dtype=np.float32)
+    num = st[R_NUM]
+    den = st[R_DEN]
+    sg = st[R_SG]
+    ps = st[R_PS]
+    e1 = st[R_E1]
+    e2 = st[R_E2]
     best = mb * z_lift + 1
     best_it = 0
     for it in range(1, max_iter + 1):
@@ -198,6 +272,8 @@ def decode(row_ptr, cols, shifts, z_lift, ssign, post, msg, max_iter, stall):
                 den[z] = 1.0
                 sg[z] = srow[z]
                 ps[z] = 1.0
+                e1[z] = 0.0
+                e2[z] = 0.0
             for j in range(d):
                 e = e0 + j
                 c = cols[e] * z_lift
@@ -206,16 +282,26 @@ def decode(row_ptr, cols, shifts, z_lift, ssign, post, msg, max_iter, stall):
                 tv = tbuf[j * z_lift:(j + 1) * z_lift]
                 _copy(post[c + s:c + z_lift], tv[:n1])
                 _copy(post[c:c + s], tv[n1:])
-                _gather(tv, msg[e * z_lift:(e + 1) * z_lift], ebuf[j * z_lift:(j + 1) * z_lift],
-                        num, den, sg)
+                if approx:
+                    _gather_am(tv, msg[e * z_lift:(e + 1) * z_lift], ebuf[j * z_lift:(j + 1) * z_lift],
+                               st)
+                else:
+                    _gather(tv, msg[e * z_lift:(e + 1) * z_lift], ebuf[j * z_lift:(j + 1) * z_lift],
+                            num, den, sg)
+            if approx:
+                _row_am(st)
             for j in range(d):
                 e = e0 + j
                 c = cols[e] * z_lift
                 s = shifts[e]
                 n1 = z_lift - s
                 tv = tbuf[j * z_lift:(j + 1) * z_lift]
-                _scatter(tv, msg[e * z_lift:(e + 1) * z_lift], ebuf[j * z_lift:(j + 1) * z_lift],
-                         num, den, sg, ps)
+                if approx:
+                    _scatter_am(tv, msg[e * z_lift:(e + 1) * z_lift], ebuf[j * z_lift:(j + 1) * z_lift],
+                                st)
+                else:
+                    _scatter(tv, msg[e * z_lift:(e + 1) * z_lift], ebuf[j * z_lift:(j + 1) * z_lift],
+                             num, den, sg, ps)
                 _copy(tv[:n1], post[c + s:c + z_lift])
                 _copy(tv[n1:], post[c:c + s])
             for z in range(z_lift):

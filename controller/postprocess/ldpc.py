@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -51,16 +52,19 @@ LIFT_STEP = 8           # Z is a multiple of this (one AVX vector of float32)
 MIN_LIFT = 128          # ... and at least this where the frame still gets 150 base columns:
 MIN_BASE_COLUMNS = 150  # shorter frames with more columns of a small lift keep base 4-cycles
 MAX_CODES = 16
-# Efficiency of the first attempt by design QBER (linear in between, flat outside): the lowest
-# mean f of short scans on 10^5-bit frames (docs/BENCHMARKS.md, "LDPC codes"); 20-90 % of
-# the frames decode at the first attempt.
-F_START = ((0.02, 1.065), (0.05, 1.05), (0.08, 1.05))
+# Efficiency of the first attempt by design QBER (linear in between, flat outside).  2 %: the
+# lowest mean f of short scans on 10^5-bit frames (docs/BENCHMARKS.md, "LDPC codes"; about
+# half the frames decode at the first attempt).  5 % and 8 %: traded f for speed, 1.075 in
+# place of 1.05 (mean f ~1.065 -> ~1.08 and ~1.054 -> ~1.077, 2.3 -> 1.4 and 1.3 -> 1.0
+# attempts, half or less the iterations; docs/BENCHMARKS.md, "LDPC decoder: approximate check update").
+F_START = ((0.02, 1.065), (0.05, 1.075), (0.08, 1.075))
 # Blind steps that disclose punctured bits (each worth a whole bit; key-bit reveals follow) by
 # design QBER (nearest integer of the linear interpolation, flat outside): f_start + 0.01 x
 # steps covers frames whose error count is > 3 sigma above the mean (sigma of the f a frame
 # needs: ~0.019 at 2 %, ~0.011 at 5 %, ~0.008 at 8 %); each step punctured costs the first
 # attempt ~0.0015 in f at 2 % (docs/BENCHMARKS.md, LDPC codes).
 PUNCTURED_STEPS = ((0.02, 7), (0.05, 4), (0.08, 4))
+DECODERS = ("sp", "amin")
 _CODES: dict[tuple[int, int, int, int], _qc.QCCode] = {}
 
 
@@ -158,8 +162,9 @@ class Layout:
 
     punct: punctured variables in reveal order, each in checks ``pair_a`` and ``pair_b``
     (no check holds two); short: shortened variables (value 0); key_pos: the k key
-    variables, key bit i at variable key_pos[i]; reveal_key: order in which key bits are
-    disclosed once no punctured bit is left; rest: checks holding no punctured variable.
+    variables, key bit i at variable key_pos[i]; rest: checks holding no punctured variable;
+    seed: the frame seed; reveal_key: order in which key bits are disclosed once no
+    punctured bit is left (drawn when first asked for: most frames never need it).
     """
 
     punct: np.ndarray
@@ -167,8 +172,13 @@ class Layout:
     pair_b: np.ndarray
     short: np.ndarray
     key_pos: np.ndarray
-    reveal_key: np.ndarray
     rest: np.ndarray
+    seed: int
+
+    @cached_property
+    def reveal_key(self) -> np.ndarray:
+        """Return the order in which key bits are disclosed (indices into the frame's key)."""
+        return np.random.default_rng([self.seed, 2]).permutation(self.key_pos.size)
 
 
 def layout(plan: FramePlan, seed: int) -> Layout:
@@ -189,8 +199,7 @@ def layout(plan: FramePlan, seed: int) -> Layout:
     rest = np.ones(plan.m, dtype=bool)
     rest[pair_a] = False
     rest[pair_b] = False
-    return Layout(punct, pair_a, pair_b, short, np.flatnonzero(is_key),
-                  np.random.default_rng([seed, 2]).permutation(plan.k), np.flatnonzero(rest))
+    return Layout(punct, pair_a, pair_b, short, np.flatnonzero(is_key), np.flatnonzero(rest), seed)
 
 
 def syndrome(c: _qc.QCCode, word: np.ndarray) -> np.ndarray:
@@ -206,17 +215,22 @@ def _frames(n_bits: int, frame_bits: int) -> list[tuple[int, int]]:
 
 def ldpc(alice_bits: np.ndarray, bob_bits: np.ndarray, qber: float, channel: Channel, *,
          seed: int = 0, frame_bits: int = 100_000, f_start: float | None = None,
-         step_f: float = 0.01, steps: int | None = None, max_retries: int = 20, max_iter: int = 100,
-         stall: int = 8, warm: bool = True,
+         step_f: float = 0.01, steps: int | None = None, max_retries: int = 30, max_iter: int = 100,
+         stall: int = 5, warm: bool = True, decoder: str = "amin",
          rng: np.random.Generator | None = None) -> tuple[np.ndarray, int]:
     """Reconcile over ``channel``; return (Bob's corrected key, number of failed frames).
 
     seed: public randomness (frame layouts).  rng: Alice's private randomness for the
     punctured bits and hash points (OS entropy if None).  max_iter, stall: decoder limits
     per attempt; warm: a retry continues from the failed attempt's messages (else it
-    restarts from the priors).
+    restarts from the priors); decoder: the check update, "amin" (exact sum-product
+    messages to each check's two least reliable inputs, a bounded tangent to the others;
+    ``_ldpc_core._scatter_am``) or "sp" (exact sum-product).
     """
     n_bits = alice_bits.size
+    if decoder not in DECODERS:
+        raise ValueError(f"decoder must be one of {DECODERS}, got {decoder!r}")
+    approx = decoder == "amin"
     if frame_bits < 64:
         raise ValueError(f"frame_bits must be >= 64, got {frame_bits}")
     if n_bits < 64:
@@ -228,7 +242,7 @@ def ldpc(alice_bits: np.ndarray, bob_bits: np.ndarray, qber: float, channel: Cha
     plans = [plan_frame(hi - lo, qber, f_start, step_f, steps) for lo, hi in bounds]
     frame_seeds = np.random.default_rng(seed).integers(0, 2**62, len(plans))
     points = rng.integers(0, P61, size=1, dtype=np.uint64)
-    leaky, pads, tags, a_state = [], [], [], []
+    leaky, pads, tags, a_state = [], [], [], []     # a_state: (punctured bits, key, layout)
     for (lo, hi), plan, fs in zip(bounds, plans, frame_seeds):
         lay = layout(plan, int(fs))
         word = np.zeros(plan.n, dtype=np.uint8)
@@ -239,7 +253,7 @@ def ldpc(alice_bits: np.ndarray, bob_bits: np.ndarray, qber: float, channel: Cha
         leaky += [s[lay.rest], s[lay.pair_a] ^ s[lay.pair_b]]
         pads.append(s[lay.pair_a])
         tags.append(tag(alice_bits[lo:hi], points)[0])
-        a_state.append((secret, alice_bits[lo:hi][lay.reveal_key]))
+        a_state.append((secret, alice_bits[lo:hi], lay))
     header = np.array([[p.k, p.z, p.kb, p.mb, p.p, p.s, p.delta] for p in plans], dtype=np.int64)
     channel.send("alice", np.concatenate([[len(plans)], frame_seeds, header.ravel()]).astype(np.int64),
                  tag="ec")
@@ -288,7 +302,7 @@ def ldpc(alice_bits: np.ndarray, bob_bits: np.ndarray, qber: float, channel: Cha
             if state[0] is None or not warm:
                 state[0], state[1] = llr.copy(), np.zeros(c.cols.size * c.z, dtype=np.float32)
             _, converged = core.decode(c.row_ptr, c.cols, c.shifts, c.z, ssign, state[0], state[1],
-                                       max_iter, stall)
+                                       max_iter, stall, approx)
             lo, hi = bounds[i]
             guess = (state[0][lay.key_pos] < 0).astype(np.uint8)
             if converged and tag(guess, b_points)[0] == b_tags[i]:
@@ -302,11 +316,11 @@ def ldpc(alice_bits: np.ndarray, bob_bits: np.ndarray, qber: float, channel: Cha
         # ---- Alice: the next delta bits of every failed frame (punctured first, then key)
         values = []
         for i in failed:
-            secret, key_in_order = a_state[i]
-            plan = plans[i]
-            r = revealed[i]
-            both = np.concatenate([secret, key_in_order])
-            values.append(both[r:min(r + plan.delta, both.size)])
+            secret, key, lay = a_state[i]
+            r, end = int(revealed[i]), min(int(revealed[i]) + plans[i].delta, plans[i].p + plans[i].k)
+            values.append(secret[r:end])
+            if end > secret.size:
+                values.append(key[lay.reveal_key[max(r - secret.size, 0):end - secret.size]])
         channel.send("alice", np.concatenate(values).astype(bool), leaks_key=True, tag="ec")
         got = np.asarray(channel.recv("bob"), dtype=np.uint8)
         at = 0
@@ -316,7 +330,9 @@ def ldpc(alice_bits: np.ndarray, bob_bits: np.ndarray, qber: float, channel: Cha
             take = min(plan.delta, plan.p + plan.k - r)
             vals = got[at:at + take]
             at += take
-            pos = np.concatenate([lay.punct, lay.key_pos[lay.reveal_key]])[r:r + take]
+            pos = lay.punct[r:r + take]
+            if r + take > plan.p:
+                pos = np.concatenate([pos, lay.key_pos[lay.reveal_key[max(r - plan.p, 0):r + take - plan.p]]])
             known = np.where(vals == 0, core.LLR_KNOWN, -core.LLR_KNOWN).astype(np.float32)
             if state[0] is not None:
                 state[0][pos] += known - llr[pos]

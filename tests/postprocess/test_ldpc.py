@@ -150,6 +150,96 @@ def test_decoder_matches_reference_sum_product(seed):
     assert np.allclose(msg, ref_msg.ravel(), rtol=1e-3, atol=1e-3), f"seed {seed}"
 
 
+def _reference_check_am(t, ssign):
+    """The approximate check update (``decoder="amin"``) of one check, float64, from its
+    definition: exact sum-product messages to the two least reliable inputs; to any other
+    input the tangent of the exact message in phi(|t_i|) at 0 (phi(x) = -ln tanh(x / 2) taken
+    as 2 e^-|t_i|), capped at the second input's message."""
+    def sp(idx):                  # exact magnitude excluding idx
+        prod = np.prod(np.tanh(np.abs(np.delete(t, idx)) / 2))
+        return 2 * np.arctanh(min(prod, 1 - 2.0 ** -24))
+    order = np.argsort(np.abs(t), kind="stable")
+    i1, i2 = order[0], order[1]
+    m_all = 2 * np.arctanh(min(np.prod(np.tanh(np.abs(t) / 2)), 1 - 2.0 ** -24))
+    out = np.empty(t.size)
+    for i in range(t.size):
+        if i == i1:
+            mag = sp(i1)
+        elif i == i2:
+            mag = sp(i2)
+        else:
+            mag = min(m_all + 2 * np.sinh(m_all) * np.exp(-abs(t[i])), sp(i2))
+        out[i] = ssign * np.prod(np.where(np.delete(t, i) < 0, -1.0, 1.0)) * mag
+    return out
+
+
+@pytest.mark.parametrize("seed", [21, 22])
+def test_approximate_check_update_matches_its_definition_and_brackets_sum_product(seed):
+    # 64 checks (lanes) of 12 inputs: random LLRs, some tiny, some saturated, one erased
+    rng = np.random.default_rng(seed)
+    ts = (rng.choice([-1.0, 1.0], (12, 64)) * rng.exponential(3.0, (12, 64))).astype(np.float32)
+    ts[3, :8] = 30.0
+    ts[5, 8:16] = 1e-3
+    ts[:, 16] = 0.0
+    ts[0, 16] = 2.0
+    ssign = rng.choice([-1.0, 1.0], 64).astype(np.float32)
+    st = np.zeros((10, 64), dtype=np.float32)
+    st[core.R_NUM], st[core.R_DEN], st[core.R_SG], st[core.R_PS] = 1.0, 1.0, ssign, 1.0
+    tv, msg, ev = ts.copy(), np.zeros_like(ts), np.zeros_like(ts)
+    for j in range(12):
+        core._gather_am(tv[j], msg[j], ev[j], st)
+    core._row_am(st)
+    for j in range(12):
+        core._scatter_am(tv[j], msg[j], ev[j], st)
+    t = ts.astype(np.float64)
+    for lane in range(64):
+        want = _reference_check_am(t[:, lane], ssign[lane])
+        assert np.allclose(msg[:, lane], want, rtol=1e-4, atol=1e-5), f"seed {seed} lane {lane}"
+        # every magnitude lies between that of all inputs' product and the exact sum-product one
+        th = np.tanh(np.abs(t[:, lane]) / 2)
+        exact = [2 * np.arctanh(min(np.prod(np.delete(th, i)), 1 - 2.0 ** -24)) for i in range(12)]
+        m_all = 2 * np.arctanh(min(np.prod(th), 1 - 2.0 ** -24))
+        mag = np.abs(msg[:, lane])
+        assert np.all(mag >= m_all - 1e-4) and np.all(mag <= np.array(exact) + 1e-4), f"seed {seed} lane {lane}"
+    assert np.allclose(tv, ts + msg, atol=1e-5)
+    assert np.all(msg[1:, 16] == 0)         # two erased inputs: no information to the others
+
+
+def _reference_layered(code, ssign, post, msg, iters, check):
+    """Float64 layered decoding over the lifted graph, check by check, with the check update
+    ``check(t, ssign)`` (messages of one check from its inputs)."""
+    z = code.z
+    for _ in range(iters):
+        for r in range(code.mb):
+            es = list(range(code.row_ptr[r], code.row_ptr[r + 1]))
+            for lane in range(z):
+                vs = [code.cols[e] * z + (lane + code.shifts[e]) % z for e in es]
+                ts = np.array([post[v] - msg[e, lane] for v, e in zip(vs, es)])
+                out = check(ts, ssign[r * z + lane])
+                for i, (v, e) in enumerate(zip(vs, es)):
+                    msg[e, lane] = out[i]
+                    post[v] = ts[i] + out[i]
+
+
+@pytest.mark.parametrize("seed", [6, 7])
+def test_approximate_decoder_matches_its_reference(seed):
+    code = _qc.build(9, 4, 8, seed, profile={3: 0.5, 4: 0.5})
+    rng = np.random.default_rng(seed)
+    a, b = _pair(seed, code.n, 0.05)
+    ssign = np.where(ldpc.syndrome(code, a) == 0, 1.0, -1.0).astype(np.float32)
+    llr = (np.where(b == 0, 1.0, -1.0) * rng.uniform(0.2, 3.0, code.n)).astype(np.float32)
+    post, msg = llr.copy(), np.zeros(code.cols.size * code.z, dtype=np.float32)
+    it, ok = core.decode(code.row_ptr, code.cols, code.shifts, code.z, ssign, post, msg, 2, 10, True)
+    ref_post, ref_msg = llr.astype(np.float64), np.zeros((code.cols.size, code.z))
+    _reference_layered(code, ssign, ref_post, ref_msg, it, _reference_check_am)
+    assert np.allclose(post, ref_post, rtol=1e-3, atol=1e-3), f"seed {seed}"
+    assert np.allclose(msg, ref_msg.ravel(), rtol=1e-3, atol=1e-3), f"seed {seed}"
+    # and it is not the sum-product decoder
+    sp_post, sp_msg = llr.copy(), np.zeros_like(msg)
+    core.decode(code.row_ptr, code.cols, code.shifts, code.z, ssign, sp_post, sp_msg, 2, 10, False)
+    assert not np.allclose(sp_msg, msg, rtol=1e-3, atol=1e-3), f"seed {seed}"
+
+
 @pytest.mark.parametrize("seed", [11, 12])
 def test_decoder_recovers_a_noisy_word_and_meets_the_syndrome(seed):
     code = _qc.build(160, 40, 64, seed)                  # rate 0.8, 12 800 bits
@@ -198,6 +288,20 @@ def test_every_message_is_consumed_and_retries_converge(warm):
     assert failed == 0 and np.array_equal(fixed, a), f"seed 5 warm {warm}"
     assert ch.pending("alice") == 0 and ch.pending("bob") == 0
     assert ch.stats.rounds >= 2       # f_start = 1 is below any code's threshold: blind retries ran
+
+
+@pytest.mark.parametrize("decoder", ["sp", "amin"])
+def test_key_bit_reveals_after_the_punctured_bits_correct_the_frame(decoder):
+    # one punctured step from f 1.0: the retries run out of punctured bits and disclose key bits
+    a, b = _pair(8, 6000, 0.05)
+    ch = RecordingChannel()
+    fixed, failed = ldpc.ldpc(a, b, 0.05, ch, seed=8, f_start=1.0, step_f=0.01, steps=1, decoder=decoder,
+                              rng=np.random.default_rng(8))
+    assert failed == 0 and np.array_equal(fixed, a), f"seed 8 {decoder}"
+    plan = ldpc.plan_frame(6000, 0.05, f_start=1.0, step_f=0.01, steps=1)
+    reveals = [bits for sender, bits, leaks, _ in ch.log[5:] if sender == "alice"]
+    assert sum(reveals) > plan.p, "no key bit was disclosed"
+    assert sum(reveals) == min(len(reveals) * plan.delta, plan.p + plan.k)
 
 
 @pytest.mark.parametrize("qber", [0.01, 0.02, 0.05, 0.08, 0.11, 0.15])
