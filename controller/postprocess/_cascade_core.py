@@ -255,7 +255,10 @@ def advance(ans, y, perm, pos, fen, k, cache, coff, tsz, nrev, active, aoff, wl,
     The parities are as many as bisection asks; three or more errors in the node can give
     a wrong bit, which later passes correct like any error (an offset past the half's end
     is no flip: the bisection goes on).  Syndrome decoding stops after n corrections, so
-    a frame always ends.
+    a frame always ends.  Return -1 once corrections pass 4 n: with consistent parities
+    there are at most n + 2 n (the errors, plus each wrong syndrome bit flipped and undone),
+    so Alice's parities contradict each other (altered on the way) and the cascade would
+    flip bits for ever.
     Worklist rows: pass, block, node, lo, hi, waiting flag, index of the first plane answer
     (-1: none pending), planes asked.
     """
@@ -278,6 +281,8 @@ def advance(ans, y, perm, pos, fen, k, cache, coff, tsz, nrev, active, aoff, wl,
     nq = 0
     w = 0
     while w < wl_n[0]:
+        if started[1] > 4 * n:
+            return -1
         p = wl[w, 0]
         if wl[w, 5] == 1 or (p > pmin and wl[w, 6] < 0):     # plane answers are used at once
             w += 1

@@ -502,6 +502,9 @@ class CascadeBob:
                               self.wide, self.limit, self._syndrome_size())
             ans = self._answers
             self._pending = 0
+            if nq < 0:
+                raise ValueError(f"Alice's parities contradict each other: {self.started[1]} "
+                                 f"corrections in a key of {self.n} bits")
             if nq:
                 self._pending = nq
                 return self.q[:nq]        # a view: the channel copies what it sends
