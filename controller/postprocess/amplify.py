@@ -54,6 +54,7 @@ import numpy as np
 from scipy import fft as sfft
 
 from .channel import Channel
+from .peer import peer_bits
 
 CHUNK_BITS = 1 << 26
 METHODS = ("multiply_shift", "toeplitz")
@@ -219,11 +220,16 @@ def draw_seed(rng: np.random.Generator, n: int, m: int, method: str = DEFAULT_ME
     return np.unpackbits(np.frombuffer(rng.bytes((size + 7) // 8), dtype=np.uint8), count=size)
 
 
+def peer_seed(seed_bits, n: int, m: int, method: str = DEFAULT_METHOD) -> np.ndarray:
+    """Return Alice's received hash seed (bits) after checking its length for n -> m bits."""
+    return peer_bits(seed_bits, "Alice's amplification seed", size=seed_bits_needed(n, m, method))
+
+
 def amplify(alice_bits: np.ndarray, bob_bits: np.ndarray, m: int, channel: Channel,
             rng: np.random.Generator, method: str = DEFAULT_METHOD) -> tuple[np.ndarray, np.ndarray]:
     """Shrink both (equal) keys to ``m`` secret bits; the hash seed goes Alice -> Bob."""
     n = len(alice_bits)
     seed = draw_seed(rng, n, m, method)
     channel.send("alice", seed.astype(bool), tag="amplify")
-    bob_seed = np.asarray(channel.recv("bob"), dtype=np.uint8)
+    bob_seed = peer_seed(channel.recv("bob"), len(bob_bits), m, method)
     return (hash_key(seed, alice_bits, m, method), hash_key(bob_seed, bob_bits, m, method))

@@ -14,6 +14,7 @@ from scipy import stats
 
 from .channel import Channel
 from .finite_key import DecoyCounts
+from .peer import peer_bits, peer_counts
 from .sift import BASIS_X, BASIS_Z, Sifted
 
 
@@ -57,14 +58,22 @@ def estimate(alice: Sifted, bob: Sifted, channel: Channel, n_classes: int = 3) -
         raise ValueError("Alice's and Bob's sifted slots differ: sift both sides together")
     x = bob.select(BASIS_X)
     channel.send("bob", bob.bits[x].astype(bool), tag="estimate")
-    bob_x = np.asarray(channel.recv("alice"), dtype=np.uint8)
-    wrong = alice.bits[alice.select(BASIS_X)] != bob_x
-    m_test = np.bincount(alice.intensities[alice.select(BASIS_X)][wrong],
-                         minlength=n_classes)[:n_classes]
+    m_test = x_errors_by_class(alice, channel.recv("alice"), n_classes)
     n_key, n_test = count_by_class(alice, n_classes)
     # Alice tells Bob the error count per class (public anyway); 32 bits each.
     channel.send("alice", m_test.astype(np.uint32), tag="estimate")
-    return BasisCounts(n_key, n_test, np.asarray(channel.recv("bob"), dtype=np.int64))
+    _, bob_test = count_by_class(bob, n_classes)
+    return BasisCounts(n_key, n_test, peer_counts(channel.recv("bob"), "Alice's test-basis "
+                                                  "errors per class", bob_test))
+
+
+def x_errors_by_class(alice: Sifted, bob_x, n_classes: int) -> np.ndarray:
+    """Return Alice's test-basis errors per class against Bob's disclosed X bits ``bob_x``
+    (checked: one bit per sifted X-basis slot)."""
+    x = alice.select(BASIS_X)
+    bob_x = peer_bits(bob_x, "Bob's test-basis bits", size=int(x.sum()))
+    wrong = alice.bits[x] != bob_x
+    return np.bincount(alice.intensities[x][wrong], minlength=n_classes)[:n_classes]
 
 
 def key_errors_by_class(counts: BasisCounts, key_classes: np.ndarray, raw_bits: np.ndarray,

@@ -51,7 +51,7 @@ def distill(record: AliceRecord, detections: BobDetections, channel: Channel, *,
     points and the amplification seed (seed it from the OS CSPRNG in operation).
     """
     empty = np.zeros(0, dtype=np.uint8)
-    alice, bob = sift(record, detections, channel)
+    alice, bob = sift(record, detections, channel, n_classes=len(intensities))
     counts = estimate(alice, bob, channel, n_classes=len(intensities))
     z = alice.bases == BASIS_Z
     n_key = int(z.sum())

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .channel import Channel
+from .peer import PeerInputError, peer_array, peer_bits
 
 BASIS_Z, BASIS_X = 0, 1
 CLICK_0, CLICK_1, CLICK_BOTH = 1, 2, 3
@@ -80,30 +81,45 @@ def squash_clicks(slots, bases, clicks, rng: np.random.Generator) -> BobDetectio
 
 
 def alice_match(record: AliceRecord, slots: np.ndarray, bob_bases: np.ndarray) -> np.ndarray:
-    """Return Alice's answer: True where Bob's basis matches hers and the slot is usable."""
-    slots = np.asarray(slots, dtype=np.int64)
+    """Return Alice's answer: True where Bob's basis matches hers and the slot is usable.
+
+    ``slots`` and ``bob_bases`` come from Bob: slots must lie in Alice's record, one basis
+    (0/1) per slot; anything else raises :class:`~.peer.PeerInputError` (a ValueError)."""
+    slots = peer_array(slots, "Bob's detected slots").astype(np.int64, copy=False)
     if slots.size and (slots.min() < 0 or slots.max() >= record.bits.size):
-        raise ValueError(f"Bob announced slots outside Alice's record (0..{record.bits.size - 1})")
+        raise PeerInputError(f"Bob announced slots outside Alice's record "
+                             f"(0..{record.bits.size - 1}): {slots.min()}..{slots.max()}")
+    bob_bases = peer_bits(bob_bases, "Bob's bases", size=slots.size)
     return (record.bases[slots] == bob_bases) & record.usable[slots].astype(bool)
 
 
-def sift(record: AliceRecord, detections: BobDetections, channel: Channel) -> tuple[Sifted, Sifted]:
-    """Run the three sifting messages through ``channel``; return (Alice's, Bob's) sifted data."""
+def bob_kept(detections: BobDetections, mask, classes, n_classes: int) -> Sifted:
+    """Return Bob's sifted data from Alice's answer (``mask``, ``classes``) after checking it:
+    one mask entry per detection, one intensity class (0..n_classes-1) per kept slot."""
+    mask = peer_bits(mask, "Alice's sifting mask", size=detections.slots.size).astype(bool)
+    classes = peer_array(classes, "Alice's intensity classes", size=int(mask.sum()), lo=0,
+                         hi=n_classes - 1).astype(np.uint8)
+    return Sifted(detections.slots[mask], detections.bases[mask].astype(np.uint8), classes,
+                  detections.bits[mask].astype(np.uint8))
+
+
+def sift(record: AliceRecord, detections: BobDetections, channel: Channel,
+         n_classes: int = 3) -> tuple[Sifted, Sifted]:
+    """Run the three sifting messages through ``channel``; return (Alice's, Bob's) sifted data.
+
+    ``n_classes``: the number of intensity classes (Bob refuses a class outside them)."""
     # Bob -> Alice: detected slots and bases (slot numbers sent as 64-bit integers).
     channel.send("bob", detections.slots, tag="sift")
     channel.send("bob", detections.bases.astype(bool), tag="sift")
-    slots = np.asarray(channel.recv("alice"), dtype=np.int64)
-    bob_bases = np.asarray(channel.recv("alice"), dtype=np.uint8)
+    slots = channel.recv("alice")
+    bob_bases = channel.recv("alice")
     # Alice -> Bob: match mask, then the intensity classes of the kept slots (2 bits each).
     mask = alice_match(record, slots, bob_bases)
-    kept = slots[mask]
+    kept = np.asarray(slots, dtype=np.int64)[mask]
     classes = record.intensities[kept].astype(np.uint8)
     channel.send("alice", mask, tag="sift")
     channel.send("alice", classes, bits=2 * classes.size, tag="sift")
-    bob_mask = np.asarray(channel.recv("bob"), dtype=bool)
-    bob_classes = np.asarray(channel.recv("bob"), dtype=np.uint8)
+    bob = bob_kept(detections, channel.recv("bob"), channel.recv("bob"), n_classes)
     alice = Sifted(kept, record.bases[kept].astype(np.uint8), classes,
                    record.bits[kept].astype(np.uint8))
-    bob = Sifted(detections.slots[bob_mask], detections.bases[bob_mask].astype(np.uint8),
-                 bob_classes, detections.bits[bob_mask].astype(np.uint8))
     return alice, bob

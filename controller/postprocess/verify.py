@@ -17,6 +17,7 @@ import numpy as np
 from numba import njit
 
 from .channel import Channel
+from .peer import peer_array, peer_bits
 
 P61 = (1 << 61) - 1
 
@@ -77,6 +78,20 @@ def tag(bits: np.ndarray, points: np.ndarray) -> np.ndarray:
                     dtype=np.uint64)
 
 
+def bob_matches(bits: np.ndarray, points, alice_tag, eps_cor: float) -> bool:
+    """Return whether Bob's key ``bits`` has Alice's tag at her points (both received, checked:
+    :func:`points_needed` of each, points in GF(2^61 - 1))."""
+    t = points_needed(len(bits), eps_cor)
+    points = peer_array(points, "Alice's verification points", kinds="u", size=t, hi=P61 - 1)
+    alice_tag = peer_array(alice_tag, "Alice's verification tag", kinds="u", size=t)
+    return bool(np.array_equal(tag(bits, points), alice_tag))
+
+
+def peer_verdict(answer) -> bool:
+    """Return Bob's received answer (one bit) to the verification."""
+    return bool(peer_bits(answer, "Bob's verification answer", size=1)[0])
+
+
 @dataclass(frozen=True)
 class VerifyResult:
     """Outcome of verification: keys equal (except with prob <= eps_cor) and tag size."""
@@ -98,9 +113,7 @@ def verify(alice_bits: np.ndarray, bob_bits: np.ndarray, channel: Channel,
     points = rng.integers(0, P61, size=t, dtype=np.uint64)
     channel.send("alice", points, tag="verify")
     channel.send("alice", tag(alice_bits, points), bits=61 * t, leaks_key=True, tag="verify")
-    got_points = np.asarray(channel.recv("bob"), dtype=np.uint64)
-    alice_tag = np.asarray(channel.recv("bob"), dtype=np.uint64)
-    ok = bool(np.array_equal(tag(bob_bits, got_points), alice_tag))
+    ok = bob_matches(bob_bits, channel.recv("bob"), channel.recv("bob"), eps_cor)
     channel.send("bob", np.array([ok]), tag="verify")
-    ok_alice = bool(np.asarray(channel.recv("alice"))[0])
+    ok_alice = peer_verdict(channel.recv("alice"))
     return VerifyResult(ok_alice, 61 * t, eps_cor)
