@@ -437,3 +437,41 @@ def random_half_permutation(n, seed):
     pos = np.empty(n, dtype=np.int32)
     random_half_order(n, seed, perm, pos)
     return perm
+
+
+@njit(cache=True)
+def interleaved_order(first, k1, seed):
+    """Return an order of the key (int32) that reads pass 1's blocks column by column.
+
+    ``first`` is pass 1's order, cut into blocks of k1 bits.  Each block's positions are
+    shuffled, the blocks are put in a random order, and the result is row r = the r-th
+    shuffled position of every block in that order, rows one after the other (all from the
+    splitmix64 stream of ``seed``).  Any k consecutive positions (k at most the number of
+    pass 1's blocks) then hold bits of k different blocks of pass 1: two errors that pass 1
+    left in one block never share a block of the pass cut from this order (in a uniform
+    order they do with probability (k - 1) / (n - 1), and such a pair is invisible to both).
+    """
+    n = first.size
+    nb = (n + k1 - 1) // k1
+    col = splitmix_permutation(nb, seed)
+    off = np.empty(nb * k1, dtype=np.int32)
+    state = np.uint64(seed) ^ np.uint64(0xD1B54A32D192ED03)
+    for j in range(nb):
+        size = min(k1, n - j * k1)
+        for i in range(size):
+            off[j * k1 + i] = i
+        for i in range(size - 1, 0, -1):              # Fisher-Yates within block j
+            state = state + np.uint64(0x9E3779B97F4A7C15)
+            t = np.int64(_splitmix_word(state) % np.uint64(i + 1))
+            a = off[j * k1 + i]
+            off[j * k1 + i] = off[j * k1 + t]
+            off[j * k1 + t] = a
+    out = np.empty(n, dtype=np.int32)
+    m = 0
+    for r in range(k1):
+        for c in range(nb):
+            j = col[c]
+            if r < min(k1, n - j * k1):
+                out[m] = first[j * k1 + off[j * k1 + r]]
+                m += 1
+    return out

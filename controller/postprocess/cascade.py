@@ -227,15 +227,34 @@ class _Layout:
         return cls(k, coff, tsz, aoff, nb, int(np.sum(nb * tsz)), int(np.sum(nb)))
 
 
-def _pass_order(n: int, seed: int, p: int, k: int, perm: np.ndarray, pos: np.ndarray | None) -> tuple[int, int]:
+def _pass_seed(seed: int, p: int) -> np.uint64:
+    return np.uint64((seed + 0x632BE59BD9B4E019 * (p + 1)) & (2**64 - 1))
+
+
+def interleaved(n: int, mode: str) -> bool:
+    """Return whether pass 2 reads pass 1's blocks column by column (standard mode, frames
+    shorter than ORDERED_BELOW): no two bits of a block of pass 1 share a block of pass 2, so
+    a pair of errors that pass 1 left in one block is never hidden from pass 2 as well.
+    Measured at N = 1e4 (1000 frames): f 0.0013-0.0015 lower at 1 and 2 %
+    (docs/BENCHMARKS.md).  Both parties must agree on it, like on the mode."""
+    return mode == "standard" and n < ORDERED_BELOW
+
+
+def _pass_order(n: int, seed: int, p: int, k: int, perm: np.ndarray, pos: np.ndarray | None,
+                after: int = 0) -> tuple[int, int]:
     """Fill perm (and pos, its inverse, unless None) with pass p's order from the shared seed:
-    uniform for passes with small blocks, a random-subset-first order for BICONF checks.
+    uniform for passes with small blocks, a random-subset-first order for BICONF checks;
+    ``after`` = k1 > 0: pass 2 (p = 1) read column by column from pass 1's blocks of k1
+    bits (see :func:`interleaved`).
     Return (block size as cut, parities disclosed): a check's block is its subset."""
-    s = np.uint64((seed + 0x632BE59BD9B4E019 * (p + 1)) & (2**64 - 1))
+    s = _pass_seed(seed, p)
     if is_check(n, k):
         m = int(core.random_half_order(n, s, perm, pos if pos is not None else np.empty(n, dtype=np.int32)))
         return (m, 1) if m > 0 else (n, 0)     # empty subset: parity 0, nothing to disclose
-    perm[:] = core.splitmix_permutation(n, s)
+    if after and p == 1 and not is_check(n, after):
+        perm[:] = core.interleaved_order(core.splitmix_permutation(n, _pass_seed(seed, 0)), after, s)
+    else:
+        perm[:] = core.splitmix_permutation(n, s)
     if pos is not None:
         pos[:] = core.inverse_permutation(perm)
     return k, revealed_blocks(n, k)
@@ -257,12 +276,13 @@ class CascadeAlice:
     parity), up to MAX_EXTRA_CHECKS of them; Alice builds their orders when first asked.
     """
 
-    def __init__(self, bits: np.ndarray, ks: list[int], seed: int):
+    def __init__(self, bits: np.ndarray, ks: list[int], seed: int, interleave: bool = False):
         self.bits = np.ascontiguousarray(bits, dtype=np.uint8)
         n = self.bits.size
         self.ks = list(ks)
         _check_sizes(self.ks, n)
         self.seed = seed
+        self.after = self.ks[0] if interleave else 0        # see interleaved()
         self.cap = len(self.ks) + MAX_EXTRA_CHECKS
         # room for the checks Bob may ask for (rows are touched only when built)
         self.px = np.empty((min(len(self.ks) + CHECKS, self.cap), n + 1), dtype=np.uint8)
@@ -273,7 +293,7 @@ class CascadeAlice:
             self._build(p, k)
 
     def _build(self, p: int, k: int) -> None:
-        keff, shown = _pass_order(self.bits.size, self.seed, p, k, self._perm, None)
+        keff, shown = _pass_order(self.bits.size, self.seed, p, k, self._perm, None, self.after)
         self.px[p] = core.prefix_parity(self.bits, self._perm)
         self.keff.append(keff)
         self.shown.append(shown)
@@ -340,7 +360,8 @@ class CascadeBob:
     """
 
     def __init__(self, bits: np.ndarray, setup: np.ndarray, tops: np.ndarray,
-                 mode: str = "standard", limit: int | None = None, checks: int = CHECKS):
+                 mode: str = "standard", limit: int | None = None, checks: int = CHECKS,
+                 interleave: bool = False):
         if mode not in MODES:
             raise ValueError(f"unknown cascade mode {mode!r}; expected one of {MODES}")
         if checks < 0:
@@ -354,6 +375,7 @@ class CascadeBob:
         self.seed = int(setup[0])
         self.ks = [int(k) for k in setup[1:]]
         _check_sizes(self.ks, n)
+        self.after = self.ks[0] if interleave else 0        # see interleaved()
         passes = len(self.ks)
         self.mode = mode
         self.checks = int(checks)
@@ -417,7 +439,7 @@ class CascadeBob:
                 new = np.zeros((rows, width), dtype=dtype) if name == "fen" else np.empty((rows, width), dtype)
                 new[:old.shape[0]] = old
                 setattr(self, name, new)
-        keff, shown = _pass_order(self.n, self.seed, p, k, self.perm[p], self.pos[p])
+        keff, shown = _pass_order(self.n, self.seed, p, k, self.perm[p], self.pos[p], self.after)
         self.keff.append(keff)
         self.shown.append(shown)
         self.check.append(is_check(self.n, k))
@@ -530,14 +552,15 @@ class CascadeBob:
 def cascade(alice_bits: np.ndarray, bob_bits: np.ndarray, qber: float, channel: Channel, *,
             seed: int = 0, mode: str = "standard", passes: int = 2 + CHECKS,
             schedule: list[int] | None = None, limit: int | None = None,
-            checks: int = CHECKS) -> np.ndarray:
+            checks: int = CHECKS, interleave: bool | None = None) -> np.ndarray:
     """Run Cascade between the two keys over ``channel``; return Bob's corrected key.
 
     ``schedule`` overrides the block sizes (one per pass), ``limit`` how many blocks of
     a later pass are bisected at once (0 = all; default :func:`bisection_limit`),
     ``checks`` how many BICONF checks after the last correction end it (0: the schedule's
-    passes only).  Both parties run here in lockstep but exchange data only through the
-    channel.
+    passes only), ``interleave`` whether pass 2 reads pass 1's blocks column by column
+    (default :func:`interleaved`).  Both parties run here in lockstep but exchange data only
+    through the channel.
     """
     if alice_bits.shape != bob_bits.shape:
         raise ValueError(f"keys differ in length: {alice_bits.size} vs {bob_bits.size}")
@@ -547,11 +570,12 @@ def cascade(alice_bits: np.ndarray, bob_bits: np.ndarray, qber: float, channel: 
     ks = list(schedule) if schedule is not None else block_schedule(n, qber, passes, mode)
     if not ks or min(ks) < 1:
         raise ValueError(f"block sizes must be >= 1, got {ks}")
-    alice = CascadeAlice(alice_bits, ks, seed & (2**64 - 1))
+    inter = interleaved(n, mode) if interleave is None else bool(interleave)
+    alice = CascadeAlice(alice_bits, ks, seed & (2**64 - 1), inter)
     setup, tops = alice.opening()
     channel.send("alice", setup, tag="ec")
     channel.send("alice", tops, leaks_key=True, tag="ec")
-    bob = CascadeBob(bob_bits, channel.recv("bob"), channel.recv("bob"), mode, limit, checks)
+    bob = CascadeBob(bob_bits, channel.recv("bob"), channel.recv("bob"), mode, limit, checks, inter)
     answers = None
     while True:
         queries = bob.next_queries(answers)

@@ -330,3 +330,51 @@ def test_bob_refuses_block_sizes_past_the_key():
         CascadeBob(a, forged, tops)
     with pytest.raises(ValueError, match="block sizes"):
         CascadeAlice(a, [16, 1001], seed=3)
+
+
+@pytest.mark.parametrize("n,k1,k2", [(10_000, 32, 256), (10_000, 64, 128), (1001, 7, 100), (100_000, 8, 64)])
+def test_interleaved_pass2_never_puts_two_bits_of_a_pass1_block_together(n, k1, k2):
+    # pass 2 read column by column from pass 1's blocks: a permutation, seeded, and every
+    # block of pass 2 (k2 <= pass 1's block count) holds bits of k2 different blocks of pass 1
+    from controller.postprocess.cascade import _pass_order
+    for seed in (3, 4):
+        perm1 = np.empty(n, dtype=np.int32)
+        perm2 = np.empty(n, dtype=np.int32)
+        pos2 = np.empty(n, dtype=np.int32)
+        _pass_order(n, seed, 0, k1, perm1, None, k1)
+        _pass_order(n, seed, 1, k2, perm2, pos2, k1)
+        assert np.array_equal(np.sort(perm2), np.arange(n)), f"seed {seed}"
+        assert np.array_equal(pos2[perm2], np.arange(n)), f"seed {seed}"
+        block1 = np.empty(n, dtype=np.int64)
+        block1[perm1] = np.arange(n) // k1
+        owners = block1[perm2]
+        for lo in range(0, n, k2):
+            part = owners[lo:lo + k2]
+            assert np.unique(part).size == part.size, f"seed {seed} block of pass 2 at {lo}"
+    other = np.empty(n, dtype=np.int32)
+    _pass_order(n, 5, 1, k2, other, None, k1)
+    assert not np.array_equal(other, perm2)
+
+
+def test_interleaved_pass2_parties_agree_and_correct():
+    # both parties build the interleaved order (standard mode, short frames, by default);
+    # passes after the second and a first pass that is a check keep their own orders
+    from controller.postprocess.cascade import CascadeBob, interleaved
+    assert interleaved(10_000, "standard") and not interleaved(10_000, "low-round")
+    assert not interleaved(ORDERED_BELOW, "standard")
+    for seed, q in ((60, 0.01), (61, 0.02), (62, 0.08)):
+        a, b = _pair(seed, 10_000, q)
+        ks = block_schedule(a.size, q)
+        alice = CascadeAlice(a, ks, seed=seed, interleave=True)
+        bob = CascadeBob(b, *alice.opening(), interleave=True)
+        answers = None
+        while (queries := bob.next_queries(answers)) is not None:
+            answers = alice.answer(queries.copy())
+        assert np.array_equal(bob.y, a), f"seed {seed} q {q}"
+        plain = CascadeAlice(a, ks, seed=seed)
+        built = len(ks)          # rows after these are room for added checks
+        assert np.array_equal(plain.px[0], alice.px[0]) and np.array_equal(plain.px[2:built], alice.px[2:built])
+        assert not np.array_equal(plain.px[1], alice.px[1])
+    x, y = _pair(63, 3000, 0.05)
+    fixed, _ = reconcile(x, y, 0.05, seed=1, schedule=[1500, 64] + [1500] * 18, interleave=True)
+    assert np.array_equal(fixed, x)
