@@ -198,6 +198,7 @@ class AuthChannel:
         self._send_next = None      # pad index of this end's next tag (known after the HELLO)
         self._recv_run = 0          # hash of what the peer sent since its last verified tag
         self.unverified = 0
+        self.last_tagged = False    # whether the last block-lane message recv returned was tagged
         self.tags_sent = 0
         self.stats = ChannelStats()
         self.counters = AuthCounters()
@@ -503,6 +504,7 @@ class AuthChannel:
         if receiver != self.party:
             raise ValueError(f"this channel end is {self.party}'s; it cannot receive for {receiver!r}")
         data = self.recv_on(LANE_BLOCK, timeout)
+        self.last_tagged = isinstance(data, _Tagged)
         if checkpoint and not isinstance(data, _Tagged):
             raise self.suspect(f"an untagged frame from {self.peer} where a checkpoint is due")
         try:

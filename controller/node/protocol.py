@@ -18,6 +18,12 @@ The steps and messages are those of the two-party functions, in the same order:
 
 Everything Alice discloses about the key is metered by the channel (``leaks_key=True``); the
 finite-key length uses that meter, never a figure an algorithm reports about itself.
+
+Every received value is checked against what the receiver knows before it sizes any work
+(:mod:`controller.postprocess.peer`; docs/postprocess.md, "Input from the peer"): until the
+peer's end-of-block tag verifies, it may have been altered on the way, and a value that does
+not fit raises :class:`~controller.postprocess.peer.PeerInputError`, which the node runner
+counts as tampering.
 """
 
 from __future__ import annotations
@@ -27,15 +33,19 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from controller.postprocess.amplify import draw_seed, hash_key
+from controller.postprocess.amplify import draw_seed, hash_key, peer_seed
 from controller.postprocess.cascade import CascadeAlice, CascadeBob, block_schedule
-from controller.postprocess.estimate import BasisCounts, count_by_class
+from controller.postprocess.estimate import BasisCounts, count_by_class, x_errors_by_class
 from controller.postprocess.finite_key import secret_key_length
+from controller.postprocess.peer import (INTS, PeerInputError, peer_array, peer_bits, peer_counts,
+                                         peer_json)
 from controller.postprocess.sift import (BASIS_X, BASIS_Z, AliceRecord, BobDetections, Sifted,
-                                         alice_match)
-from controller.postprocess.verify import P61, points_needed, tag
+                                         alice_match, bob_kept)
+from controller.postprocess.verify import P61, bob_matches, peer_verdict, points_needed, tag
 
 ALICE, BOB = "alice", "bob"
+EC_PASSES = 20          # Cascade passes asked of block_schedule (low-round mode adds one)
+VERDICTS = (None, "empty", "qber")      # Alice's verdicts that Bob may receive (see _verdict)
 
 
 @dataclass(frozen=True)
@@ -89,8 +99,39 @@ def _send_json(ch, party, obj, tag_="ctl"):
 
 
 def _recv_json(ch, party) -> dict:
-    data = ch.recv(party)
-    return json.loads(bytes(data).decode())
+    return peer_json(ch.recv(party), f"a message to {party}")
+
+
+def _recv_verdict(ch) -> tuple[str | None, dict]:
+    """Return Alice's received verdict (abort reason or None, figures), checked."""
+    msg = _recv_json(ch, BOB)
+    if "abort" not in msg or "figures" not in msg:
+        raise PeerInputError(f"Alice's verdict: fields abort and figures expected, got {sorted(msg)}")
+    abort, figures = msg["abort"], msg["figures"]
+    if abort not in VERDICTS or not isinstance(figures, dict):
+        raise PeerInputError(f"Alice's verdict: expected an abort reason in {VERDICTS} and a "
+                             f"dict of figures, got {abort!r} and {type(figures).__name__}")
+    return abort, figures
+
+
+def _ec_schedule(n: int, figures: dict, mode: str) -> list[int]:
+    """Return the Cascade block sizes of an n-bit key, from the verdict's test-basis QBER."""
+    qber = min(max(figures["qber_x"], 0.005), 0.25)
+    return block_schedule(n, qber, EC_PASSES, mode)
+
+
+def _bob_setup(setup, n: int, figures: dict, mode: str) -> np.ndarray:
+    """Check Alice's Cascade setup (seed, block sizes): the sizes must be the schedule both
+    compute from the verdict's QBER (Bob sizes his caches from them)."""
+    qber = figures.get("qber_x")
+    if isinstance(qber, bool) or not isinstance(qber, (int, float)) or not 0 <= qber <= 1:
+        raise PeerInputError(f"Alice's verdict: qber_x must be a number in [0, 1], got {qber!r}")
+    ks = _ec_schedule(n, figures, mode)
+    setup = peer_array(setup, "Alice's Cascade setup", kinds="u", size=len(ks) + 1)
+    if setup[1:].tolist() != ks:
+        raise PeerInputError(f"Alice's Cascade setup: block sizes {setup[1:].tolist()} are not "
+                             f"the schedule {ks} of {n} bits at QBER {qber}")
+    return setup
 
 
 def _verdict(proto: Protocol, counts: BasisCounts) -> tuple[str | None, dict]:
@@ -134,20 +175,16 @@ def alice_block(ch, record: AliceRecord, proto: Protocol, rng: np.random.Generat
     # than the peer's first leaking send could miss some of it on one side only.
     before = ch.stats.snapshot()
     # 1. sift
-    slots = np.asarray(ch.recv(ALICE), dtype=np.int64)
-    bob_bases = np.asarray(ch.recv(ALICE), dtype=np.uint8)
-    mask = alice_match(record, slots, bob_bases)
-    kept = slots[mask]
+    slots = ch.recv(ALICE)
+    mask = alice_match(record, slots, ch.recv(ALICE))       # checks slots and bases
+    kept = np.asarray(slots, dtype=np.int64)[mask]
     classes = record.intensities[kept].astype(np.uint8)
     ch.send(ALICE, mask, tag="sift")
     ch.send(ALICE, classes, bits=2 * classes.size, tag="sift")
     mine = Sifted(kept, record.bases[kept].astype(np.uint8), classes,
                   record.bits[kept].astype(np.uint8))
     # 2. estimate
-    bob_x = np.asarray(ch.recv(ALICE), dtype=np.uint8)
-    x = mine.select(BASIS_X)
-    wrong = mine.bits[x] != bob_x
-    m_test = np.bincount(mine.intensities[x][wrong], minlength=n_classes)[:n_classes]
+    m_test = x_errors_by_class(mine, ch.recv(ALICE), n_classes)
     ch.send(ALICE, m_test.astype(np.uint32), tag="estimate")
     n_key, n_test = count_by_class(mine, n_classes)
     counts = BasisCounts(n_key, n_test, m_test.astype(np.int64))
@@ -160,15 +197,14 @@ def alice_block(ch, record: AliceRecord, proto: Protocol, rng: np.random.Generat
     z = mine.select(BASIS_Z)
     key = mine.bits[z]
     # 4. reconcile
-    qber = min(max(figures["qber_x"], 0.005), 0.25)
-    ks = block_schedule(key.size, qber, 20, proto.cascade_mode)
+    ks = _ec_schedule(key.size, figures, proto.cascade_mode)
     seed = int(rng.integers(0, 2**63))
     casc = CascadeAlice(key, ks, seed)
     setup, tops = casc.opening()
     ch.send(ALICE, setup, tag="ec")
     ch.send(ALICE, tops, leaks_key=True, tag="ec")
     while True:
-        queries = np.asarray(ch.recv(ALICE)).reshape(-1, 3)
+        queries = peer_array(ch.recv(ALICE), "Bob's Cascade queries", kinds=INTS, ndim=2, cols=3)
         if queries.shape[0] == 0:
             break
         ch.send(ALICE, casc.answer(queries), leaks_key=True, tag="ec")
@@ -177,11 +213,11 @@ def alice_block(ch, record: AliceRecord, proto: Protocol, rng: np.random.Generat
     points = rng.integers(0, P61, size=t, dtype=np.uint64)
     ch.send(ALICE, points, tag="verify")
     ch.send(ALICE, tag(key, points), bits=61 * t, leaks_key=True, tag="verify")
-    ok = bool(np.asarray(ch.recv(ALICE))[0])
+    ok = peer_verdict(ch.recv(ALICE))
     if not ok:
         return BlockOutcome(None, figures, "verify")
     # 6.-7. key-basis errors, length
-    m_key = np.asarray(ch.recv(ALICE), dtype=np.int64)
+    m_key = peer_counts(ch.recv(ALICE), "Bob's key-basis errors per class", n_key)
     leak = ch.stats.since(before).leaked_bits
     length, abort = _finish(proto, counts, m_key, leak, figures)
     if abort or length == 0:
@@ -198,22 +234,20 @@ def bob_block(ch, det: BobDetections, proto: Protocol) -> BlockOutcome:
     before = ch.stats.snapshot()        # before anything can arrive: see alice_block
     ch.send(BOB, det.slots, tag="sift")
     ch.send(BOB, det.bases.astype(bool), tag="sift")
-    mask = np.asarray(ch.recv(BOB), dtype=bool)
-    classes = np.asarray(ch.recv(BOB), dtype=np.uint8)
-    mine = Sifted(det.slots[mask], det.bases[mask].astype(np.uint8), classes,
-                  det.bits[mask].astype(np.uint8))
+    mine = bob_kept(det, ch.recv(BOB), ch.recv(BOB), n_classes)
     x = mine.select(BASIS_X)
     ch.send(BOB, mine.bits[x].astype(bool), tag="estimate")
-    m_test = np.asarray(ch.recv(BOB), dtype=np.int64)
     n_key, n_test = count_by_class(mine, n_classes)
+    m_test = peer_counts(ch.recv(BOB), "Alice's test-basis errors per class", n_test)
     counts = BasisCounts(n_key, n_test, m_test)
-    verdict = _recv_json(ch, BOB)
-    figures = verdict["figures"]
-    if verdict["abort"]:
-        return BlockOutcome(None, figures, verdict["abort"])
+    abort, figures = _recv_verdict(ch)
+    if abort:
+        return BlockOutcome(None, figures, abort)
     z = mine.select(BASIS_Z)
     raw = mine.bits[z]
-    casc = CascadeBob(raw, np.asarray(ch.recv(BOB)), np.asarray(ch.recv(BOB)), proto.cascade_mode)
+    setup = _bob_setup(ch.recv(BOB), raw.size, figures, proto.cascade_mode)
+    tops = peer_bits(ch.recv(BOB), "Alice's Cascade block parities")
+    casc = CascadeBob(raw, setup, tops, proto.cascade_mode)
     answers = None
     while True:
         queries = casc.next_queries(answers)
@@ -221,11 +255,9 @@ def bob_block(ch, det: BobDetections, proto: Protocol) -> BlockOutcome:
             ch.send(BOB, np.zeros((0, 3), dtype=np.int32), bits=0, tag="ec")
             break
         ch.send(BOB, queries.astype(np.int32), bits=32 * len(queries), tag="ec")
-        answers = np.asarray(ch.recv(BOB), dtype=np.uint8)
+        answers = peer_bits(ch.recv(BOB), "Alice's Cascade parities", size=len(queries))
     fixed = casc.y
-    points = np.asarray(ch.recv(BOB), dtype=np.uint64)
-    alice_tag = np.asarray(ch.recv(BOB), dtype=np.uint64)
-    ok = bool(np.array_equal(tag(fixed, points), alice_tag))
+    ok = bob_matches(fixed, ch.recv(BOB), ch.recv(BOB), proto.eps_cor)
     ch.send(BOB, np.array([ok]), tag="verify")
     if not ok:
         return BlockOutcome(None, figures, "verify")
@@ -236,5 +268,5 @@ def bob_block(ch, det: BobDetections, proto: Protocol) -> BlockOutcome:
     length, abort = _finish(proto, counts, m_key, leak, figures)
     if abort or length == 0:
         return BlockOutcome(None, figures, abort or "short")
-    seed_bits = np.asarray(ch.recv(BOB), dtype=np.uint8)
+    seed_bits = peer_seed(ch.recv(BOB), fixed.size, length)
     return BlockOutcome(hash_key(seed_bits, fixed, length), figures)

@@ -62,10 +62,13 @@ from controller.kms.kme import PeerKME, PeerUnavailable
 from controller.kms.store import COMMITTED
 from controller.kms.peer_channel import ChannelPeerKME, PeerKMEService
 
+from controller.postprocess.peer import PeerInputError, peer_int, peer_json
+
 from .boards import BoardFault
 from .protocol import ALICE, BOB, BlockOutcome, Protocol, alice_block, bob_block
 
 logger = logging.getLogger("qkdnode.node")
+MAX_SESSION_ID = 64     # characters of Alice's session ID (she sends 12 hex digits)
 ALARMS = ("qber", "decoy")
 # where ``fault_hook`` is called, in the order of the end-of-block exchange (then the resolution)
 FAULT_POINTS = ("bob:end_sent", "alice:end_received", "alice:prepared", "alice:end_sent",
@@ -319,8 +322,8 @@ class Node:
     def _recv(self, timeout=None, checkpoint=False) -> dict:
         if self.channel is None:
             raise ChannelClosed("the channel is closed")
-        return json.loads(bytes(self.channel.recv(self.role, timeout=timeout,
-                                                  checkpoint=checkpoint)).decode())
+        return peer_json(self.channel.recv(self.role, timeout=timeout, checkpoint=checkpoint),
+                         f"a message from {self.channel.peer}")
 
     def _fault(self, point: str, n: int) -> None:
         if self.fault_hook is not None:
@@ -404,6 +407,9 @@ class Node:
                     "protocol": self.proto.to_json()})
         reply = self._recv(self.run_timeout_s)
         if not reply.get("ready"):
+            if reply.get("fatal") and not self.channel.last_tagged:
+                # Bob sends a fatal refusal tagged: an untagged one was altered on the way
+                raise self.channel.suspect("an unauthenticated fatal refusal from Bob")
             raise ProtocolMismatch(reply.get("reason", "Bob refused the block")) \
                 if reply.get("fatal") else BoardFault(f"Bob is not ready: {reply.get('reason')}")
         t0 = self.clock()
@@ -431,20 +437,22 @@ class Node:
     def _bob_block(self) -> None:
         msg = self._recv(self.run_timeout_s)
         if "sync" in msg:
+            if not self.channel.last_tagged:
+                # Alice sends her sync tagged; acting on an untagged one would drop blocks
+                raise self.channel.suspect("an unauthenticated sync from Alice")
             self._bob_sync(msg)
             return
         if "prepare" not in msg:
             # not authenticated yet: altered on the way, as block data that does not parse (run)
             raise self.channel.suspect(f"protocol out of step: expected a block, got {sorted(msg)}")
-        n, self.session = msg["prepare"], msg["session"]
-        theirs = Protocol.from_json(msg["protocol"])
+        n, self.session, theirs = self._prepare_fields(msg)
         if theirs != self.proto:
             self._send({"ready": False, "fatal": True,
                         "reason": f"protocol settings differ between the nodes (Alice {theirs}, "
                                   f"Bob {self.proto}); make [protocol] the same in both node.toml"},
                        checkpoint=True)
             raise ProtocolMismatch("protocol settings differ from Alice's; fix [protocol] in node.toml")
-        n_slots = int(msg["n_slots"])
+        n_slots = peer_int(msg.get("n_slots"), "Alice's block length (slots)", 1)
         try:
             self.board.arm()
         except BoardFault as exc:
@@ -456,10 +464,8 @@ class Node:
         if "void" in msg:
             self._finish_void(n, f"Alice: {msg.get('reason')}", link="board")
             return
-        played, overrun = int(msg["played"]), int(msg.get("overrun", 0))
-        if not 0 < played <= n_slots or overrun < 0:
-            raise ChannelError(f"Alice reports {played} slots played (and {overrun} past the end) "
-                               f"for a block of {n_slots}")
+        played = peer_int(msg.get("played"), f"slots Alice played of a block of {n_slots}", 1, n_slots)
+        overrun = peer_int(msg.get("overrun", 0), "slots Alice played past the block", 0)
         try:
             det = self.board.collect(played, timeout_s=self.timeout_s, stop_event=self._stop)
         except BoardFault as exc:
@@ -471,6 +477,21 @@ class Node:
         outcome.figures["distill_wall_s"] = round(time.perf_counter() - w, 3)
         outcome.figures["overrun_slots"] = overrun
         self._conclude(n, outcome, t0, played + overrun)
+
+    def _prepare_fields(self, msg: dict) -> tuple[int, str, Protocol]:
+        """Return (block number, session ID, Alice's protocol settings) of a prepare, checked."""
+        n = peer_int(msg["prepare"], "Alice's block number", 0)
+        session = msg.get("session")
+        if not (isinstance(session, str) and 0 < len(session) <= MAX_SESSION_ID
+                and session.isascii() and session.isalnum()):
+            raise PeerInputError(f"Alice's session ID: expected 1..{MAX_SESSION_ID} letters and "
+                                 f"digits, got {session!r:.80}")
+        try:
+            theirs = Protocol.from_json(msg.get("protocol"))
+        except (TypeError, KeyError, ValueError) as exc:
+            raise PeerInputError(f"Alice's protocol settings do not parse ({type(exc).__name__}: "
+                                 f"{exc})") from None
+        return n, session, theirs
 
     # -- the end of a block -----------------------------------------------------------------------
 
