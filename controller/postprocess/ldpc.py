@@ -44,6 +44,7 @@ from . import _ldpc_core as core
 from . import _qc
 from .channel import Channel
 from .infotheory import h2
+from .peer import PeerInputError, peer_array, peer_bits
 from .verify import P61, tag
 
 CODE_SEED = 0x5EED1D9C
@@ -262,14 +263,19 @@ def ldpc(alice_bits: np.ndarray, bob_bits: np.ndarray, qber: float, channel: Cha
     channel.send("alice", points, tag="ec")
     channel.send("alice", np.array(tags, dtype=np.uint64), bits=61 * len(tags), leaks_key=True, tag="ec")
     # ---- Bob: everything below uses only what came through the channel
-    hdr = np.asarray(channel.recv("bob"), dtype=np.int64)
-    count = int(hdr[0])
-    b_seeds = hdr[1:1 + count]
+    # (received values are checked before they size anything: the frame plans are public,
+    # Bob computes the same from n, frame_bits, qber and the options; see peer.py)
+    count = len(plans)
+    hdr = peer_array(channel.recv("bob"), "Alice's LDPC frame header", size=1 + 8 * count)
+    b_seeds = peer_array(hdr[1:1 + count], "Alice's LDPC frame seeds", lo=0)
     b_plans = [FramePlan(*map(int, row)) for row in hdr[1 + count:].reshape(count, 7)]
-    b_leaky = np.asarray(channel.recv("bob"), dtype=np.uint8)
-    b_pads = np.asarray(channel.recv("bob"), dtype=np.uint8)
-    b_points = np.asarray(channel.recv("bob"), dtype=np.uint64)
-    b_tags = np.asarray(channel.recv("bob"), dtype=np.uint64)
+    if hdr[0] != count or b_plans != plans:
+        raise PeerInputError(f"Alice's LDPC frame plans {hdr[0]} x {b_plans[:1]}... are not the "
+                             f"{count} frames of {n_bits} bits at QBER {qber}")
+    b_leaky = peer_bits(channel.recv("bob"), "Alice's LDPC syndromes", sum(p.m - p.p for p in plans))
+    b_pads = peer_bits(channel.recv("bob"), "Alice's LDPC padded syndromes", sum(p.p for p in plans))
+    b_points = peer_array(channel.recv("bob"), "Alice's LDPC hash point", kinds="u", size=1, hi=P61 - 1)
+    b_tags = peer_array(channel.recv("bob"), "Alice's LDPC frame tags", kinds="u", size=count)
     l0 = np.float32(math.log((1.0 - qber) / qber))
     out = np.array(bob_bits, dtype=np.uint8)
     ends = np.cumsum([0] + [p.k for p in b_plans])
@@ -310,7 +316,7 @@ def ldpc(alice_bits: np.ndarray, bob_bits: np.ndarray, qber: float, channel: Cha
             else:
                 still.append(i)
         channel.send("bob", np.isin(np.arange(count), still), tag="ec")
-        failed = np.flatnonzero(np.asarray(channel.recv("alice")))
+        failed = np.flatnonzero(peer_bits(channel.recv("alice"), "Bob's failed LDPC frames", count))
         if failed.size == 0 or attempt == max_retries:
             return out, int(failed.size)
         # ---- Alice: the next delta bits of every failed frame (punctured first, then key)
@@ -322,7 +328,8 @@ def ldpc(alice_bits: np.ndarray, bob_bits: np.ndarray, qber: float, channel: Cha
             if end > secret.size:
                 values.append(key[lay.reveal_key[max(r - secret.size, 0):end - secret.size]])
         channel.send("alice", np.concatenate(values).astype(bool), leaks_key=True, tag="ec")
-        got = np.asarray(channel.recv("bob"), dtype=np.uint8)
+        got = peer_bits(channel.recv("bob"), "Alice's LDPC reveals",
+                        sum(min(plans[i].delta, plans[i].p + plans[i].k - int(revealed[i])) for i in failed))
         at = 0
         for i in failed:
             plan, lay, ssign, llr, state = frames[i]
