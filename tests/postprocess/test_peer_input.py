@@ -315,3 +315,82 @@ def test_flipped_bytes_end_in_a_key_a_refused_block_or_suspected_tampering(seed,
         assert a.abort == b.abort, (seed, a.abort, b.abort)
         assert (a.key is None) == (b.key is None) and (a.key is None or np.array_equal(a.key, b.key)), seed
     # an altered message that both halves accepted is refused by the end-of-block tag
+
+
+# -- seeded fuzz of reconciliation alone (both parties in one call) ---------------------------------
+
+class _FlipChannel(LocalChannel):
+    """A LocalChannel that carries each payload in the TCP channel's encoding and flips bytes of
+    its ``victim``-th message; a payload that no longer decodes raises TamperedMessage."""
+
+    def __init__(self, seed, messages):
+        super().__init__()
+        self.rng = np.random.default_rng(seed)
+        self.victim, self.count, self.flipped = int(self.rng.integers(0, messages)), 0, False
+
+    def send(self, sender, payload, *, bits=None, leaks_key=False, tag=""):
+        data = bytearray(encode_payload(payload))
+        if self.count == self.victim:
+            for _ in range(int(self.rng.integers(1, 4))):
+                data[int(self.rng.integers(0, len(data)))] ^= int(self.rng.integers(1, 256))
+            self.flipped = True
+        self.count += 1
+        super().send(sender, bytes(data), bits=bits, leaks_key=leaks_key, tag=tag)
+
+    def recv(self, receiver):
+        try:
+            return decode_payload(super().recv(receiver))
+        except ChannelError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - as AuthChannel.recv
+            raise TamperedMessage(f"does not decode ({type(exc).__name__}: {exc})") from None
+
+
+def _reconcile_in_thread(seed, method, options, messages, n=6000, qber=0.03):
+    from controller.postprocess.reconcile import reconcile
+    rng = np.random.default_rng([SEED, seed])
+    a = rng.integers(0, 2, n, dtype=np.uint8)
+    b = a ^ (rng.random(n) < qber).astype(np.uint8)
+    ch = _FlipChannel(seed, messages)
+    out = {}
+
+    def run():
+        try:
+            out["key"] = reconcile(a, b, qber, method, ch, seed=seed, **options)[0]
+        except BaseException as exc:  # noqa: BLE001 - checked below
+            out["error"] = exc
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    t.join(WAIT_S)
+    assert not t.is_alive(), f"seed {seed}: {method} did not finish with message {ch.victim} altered (hang)"
+    err = out.get("error")
+    assert err is None or isinstance(err, (ValueError, ChannelError)), \
+        f"seed {seed}: {method} raised {type(err).__name__}: {err}"
+    if not ch.flipped:
+        assert err is None and np.array_equal(out["key"], a), seed
+
+
+@pytest.mark.parametrize("seed", range(100))
+def test_ldpc_with_flipped_bytes_ends_in_a_key_or_a_clear_error(seed):
+    _reconcile_in_thread(seed, "ldpc", {"frame_bits": 2000, "rng": np.random.default_rng(seed)}, 12)
+
+
+@pytest.mark.parametrize("seed", range(100))
+def test_cascade_with_flipped_bytes_ends_in_a_key_or_a_clear_error(seed):
+    _reconcile_in_thread(seed, "cascade", {"mode": "low-round" if seed % 2 else "standard"}, 60)
+
+
+def test_bob_refuses_a_forged_ldpc_frame_plan():
+    from controller.postprocess.reconcile import reconcile
+
+    class Forge(LocalChannel):
+        def send(self, sender, payload, **kw):
+            if self.stats.messages == 0:            # Alice's header: count, seeds, plans
+                payload = payload.copy()
+                payload[-7] = 1 << 40               # the last frame's k
+            super().send(sender, payload, **kw)
+
+    a = np.zeros(6000, np.uint8)
+    with pytest.raises(PeerInputError, match="frame plans"):
+        reconcile(a, a.copy(), 0.03, "ldpc", Forge(), frame_bits=2000)
