@@ -9,6 +9,7 @@ Figures (over ``--frames`` frames of ``--bits`` bits with i.i.d. errors at ``--q
 * ``mbit_per_s``: N / seconds_per_frame / 1e6.
 * ``cpu_seconds_per_frame``, ``mbit_per_s_cpu``: the same from the process CPU time, which
   a machine shared with other jobs does not inflate (both parties, one thread).
+* ``decoder``: the LDPC check update used (``--decoder``, default the library's).
 * ``load_average``: the 1-minute load average of the machine at the start and the end of
   the run (wall-clock figures on a loaded machine are lower bounds).
 
@@ -27,11 +28,13 @@ import numpy as np
 
 
 def _parse(argv):
+    from controller.postprocess.ldpc import DECODERS
+
     parser = argparse.ArgumentParser(prog="qkdnode bench reconcile", description=__doc__.split("\n\n")[0])
     parser.add_argument("--method", choices=("cascade", "ldpc"), default="cascade")
     parser.add_argument("--mode", choices=("standard", "low-round"), default="standard",
                         help="cascade mode")
-    parser.add_argument("--decoder", choices=("sp", "amin"), default=None,
+    parser.add_argument("--decoder", choices=DECODERS, default=None,
                         help="ldpc check update (default: the library's, amin)")
     parser.add_argument("--qber", type=float, default=0.02, help="bit error rate of the frames")
     parser.add_argument("--bits", type=int, default=1_000_000, help="frame length N")
@@ -39,6 +42,13 @@ def _parse(argv):
     parser.add_argument("--seed", type=int, default=1, help="seed of keys, errors and permutations")
     parser.add_argument("--json", action="store_true", help="accepted for the qkdnode bench convention")
     return parser.parse_args(argv)
+
+
+def _default_decoder() -> str:
+    import inspect
+
+    from controller.postprocess.ldpc import ldpc
+    return inspect.signature(ldpc).parameters["decoder"].default
 
 
 def run(argv: list[str]) -> dict:
@@ -74,7 +84,7 @@ def run(argv: list[str]) -> dict:
     spf = statistics.median(times)
     return {
         "method": args.method, "mode": args.mode if args.method == "cascade" else None,
-        "decoder": options.get("decoder") if args.method == "ldpc" else None,
+        "decoder": options.get("decoder", _default_decoder()) if args.method == "ldpc" else None,
         "qber": args.qber, "bits": args.bits, "frames": args.frames, "seed": args.seed,
         "efficiency": statistics.fmean(effs), "efficiency_max": max(effs),
         "frame_error_rate": failures / args.frames,
