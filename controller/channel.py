@@ -55,6 +55,7 @@ _HDR = struct.Struct(">2sBBBBBBQQQI")   # magic ver kind dir lane flags taglen b
 MAGIC, VERSION = b"QC", 2
 FLAG_LEAKS, FLAG_TAGGED = 1, 2           # header flags: metered as key leak; carries a tag
 NO_TAG = bytes(16)                       # the MAC field of an untagged frame
+ARRAY_KINDS = "biuf"                     # dtype kinds of array payloads: bool, integers, floats
 
 
 def absorb(key: int, h: int, data: bytes) -> int:
@@ -119,8 +120,9 @@ def encode_payload(payload: Payload) -> bytes:
     if isinstance(payload, (bytes, bytearray, memoryview)):
         return b"\x00" + bytes(payload)
     if isinstance(payload, np.ndarray):
-        if payload.dtype.hasobject:
-            raise TypeError("object arrays cannot be sent on the channel")
+        if payload.dtype.kind not in ARRAY_KINDS:
+            raise TypeError(f"only bool, integer and float arrays are sent on the channel, "
+                            f"got dtype {payload.dtype}")
         arr = np.ascontiguousarray(payload)
         dt = arr.dtype.str.encode()
         return (b"\x01" + bytes([len(dt)]) + dt + bytes([arr.ndim])
@@ -136,8 +138,8 @@ def decode_payload(data: bytes) -> Payload:
         raise ChannelError("unknown payload encoding")
     n = data[1]
     dt = np.dtype(data[2:2 + n].decode())
-    if dt.hasobject:
-        raise ChannelError("object arrays are refused")
+    if dt.kind not in ARRAY_KINDS or dt.shape:
+        raise ChannelError(f"array payloads are bool, integer or float, got dtype {dt}")
     ndim = data[2 + n]
     pos = 3 + n
     shape = tuple(struct.unpack(">Q", data[pos + 8 * i:pos + 8 * i + 8])[0] for i in range(ndim))

@@ -394,3 +394,12 @@ def test_bob_refuses_a_forged_ldpc_frame_plan():
     a = np.zeros(6000, np.uint8)
     with pytest.raises(PeerInputError, match="frame plans"):
         reconcile(a, a.copy(), 0.03, "ldpc", Forge(), frame_bits=2000)
+
+
+@pytest.mark.parametrize("dtype", [b"<U2", b"|S4", b"|V8", b"(2,)u1", b"<M8[s]", b"|O"])
+def test_channel_payloads_are_only_bool_integer_or_float_arrays(dtype):
+    data = b"\x01" + bytes([len(dtype)]) + dtype + b"\x01" + (1).to_bytes(8, "big") + bytes(16)
+    with pytest.raises(ChannelError, match="bool, integer or float"):
+        decode_payload(data)
+    with pytest.raises(TypeError, match="bool, integer and float"):
+        encode_payload(np.zeros(2, dtype="<U2"))
