@@ -440,38 +440,75 @@ def random_half_permutation(n, seed):
 
 
 @njit(cache=True)
-def interleaved_order(first, k1, seed):
-    """Return an order of the key (int32) that reads pass 1's blocks column by column.
+def _next_word(state):
+    state = state + np.uint64(0x9E3779B97F4A7C15)
+    return state, _splitmix_word(state)
 
-    ``first`` is pass 1's order, cut into blocks of k1 bits.  Each block's positions are
-    shuffled, the blocks are put in a random order, and the result is row r = the r-th
-    shuffled position of every block in that order, rows one after the other (all from the
-    splitmix64 stream of ``seed``).  Any k consecutive positions (k at most the number of
-    pass 1's blocks) then hold bits of k different blocks of pass 1: two errors that pass 1
-    left in one block never share a block of the pass cut from this order (in a uniform
-    order they do with probability (k - 1) / (n - 1), and such a pair is invisible to both).
+
+@njit(cache=True)
+def interleaved_order(first, k1, k2, seed):
+    """Return an order of the key (int32) in which every block of k2 bits holds bits of
+    k2 different blocks of pass 1 (``first``, cut into blocks of k1 bits; k2 at most their
+    number nb, else as many different ones as the rows allow).
+
+    Rows r = 0..k1-1 each take one position of every block of pass 1 (each block's
+    positions in a shuffled order), the blocks of a row in a fresh random order, so two
+    rows share no structure; the first blocks of a row are kept clear of the blocks that
+    the block of k2 bits begun at the end of the previous row already holds.  All from the
+    splitmix64 stream of ``seed``.  (In a uniform order two errors that pass 1 left in one
+    of its blocks share a block of k2 bits with probability (k2 - 1) / (n - 1), and are then
+    invisible to both passes.)
     """
     n = first.size
     nb = (n + k1 - 1) // k1
-    col = splitmix_permutation(nb, seed)
     off = np.empty(nb * k1, dtype=np.int32)
-    state = np.uint64(seed) ^ np.uint64(0xD1B54A32D192ED03)
+    state = np.uint64(seed)
     for j in range(nb):
         size = min(k1, n - j * k1)
         for i in range(size):
             off[j * k1 + i] = i
         for i in range(size - 1, 0, -1):              # Fisher-Yates within block j
-            state = state + np.uint64(0x9E3779B97F4A7C15)
-            t = np.int64(_splitmix_word(state) % np.uint64(i + 1))
+            state, z = _next_word(state)
+            t = np.int64(z % np.uint64(i + 1))
             a = off[j * k1 + i]
             off[j * k1 + i] = off[j * k1 + t]
             off[j * k1 + t] = a
     out = np.empty(n, dtype=np.int32)
+    row = np.empty(nb, dtype=np.int64)
+    held = np.zeros(nb, dtype=np.bool_)      # blocks in the block of k2 bits under way
+    src = np.empty(n, dtype=np.int64)        # the block of pass 1 of each position
     m = 0
     for r in range(k1):
-        for c in range(nb):
-            j = col[c]
+        w = 0
+        for j in range(nb):
             if r < min(k1, n - j * k1):
-                out[m] = first[j * k1 + off[j * k1 + r]]
-                m += 1
+                row[w] = j
+                w += 1
+        for i in range(w - 1, 0, -1):                  # a fresh order of the row's blocks
+            state, z = _next_word(state)
+            t = np.int64(z % np.uint64(i + 1))
+            a = row[i]
+            row[i] = row[t]
+            row[t] = a
+        room = min(k2 - m % k2, w) if m % k2 else 0      # positions left in that block
+        later = room
+        for i in range(room):              # swap held blocks out of the first ``room``
+            if held[row[i]]:
+                while later < w and held[row[later]]:
+                    later += 1
+                if later == w:
+                    break                  # more held blocks than the row can avoid
+                a = row[i]
+                row[i] = row[later]
+                row[later] = a
+                later += 1
+        for i in range(w):
+            j = row[i]
+            if m % k2 == 0:
+                for t in range(max(m - k2, 0), m):    # a new block of k2 bits
+                    held[src[t]] = False
+            out[m] = first[j * k1 + off[j * k1 + r]]
+            src[m] = j
+            held[j] = True
+            m += 1
     return out

@@ -252,7 +252,7 @@ def _pass_order(n: int, seed: int, p: int, k: int, perm: np.ndarray, pos: np.nda
         m = int(core.random_half_order(n, s, perm, pos if pos is not None else np.empty(n, dtype=np.int32)))
         return (m, 1) if m > 0 else (n, 0)     # empty subset: parity 0, nothing to disclose
     if after and p == 1 and not is_check(n, after):
-        perm[:] = core.interleaved_order(core.splitmix_permutation(n, _pass_seed(seed, 0)), after, s)
+        perm[:] = core.interleaved_order(core.splitmix_permutation(n, _pass_seed(seed, 0)), after, k, s)
     else:
         perm[:] = core.splitmix_permutation(n, s)
     if pos is not None:
