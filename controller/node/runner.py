@@ -56,8 +56,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from controller.channel import (AuthChannel, ChannelAuthError, ChannelClosed, ChannelError,
-                                ChannelListener, connect)
+from controller.channel import (AuthChannel, BlockAborted, ChannelAuthError, ChannelClosed,
+                                ChannelError, ChannelListener, connect)
 from controller.kms.kme import PeerKME, PeerUnavailable
 from controller.kms.store import COMMITTED
 from controller.kms.peer_channel import ChannelPeerKME, PeerKMEService
@@ -83,6 +83,14 @@ class Halt(BaseException):
 
 class ProtocolMismatch(RuntimeError):
     """The two nodes are configured differently; the operator must fix one of them."""
+
+
+def _mismatch_reason(alice: Protocol, bob: Protocol | None = None) -> str:
+    """Return Bob's reason for refusing Alice's settings (``bob`` None: the part naming Alice's,
+    which she checks against her own settings)."""
+    head = f"protocol settings differ between the nodes (Alice {alice}, "
+    return head if bob is None else head + (f"Bob {bob}); make [protocol] the same in both "
+                                            f"node.toml")
 
 
 class SwitchablePeer(PeerKME):
@@ -410,6 +418,11 @@ class Node:
             if reply.get("fatal") and not self.channel.last_tagged:
                 # Bob sends a fatal refusal tagged: an untagged one was altered on the way
                 raise self.channel.suspect("an unauthenticated fatal refusal from Bob")
+            if reply.get("fatal") and not str(reply.get("reason", "")).startswith(
+                    _mismatch_reason(self.proto)):
+                # Bob saw other settings than Alice sent: her (untagged) prepare was altered;
+                # the ABORT this sends tells Bob so (see Node._settle_mismatch)
+                raise self.channel.suspect("Bob refuses settings Alice did not send")
             raise ProtocolMismatch(reply.get("reason", "Bob refused the block")) \
                 if reply.get("fatal") else BoardFault(f"Bob is not ready: {reply.get('reason')}")
         t0 = self.clock()
@@ -447,11 +460,9 @@ class Node:
             raise self.channel.suspect(f"protocol out of step: expected a block, got {sorted(msg)}")
         n, self.session, theirs = self._prepare_fields(msg)
         if theirs != self.proto:
-            self._send({"ready": False, "fatal": True,
-                        "reason": f"protocol settings differ between the nodes (Alice {theirs}, "
-                                  f"Bob {self.proto}); make [protocol] the same in both node.toml"},
+            self._send({"ready": False, "fatal": True, "reason": _mismatch_reason(theirs, self.proto)},
                        checkpoint=True)
-            raise ProtocolMismatch("protocol settings differ from Alice's; fix [protocol] in node.toml")
+            self._settle_mismatch()
         n_slots = peer_int(msg.get("n_slots"), "Alice's block length (slots)", 1)
         try:
             self.board.arm()
@@ -477,6 +488,20 @@ class Node:
         outcome.figures["distill_wall_s"] = round(time.perf_counter() - w, 3)
         outcome.figures["overrun_slots"] = overrun
         self._conclude(n, outcome, t0, played + overrun)
+
+    def _settle_mismatch(self) -> None:
+        """Bob, after refusing other settings: the prepare naming them was not authenticated.
+        Alice checks the refusal (tagged) against her own settings: if Bob saw others, her
+        prepare was altered and she aborts the block (tampering here too, the node goes on);
+        if not, she stops and closes the channel, and Bob stops as well."""
+        try:
+            self._recv(self.timeout_s)
+        except BlockAborted:
+            raise self.channel.suspect("Alice aborted the block Bob refused: her prepare named "
+                                       "other settings than she sent") from None
+        except ChannelError:
+            pass
+        raise ProtocolMismatch("protocol settings differ from Alice's; fix [protocol] in node.toml")
 
     def _prepare_fields(self, msg: dict) -> tuple[int, str, Protocol]:
         """Return (block number, session ID, Alice's protocol settings) of a prepare, checked."""

@@ -4,15 +4,20 @@ Bob's node reads Alice's "prepare" and "run" (untagged, checked only by her end-
 and acts on their numbers: each is checked (``PeerInputError``) and the run loop turns the error
 on unverified data into :meth:`AuthChannel.suspect` (counted as tampering, block aborted at both
 ends, the node goes on).  A "sync" (Bob drops blocks) and a fatal refusal (Alice stops) must come
-tagged: an untagged one was altered on the way.
+tagged: an untagged one was altered on the way.  A prepare naming other protocol settings stops
+the nodes only if Alice confirms she sent them (her settings in Bob's tagged refusal); else it
+was altered, and both count tampering and go on.
 """
 
 import json
+import re
+import threading
+from dataclasses import replace
 
 import pytest
 
 from controller.channel import AuthKeyPool, TamperedMessage, open_pair
-from controller.node.runner import ProtocolMismatch
+from controller.node.runner import ProtocolMismatch, _mismatch_reason
 from controller.postprocess.peer import PeerInputError
 
 from .fakes import BLOCK_SLOTS, PROTO, free_port, make_node
@@ -102,14 +107,39 @@ def test_an_untagged_sync_is_refused_and_a_tagged_one_answered(link):
     assert bob2.stats.resolved == [{"block": "feedbeef0000-3", "outcome": "dropped"}]
 
 
-def test_alice_stops_only_on_a_tagged_fatal_refusal(link):
-    refusal = {"ready": False, "fatal": True, "reason": "protocol settings differ"}
-    alice, bob_end = link("alice")
-    _send(bob_end, "bob", refusal)                       # untagged: altered on the way
-    with pytest.raises(TamperedMessage, match="unauthenticated fatal refusal"):
-        alice._alice_block()
-    assert alice.channel.counters.tampered == 1
-    alice2, bob_end2 = link("alice")
-    _send(bob_end2, "bob", refusal, checkpoint=True)
-    with pytest.raises(ProtocolMismatch, match="protocol settings differ"):
-        alice2._alice_block()
+def test_alice_stops_only_on_a_tagged_refusal_of_her_own_settings(link):
+    mine, other = PROTO, replace(PROTO, max_qber=0.07)
+    for refusal, checkpoint, raised, what in (
+            (_mismatch_reason(mine, other), False, TamperedMessage, "unauthenticated fatal refusal"),
+            (_mismatch_reason(other, mine), True, TamperedMessage, "settings Alice did not send"),
+            (_mismatch_reason(mine, other), True, ProtocolMismatch, "protocol settings differ")):
+        alice, bob_end = link("alice")
+        _send(bob_end, "bob", {"ready": False, "fatal": True, "reason": refusal}, checkpoint)
+        with pytest.raises(raised, match=re.escape(what)):
+            alice._alice_block()
+        assert alice.channel.counters.tampered == (raised is TamperedMessage)
+
+
+@pytest.mark.parametrize("alice_says", ["abort", "close"])
+def test_bob_stops_on_other_settings_only_if_alice_does(link, alice_says):
+    bob, alice_end = link("bob")
+    _send(alice_end, "alice", {**GOOD, "protocol": replace(PROTO, max_qber=0.07).to_json()})
+    out = {}
+
+    def run():
+        try:
+            bob._bob_block()
+        except BaseException as exc:  # noqa: BLE001 - checked below
+            out["exc"] = exc
+
+    t = threading.Thread(target=run)
+    t.start()
+    refusal = json.loads(bytes(alice_end.recv("alice", checkpoint=True)))
+    assert refusal["fatal"] and "max_qber=0.07" in refusal["reason"]
+    if alice_says == "abort":            # her prepare was altered: she aborts, Bob goes on
+        alice_end.abort_block("malformed data")
+    else:                                # the settings do differ: she stops
+        alice_end.close()
+    t.join(10)
+    want = TamperedMessage if alice_says == "abort" else ProtocolMismatch
+    assert isinstance(out.get("exc"), want), out
