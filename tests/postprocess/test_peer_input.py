@@ -403,3 +403,19 @@ def test_channel_payloads_are_only_bool_integer_or_float_arrays(dtype):
         decode_payload(data)
     with pytest.raises(TypeError, match="bool, integer and float"):
         encode_payload(np.zeros(2, dtype="<U2"))
+
+
+@pytest.mark.parametrize("seed", range(60))
+def test_distill_with_flipped_bytes_ends_in_equal_keys_or_a_clear_error(seed, block):
+    from controller.postprocess.pipeline import distill
+    ch = _FlipChannel(seed, 70)
+    try:
+        res = distill(*block, ch, intensities=PROTO.intensities, probabilities=PROTO.probabilities,
+                      rng=np.random.default_rng(seed), eps_sec=PROTO.eps_sec, eps_cor=PROTO.eps_cor)
+    except (ValueError, ChannelError):
+        assert ch.flipped, seed
+        return
+    if not ch.flipped:
+        assert res.ok or res.reason, seed
+    if res.ok and not ch.flipped:
+        assert np.array_equal(res.alice_key, res.bob_key), seed
