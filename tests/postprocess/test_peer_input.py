@@ -381,19 +381,30 @@ def test_cascade_with_flipped_bytes_ends_in_a_key_or_a_clear_error(seed):
     _reconcile_in_thread(seed, "cascade", {"mode": "low-round" if seed % 2 else "standard"}, 60)
 
 
-def test_bob_refuses_a_forged_ldpc_frame_plan():
+@pytest.mark.parametrize("index, forge, what", [
+    (0, lambda x: np.concatenate([x[:-7], [1 << 40], x[-6:]]), "frame plans"),     # last frame's k
+    (0, lambda x: x[:-1], "frame header: expected"),
+    (1, lambda x: x[:-1], "LDPC syndromes: expected"),
+    (2, lambda x: np.concatenate([x, x]), "padded syndromes: expected"),
+    (3, lambda x: np.array([P61], np.uint64), "hash point: values must be <="),
+    (4, lambda x: x[:1], "frame tags: expected"),
+    (5, lambda x: x[:-1], "failed LDPC frames: expected"),                        # Bob -> Alice
+    (5, lambda x: x.astype(np.float64), "failed LDPC frames: expected an array of bools"),
+])
+def test_ldpc_receiving_points_refuse_forged_messages(index, forge, what):
     from controller.postprocess.reconcile import reconcile
 
     class Forge(LocalChannel):
         def send(self, sender, payload, **kw):
-            if self.stats.messages == 0:            # Alice's header: count, seeds, plans
-                payload = payload.copy()
-                payload[-7] = 1 << 40               # the last frame's k
+            if self.stats.messages == index:
+                payload = forge(payload)
             super().send(sender, payload, **kw)
 
-    a = np.zeros(6000, np.uint8)
-    with pytest.raises(PeerInputError, match="frame plans"):
-        reconcile(a, a.copy(), 0.03, "ldpc", Forge(), frame_bits=2000)
+    rng = np.random.default_rng(SEED)
+    a = rng.integers(0, 2, 6000, dtype=np.uint8)
+    with pytest.raises(PeerInputError, match=re.escape(what)):
+        reconcile(a, a ^ (rng.random(6000) < 0.03).astype(np.uint8), 0.03, "ldpc", Forge(),
+                  frame_bits=2000, rng=np.random.default_rng(SEED))
 
 
 @pytest.mark.parametrize("dtype", [b"<U2", b"|S4", b"|V8", b"(2,)u1", b"<M8[s]", b"|O"])
