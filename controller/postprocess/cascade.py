@@ -22,7 +22,9 @@ checks begun with errors left.  (A fixed number of checks is not enough: two sma
 passes leave errors in 70-85 % of frames at N = 1e4, and the checks that find them no longer
 count.)
 
-Frames shorter than ORDERED_BELOW bits: k1 = 2^floor(log2 1/Q), k2 = 8 k1, and Bob
+Frames shorter than ORDERED_BELOW bits: k1 = 2^floor(log2 1/Q), k2 = 8 k1 (k1 = 2^ceil,
+k2 = 2 k1 where that k1 is >= 64 and k1 Q <= SHORT_KQ: 1 % and 2 %), pass 2 read column by
+column from pass 1's blocks (no two bits of a pass-1 block in one pass-2 block), and Bob
 bisects the odd blocks of the later passes a few at a time (one in 64 of pass 2's blocks,
 at least one), cascading each error back before the next blocks start: a block that the
 cascade evens costs no parities.  This lowers f by 0.01-0.05 at N = 1e4..1e5
@@ -75,6 +77,9 @@ SYNDROME_LOAD = {"standard": 0.0, "low-round": 0.1}
 # the rounds (hence the time) down.
 ORDERED_BELOW = 2**18
 LIMIT_SHIFT = 6
+# Standard-mode frames shorter than ORDERED_BELOW take k1 = 2^ceil(log2 1/Q), k2 = 2 k1 when
+# k1 Q is at most this and k1 >= 64 (see block_schedule).
+SHORT_KQ = 1.3
 # Low-round mode on frames shorter than ORDERED_BELOW: one in 2^LOW_LIMIT_SHIFT of pass 2's
 # blocks at a time (the syndrome decoding leaves rounds to spare for it).
 LOW_LIMIT_SHIFT = 2
@@ -110,11 +115,19 @@ def block_schedule(n: int, qber: float, passes: int = 2 + CHECKS, mode: str = "s
         k2 = min(2 ** max(round(math.log2(1.0 / left)), 0), half)
         return [k1, k2, min(64 * k1, half)] + [half] * (passes - 2)
     elif n < ORDERED_BELOW:
-        # the paper's k2 leaves only 10-40 blocks in pass 2 at N = 1e4; with ordered
-        # bisection 2^floor(alpha), 8 k1 measured best at N = 1e4, Q = 1-8 %
-        # (docs/BENCHMARKS.md, "Cascade, standard mode")
-        k1 = min(2 ** math.floor(alpha), half)
-        k2 = min(8 * k1, half)
+        # the paper's k2 leaves only 10-40 blocks in pass 2 at N = 1e4.  With ordered
+        # bisection and the interleaved pass 2, measured at N = 1e4 (docs/BENCHMARKS.md,
+        # "Cascade, standard mode"): k1 = 2^ceil(alpha), k2 = 2 k1 where k1 Q <= SHORT_KQ
+        # and k1 >= 64 (1 %: 128/256, 2 %: 64/128; f 0.003-0.004 lower than 2^floor, 8 k1),
+        # else 2^floor(alpha), 8 k1 (5 %: 32/64 was 0.021 worse than 16/128, 8 %: 16/32
+        # 0.005 worse than 8/64)
+        k1 = 2 ** math.ceil(alpha)
+        if k1 * q <= SHORT_KQ and k1 >= 64:
+            k2 = 2 * k1
+        else:
+            k1 = 2 ** math.floor(alpha)
+            k2 = 8 * k1
+        k1, k2 = min(k1, half), min(k2, half)
     else:
         # 2^round(alpha): measured best of 2^floor / 2^ceil at 1-8 % for N = 1e5..1e6
         # (docs/BENCHMARKS.md, "Key distillation"); the paper's 2^ceil loses at 5-8 %.

@@ -67,8 +67,12 @@ def test_last_block_parity_is_derived_not_disclosed():
 
 
 def test_schedule_depends_on_frame_length():
-    # short frames: k1 = 2^floor(log2 1/Q), k2 = 8 k1, ordered bisection of later passes
-    assert block_schedule(10_000, 0.02) == [32, 256] + [5000] * 18
+    # short frames: k1 = 2^floor(log2 1/Q), k2 = 8 k1, ordered bisection of later passes;
+    # k1 = 2^ceil, k2 = 2 k1 where that k1 is >= 64 and k1 Q <= SHORT_KQ (1 % and 2 %)
+    assert block_schedule(10_000, 0.02) == [64, 128] + [5000] * 18
+    assert block_schedule(10_000, 0.01)[:2] == [128, 256]
+    assert block_schedule(10_000, 0.015)[:2] == [64, 512]          # 128 Q = 1.92
+    assert block_schedule(10_000, 0.05)[:2] == [16, 128]           # 2^ceil = 32 < 64
     assert block_schedule(100_000, 0.08) == [8, 64] + [50_000] * 18
     assert bisection_limit(10_000, [256]) == 1              # 40 blocks: one at a time
     assert bisection_limit(100_000, [64]) == 1563 >> 6
