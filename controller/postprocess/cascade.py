@@ -248,8 +248,9 @@ def interleaved(n: int, mode: str) -> bool:
     """Return whether pass 2 reads pass 1's blocks column by column (standard mode, frames
     shorter than ORDERED_BELOW): no two bits of a block of pass 1 share a block of pass 2, so
     a pair of errors that pass 1 left in one block is never hidden from pass 2 as well.
-    Measured at N = 1e4 (1000 frames): f 0.0013-0.0015 lower at 1 and 2 %
-    (docs/BENCHMARKS.md).  Both parties must agree on it, like on the mode."""
+    Measured at N = 1e4 (docs/BENCHMARKS.md): f 0.0012-0.0021 lower (2 %, 64/128: 1.0433
+    to 1.0412, 1000 frames; 5 %: 1.0461 to 1.0448, 600 frames).  Both parties must agree on
+    it, like on the mode."""
     return mode == "standard" and n < ORDERED_BELOW
 
 
