@@ -279,6 +279,17 @@ def test_ldpc_corrects_and_leak_is_exactly_what_crossed(qber, seed):
     assert rep.efficiency >= ldpc.start_efficiency(qber) * 0.999
 
 
+@pytest.mark.parametrize("decoder", ["sp", "amin"])
+@pytest.mark.parametrize("qber,seed", [(0.02, 31), (0.05, 32), (0.08, 33)])
+def test_default_frame_decodes_at_each_design_qber(qber, seed, decoder):
+    # one default frame of 10^5 bits: corrected, hash-checked, f within the blind range
+    a, b = _pair(seed, 100_000, qber)
+    fixed, rep = reconcile(a, b, qber, method="ldpc", seed=seed, decoder=decoder,
+                           rng=np.random.default_rng(seed))
+    assert rep.failed_frames == 0 and np.array_equal(fixed, a), f"seed {seed} {decoder}"
+    assert ldpc.start_efficiency(qber) <= rep.efficiency < 1.15, f"seed {seed} {decoder}: f {rep.efficiency}"
+
+
 @pytest.mark.parametrize("warm", [False, True])
 def test_every_message_is_consumed_and_retries_converge(warm):
     a, b = _pair(5, 6000, 0.05)
