@@ -117,37 +117,17 @@ def test_check_update_with_erased_tiny_and_saturated_inputs():
     assert np.all(msg[:, 0][[1, 2, 3]] == 0) and np.all(msg[:, 4] == 0)      # erased input(s)
 
 
-def _reference_layered_sp(code, ssign, post, msg, iters):
-    """Float64 layered sum-product over the lifted graph, check by check (the definition)."""
-    z = code.z
-    for _ in range(iters):
-        for r in range(code.mb):
-            es = range(code.row_ptr[r], code.row_ptr[r + 1])
-            for lane in range(z):
-                vs = [code.cols[e] * z + (lane + code.shifts[e]) % z for e in es]
-                ts = np.array([post[v] - msg[e, lane] for v, e in zip(vs, es)])
-                th = np.tanh(np.abs(ts) / 2)
-                sg = np.where(ts < 0, -1.0, 1.0)
-                for i, (v, e) in enumerate(zip(vs, es)):
-                    others = np.delete(np.arange(ts.size), i)
-                    mag = 2 * np.arctanh(min(np.prod(th[others]), 1 - 2.0 ** -24))
-                    msg[e, lane] = ssign[r * z + lane] * np.prod(sg[others]) * mag
-                    post[v] = ts[i] + msg[e, lane]
-
-
-@pytest.mark.parametrize("seed", [6, 7])
-def test_decoder_matches_reference_sum_product(seed):
-    code = _qc.build(9, 4, 8, seed, profile={3: 0.5, 4: 0.5})
-    rng = np.random.default_rng(seed)
-    a, b = _pair(seed, code.n, 0.05)
-    ssign = np.where(ldpc.syndrome(code, a) == 0, 1.0, -1.0).astype(np.float32)
-    llr = (np.where(b == 0, 1.0, -1.0) * rng.uniform(0.2, 3.0, code.n)).astype(np.float32)
-    post, msg = llr.copy(), np.zeros(code.cols.size * code.z, dtype=np.float32)
-    it, ok = core.decode(code.row_ptr, code.cols, code.shifts, code.z, ssign, post, msg, 2, 10)
-    ref_post, ref_msg = llr.astype(np.float64), np.zeros((code.cols.size, code.z))
-    _reference_layered_sp(code, ssign, ref_post, ref_msg, it)
-    assert np.allclose(post, ref_post, rtol=1e-3, atol=1e-3), f"seed {seed}"
-    assert np.allclose(msg, ref_msg.ravel(), rtol=1e-3, atol=1e-3), f"seed {seed}"
+def _reference_check_sp(t, ssign):
+    """The sum-product check update (``decoder="sp"``) of one check, float64, from its
+    definition: to each input, 2 atanh of the product of the others' tanh(|t| / 2), with the
+    syndrome sign times the others' signs."""
+    th = np.tanh(np.abs(t) / 2)
+    sg = np.where(t < 0, -1.0, 1.0)
+    out = np.empty(t.size)
+    for i in range(t.size):
+        others = np.delete(np.arange(t.size), i)
+        out[i] = ssign * np.prod(sg[others]) * 2 * np.arctanh(min(np.prod(th[others]), 1 - 2.0 ** -24))
+    return out
 
 
 def _reference_check_am(t, ssign):
@@ -222,22 +202,24 @@ def _reference_layered(code, ssign, post, msg, iters, check):
 
 
 @pytest.mark.parametrize("seed", [6, 7])
-def test_approximate_decoder_matches_its_reference(seed):
+@pytest.mark.parametrize("approx", [False, True], ids=["sp", "amin"])
+def test_decoder_matches_its_float64_reference(seed, approx):
     code = _qc.build(9, 4, 8, seed, profile={3: 0.5, 4: 0.5})
     rng = np.random.default_rng(seed)
     a, b = _pair(seed, code.n, 0.05)
     ssign = np.where(ldpc.syndrome(code, a) == 0, 1.0, -1.0).astype(np.float32)
     llr = (np.where(b == 0, 1.0, -1.0) * rng.uniform(0.2, 3.0, code.n)).astype(np.float32)
     post, msg = llr.copy(), np.zeros(code.cols.size * code.z, dtype=np.float32)
-    it, ok = core.decode(code.row_ptr, code.cols, code.shifts, code.z, ssign, post, msg, 2, 10, True)
+    it, ok = core.decode(code.row_ptr, code.cols, code.shifts, code.z, ssign, post, msg, 2, 10, approx)
     ref_post, ref_msg = llr.astype(np.float64), np.zeros((code.cols.size, code.z))
-    _reference_layered(code, ssign, ref_post, ref_msg, it, _reference_check_am)
+    _reference_layered(code, ssign, ref_post, ref_msg, it,
+                       _reference_check_am if approx else _reference_check_sp)
     assert np.allclose(post, ref_post, rtol=1e-3, atol=1e-3), f"seed {seed}"
     assert np.allclose(msg, ref_msg.ravel(), rtol=1e-3, atol=1e-3), f"seed {seed}"
-    # and it is not the sum-product decoder
-    sp_post, sp_msg = llr.copy(), np.zeros_like(msg)
-    core.decode(code.row_ptr, code.cols, code.shifts, code.z, ssign, sp_post, sp_msg, 2, 10, False)
-    assert not np.allclose(sp_msg, msg, rtol=1e-3, atol=1e-3), f"seed {seed}"
+    if approx:      # and it is not the sum-product decoder
+        sp_post, sp_msg = llr.copy(), np.zeros_like(msg)
+        core.decode(code.row_ptr, code.cols, code.shifts, code.z, ssign, sp_post, sp_msg, 2, 10, False)
+        assert not np.allclose(sp_msg, msg, rtol=1e-3, atol=1e-3), f"seed {seed}"
 
 
 @pytest.mark.parametrize("seed", [11, 12])
