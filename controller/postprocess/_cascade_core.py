@@ -64,6 +64,19 @@ def prefix_parity(bits, perm):
 
 
 @njit(cache=True)
+def query_work(q, n):
+    """Return how many key positions answering the rows of q reads (see answer_queries): one
+    per row plus, for a plane query of bit t, its range (clipped to 0..n) >> (t + 1)."""
+    work = q.shape[0]
+    for i in range(q.shape[0]):
+        span = min(max(q[i, 2] - q[i, 1], 0), n)
+        shift = min(max(q[i, 0] // PLANE, 0), 62)
+        if shift > 0:
+            work += span >> shift
+    return work
+
+
+@njit(cache=True)
 def answer_queries(px_all, q, out):
     """Write Alice's parities of permuted ranges into out (bool); q rows are (pass, lo, hi).
 

@@ -327,9 +327,7 @@ class CascadeAlice:
         """Raise ValueError if answering ``q`` would read more than QUERY_WORK x passes x n
         key positions (a plane query of bit t reads about range / 2^(t+1) of them; see
         core.answer_queries)."""
-        span = np.clip(q[:, 2].astype(np.int64) - q[:, 1].astype(np.int64), 0, self.bits.size)
-        shift = np.clip(q[:, 0].astype(np.int64) // core.PLANE, 0, 62)
-        work = int(np.sum(np.where(shift > 0, span >> shift, 0))) + len(q)
+        work = int(core.query_work(q, self.bits.size))
         limit = QUERY_WORK * max(len(self.keff), 1) * (self.bits.size + 1)
         if work > limit:
             raise ValueError(f"{len(q)} queries would read {work} key positions, more than the "
@@ -351,13 +349,14 @@ class CascadeAlice:
         q = np.asarray(queries)
         if q.ndim != 2 or q.shape[1] != 3 or q.dtype.kind not in "iu":
             raise ValueError(f"expected integer query rows (pass, lo, hi), got {q.dtype} {q.shape}")
+        q = q.astype(np.int64, copy=False)
         if q.shape[0]:
             top = int(q[:, 0].max())
             if len(self.keff) <= top < self.cap:
                 self._extend(top + 1)
             self._check_work(q)
         out = np.empty(len(q), dtype=np.bool_)
-        bad = core.answer_queries(self.px[:len(self.keff)], q.astype(np.int64, copy=False), out)
+        bad = core.answer_queries(self.px[:len(self.keff)], q, out)
         if bad >= 0:
             raise ValueError(f"query {bad} {q[bad].tolist()} is not a range [lo, hi) of a pass "
                              f"(passes {len(self.keff)}, n {self.bits.size}): protocol out of step")
