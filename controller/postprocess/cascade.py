@@ -57,6 +57,7 @@ import numpy as np
 
 from . import _cascade_core as core
 from .channel import Channel
+from .peer import INTS, peer_array, peer_bits
 
 MODES = ("standard", "low-round")
 # Bob ends after this many BICONF checks begun after his last correction: a residual error
@@ -199,14 +200,6 @@ def _check_sizes(ks: list[int], n: int) -> None:
         raise ValueError(f"block sizes must be 1..{n} (the key's length), got {ks}")
     if len(ks) > MAX_PASSES:
         raise ValueError(f"at most {MAX_PASSES} passes, got a schedule of {len(ks)}")
-
-
-def _received(data, what: str, kinds: str) -> np.ndarray:
-    """Return a 1-D array received from the peer; ValueError if it has another shape or dtype."""
-    if not isinstance(data, np.ndarray) or data.ndim != 1 or data.dtype.kind not in kinds:
-        raise ValueError(f"{what}: expected a 1-D array of dtype kind {kinds!r}, got "
-                         f"{getattr(data, 'dtype', type(data).__name__)} {getattr(data, 'shape', '')}")
-    return data
 
 
 def _tree_size(k: int) -> int:
@@ -382,7 +375,7 @@ class CascadeBob:
         self.y = np.array(bits, dtype=np.uint8)
         n = self.y.size
         self.n = n
-        setup = _received(setup, "Alice's Cascade setup (seed, block sizes)", "iu")
+        setup = peer_array(setup, "Alice's Cascade setup (seed, block sizes)", kinds=INTS)
         if setup.size < 2:
             raise ValueError(f"Alice's Cascade setup needs a seed and a block size, got {setup.size} values")
         self.seed = int(setup[0])
@@ -405,10 +398,7 @@ class CascadeBob:
         self.lay = _Layout.of(self.keff, self.shown)
         lay = self.lay
         self.cache = np.zeros(self._cache_room(lay.cache_size), dtype=np.int8)   # see core: 0 = unknown
-        tops = _received(tops, "Alice's block parities", "biu")
-        if tops.size and (tops.min() < 0 or tops.max() > 1):
-            raise ValueError(f"Alice's block parities must be 0 or 1, found {tops.min()}..{tops.max()}")
-        tops = tops.astype(np.int8)
+        tops = peer_bits(tops, "Alice's block parities").astype(np.int8)
         whole = not self.check[0]
         sent = [s - derived_last(p, s, whole) for p, s in enumerate(self.shown)]
         if tops.size != sum(sent):
@@ -525,7 +515,7 @@ class CascadeBob:
         """Consume Alice's last answers; return the next queries (int32 rows pass, lo, hi;
         a view valid until the next call) or None when Bob is done."""
         ans = self._answers if answers is None else \
-            _received(answers, "Alice's parities", "biu").astype(np.bool_)
+            peer_bits(answers, "Alice's parities").astype(np.bool_)
         if ans.size != self._pending:
             raise ValueError(f"expected {self._pending} parities from Alice, got {ans.size}: "
                              "protocol out of step")

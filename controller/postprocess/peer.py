@@ -42,6 +42,8 @@ def peer_array(data, what: str, *, kinds: str = INTS, ndim: int = 1, size: int |
     got = data.shape[0] if cols is not None else data.size
     if size is not None and got != size:
         raise PeerInputError(f"{what}: expected {size} {'rows' if cols is not None else 'values'}, got {got}")
+    if data.dtype.kind == "b" and (lo is None or lo <= 0) and (hi is None or hi >= 1):
+        return data                     # bools are 0/1: no pass over the data (per-round path)
     if data.size and lo is not None and data.min() < lo:
         raise PeerInputError(f"{what}: values must be >= {lo}, found {data.min()}")
     if data.size and hi is not None and data.max() > hi:

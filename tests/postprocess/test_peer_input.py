@@ -145,7 +145,7 @@ def _cascade_pair(n=4000, mode="standard"):
 @pytest.mark.parametrize("forge, what", [
     (lambda s: s[:1], "a seed and a block size"),
     (lambda s: np.concatenate([s, np.full(MAX_PASSES, 8, np.uint64)]), f"at most {MAX_PASSES} passes"),
-    (lambda s: s.astype(np.float64), "dtype kind"),
+    (lambda s: s.astype(np.float64), "got dtype"),
     (lambda s: s.reshape(1, -1), "1-D"),
     (lambda s: np.concatenate([s[:1], [2**40], s[2:]]).astype(np.uint64), "block sizes must be"),
 ])
@@ -158,12 +158,12 @@ def test_bob_refuses_a_forged_cascade_setup(forge, what):
 def test_bob_refuses_bad_block_parities_and_answers():
     alice, b, setup, tops = _cascade_pair()
     for bad in (tops[:-1], tops.astype(np.uint8) * 3, tops.astype(np.float32)):
-        with pytest.raises(ValueError, match="block parities|dtype kind"):
+        with pytest.raises(ValueError, match="block parities"):
             CascadeBob(b, setup, bad)
     bob = CascadeBob(b, setup, tops)
     q = bob.next_queries()
     ans = alice.answer(q)
-    with pytest.raises(ValueError, match="1-D|dtype kind"):
+    with pytest.raises(ValueError, match="1-D"):
         bob.next_queries(ans.reshape(1, -1))
 
 
