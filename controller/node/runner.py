@@ -85,12 +85,14 @@ class ProtocolMismatch(RuntimeError):
     """The two nodes are configured differently; the operator must fix one of them."""
 
 
-def _mismatch_reason(alice: Protocol, bob: Protocol | None = None) -> str:
+def _mismatch_reason(alice: Protocol, alice_slots: int, bob: Protocol | None = None,
+                     bob_slots: int = 0) -> str:
     """Return Bob's reason for refusing Alice's settings (``bob`` None: the part naming Alice's,
-    which she checks against her own settings)."""
-    head = f"protocol settings differ between the nodes (Alice {alice}, "
-    return head if bob is None else head + (f"Bob {bob}); make [protocol] the same in both "
-                                            f"node.toml")
+    which she checks against her own settings).  The settings are [protocol] of node.toml:
+    the Protocol and block_slots (the slots of a block)."""
+    head = f"protocol settings differ between the nodes (Alice {alice}, block_slots={alice_slots}; "
+    return head if bob is None else head + (f"Bob {bob}, block_slots={bob_slots}); make "
+                                            f"[protocol] the same in both node.toml")
 
 
 class SwitchablePeer(PeerKME):
@@ -419,7 +421,7 @@ class Node:
                 # Bob sends a fatal refusal tagged: an untagged one was altered on the way
                 raise self.channel.suspect("an unauthenticated fatal refusal from Bob")
             if reply.get("fatal") and not str(reply.get("reason", "")).startswith(
-                    _mismatch_reason(self.proto)):
+                    _mismatch_reason(self.proto, self.block_slots)):
                 # Bob saw other settings than Alice sent: her (untagged) prepare was altered;
                 # the ABORT this sends tells Bob so (see Node._settle_mismatch)
                 raise self.channel.suspect("Bob refuses settings Alice did not send")
@@ -459,11 +461,12 @@ class Node:
             # not authenticated yet: altered on the way, as block data that does not parse (run)
             raise self.channel.suspect(f"protocol out of step: expected a block, got {sorted(msg)}")
         n, self.session, theirs = self._prepare_fields(msg)
-        if theirs != self.proto:
-            self._send({"ready": False, "fatal": True, "reason": _mismatch_reason(theirs, self.proto)},
-                       checkpoint=True)
-            self._settle_mismatch()
         n_slots = peer_int(msg.get("n_slots"), "Alice's block length (slots)", 1)
+        if theirs != self.proto or n_slots != self.block_slots:
+            # other settings, or the (untagged) prepare was altered: Alice tells which
+            self._send({"ready": False, "fatal": True, "reason": _mismatch_reason(
+                theirs, n_slots, self.proto, self.block_slots)}, checkpoint=True)
+            self._settle_mismatch()
         try:
             self.board.arm()
         except BoardFault as exc:

@@ -110,9 +110,14 @@ def test_an_untagged_sync_is_refused_and_a_tagged_one_answered(link):
 def test_alice_stops_only_on_a_tagged_refusal_of_her_own_settings(link):
     mine, other = PROTO, replace(PROTO, max_qber=0.07)
     for refusal, checkpoint, raised, what in (
-            (_mismatch_reason(mine, other), False, TamperedMessage, "unauthenticated fatal refusal"),
-            (_mismatch_reason(other, mine), True, TamperedMessage, "settings Alice did not send"),
-            (_mismatch_reason(mine, other), True, ProtocolMismatch, "protocol settings differ")):
+            (_mismatch_reason(mine, BLOCK_SLOTS, other, BLOCK_SLOTS), False, TamperedMessage,
+             "unauthenticated fatal refusal"),
+            (_mismatch_reason(other, BLOCK_SLOTS, mine, BLOCK_SLOTS), True, TamperedMessage,
+             "settings Alice did not send"),
+            (_mismatch_reason(mine, 10 * BLOCK_SLOTS, mine, BLOCK_SLOTS), True, TamperedMessage,
+             "settings Alice did not send"),
+            (_mismatch_reason(mine, BLOCK_SLOTS, other, BLOCK_SLOTS), True, ProtocolMismatch,
+             "protocol settings differ")):
         alice, bob_end = link("alice")
         _send(bob_end, "bob", {"ready": False, "fatal": True, "reason": refusal}, checkpoint)
         with pytest.raises(raised, match=re.escape(what)):
@@ -121,9 +126,16 @@ def test_alice_stops_only_on_a_tagged_refusal_of_her_own_settings(link):
 
 
 @pytest.mark.parametrize("alice_says", ["abort", "close"])
-def test_bob_stops_on_other_settings_only_if_alice_does(link, alice_says):
+@pytest.mark.parametrize("other, seen", [
+    ({"protocol": replace(PROTO, max_qber=0.07).to_json()}, "max_qber=0.07"),
+    ({"n_slots": BLOCK_SLOTS - 1}, f"block_slots={BLOCK_SLOTS - 1};"),
+])
+def test_bob_stops_on_other_settings_only_if_alice_does(link, alice_says, other, seen):
+    # other settings in Alice's prepare: her Protocol, or a block length that is not Bob's own
+    # (an altered n_slots would otherwise have Bob wait for slots that never come: a board
+    # timeout, not tampering)
     bob, alice_end = link("bob")
-    _send(alice_end, "alice", {**GOOD, "protocol": replace(PROTO, max_qber=0.07).to_json()})
+    _send(alice_end, "alice", {**GOOD, **other})
     out = {}
 
     def run():
@@ -135,7 +147,7 @@ def test_bob_stops_on_other_settings_only_if_alice_does(link, alice_says):
     t = threading.Thread(target=run)
     t.start()
     refusal = json.loads(bytes(alice_end.recv("alice", checkpoint=True)))
-    assert refusal["fatal"] and "max_qber=0.07" in refusal["reason"]
+    assert refusal["fatal"] and seen in refusal["reason"], refusal
     if alice_says == "abort":            # her prepare was altered: she aborts, Bob goes on
         alice_end.abort_block("malformed data")
     else:                                # the settings do differ: she stops
