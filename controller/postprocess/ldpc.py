@@ -41,6 +41,7 @@ from functools import cached_property
 import numpy as np
 
 from . import _ldpc_core as core
+from . import _ldpc_host as host
 from . import _qc
 from .channel import Channel
 from .infotheory import h2
@@ -189,18 +190,9 @@ def layout(plan: FramePlan, seed: int) -> Layout:
     blocks = np.arange(0, plan.mb - 1, 2)
     cand = ((plan.kb + blocks)[:, None] * plan.z + np.arange(plan.z)[None, :]).ravel()
     punct = rng.permutation(cand)[:plan.p]
-    block = punct // plan.z - plan.kb
-    lane = punct % plan.z
-    pair_a = block * plan.z + lane
-    pair_b = pair_a + plan.z
     short = np.sort(rng.choice(plan.kb * plan.z, plan.s, replace=False))
-    is_key = np.ones(plan.n, dtype=bool)
-    is_key[punct] = False
-    is_key[short] = False
-    rest = np.ones(plan.m, dtype=bool)
-    rest[pair_a] = False
-    rest[pair_b] = False
-    return Layout(punct, pair_a, pair_b, short, np.flatnonzero(is_key), np.flatnonzero(rest), seed)
+    key_pos, pair_a, pair_b, rest = host.split(plan.n, plan.m, plan.z, plan.kb, punct, short)
+    return Layout(punct, pair_a, pair_b, short, key_pos, rest, seed)
 
 
 def syndrome(c: _qc.QCCode, word: np.ndarray) -> np.ndarray:
@@ -246,20 +238,18 @@ def ldpc(alice_bits: np.ndarray, bob_bits: np.ndarray, qber: float, channel: Cha
     leaky, pads, tags, a_state = [], [], [], []     # a_state: (punctured bits, key, layout)
     for (lo, hi), plan, fs in zip(bounds, plans, frame_seeds):
         lay = layout(plan, int(fs))
-        word = np.zeros(plan.n, dtype=np.uint8)
-        word[lay.key_pos] = alice_bits[lo:hi]
         secret = rng.integers(0, 2, plan.p, dtype=np.uint8)
-        word[lay.punct] = secret
-        s = syndrome(code(plan), word)
-        leaky += [s[lay.rest], s[lay.pair_a] ^ s[lay.pair_b]]
-        pads.append(s[lay.pair_a])
+        s = syndrome(code(plan), host.word(plan.n, lay.key_pos, alice_bits[lo:hi], lay.punct, secret))
+        part, pad = host.alice_parts(s, lay.rest, lay.pair_a, lay.pair_b)
+        leaky.append(part)
+        pads.append(pad)
         tags.append(tag(alice_bits[lo:hi], points)[0])
         a_state.append((secret, alice_bits[lo:hi], lay))
     header = np.array([[p.k, p.z, p.kb, p.mb, p.p, p.s, p.delta] for p in plans], dtype=np.int64)
     channel.send("alice", np.concatenate([[len(plans)], frame_seeds, header.ravel()]).astype(np.int64),
                  tag="ec")
-    channel.send("alice", np.concatenate(leaky).astype(bool), leaks_key=True, tag="ec")
-    channel.send("alice", np.concatenate(pads).astype(bool), tag="ec")
+    channel.send("alice", np.concatenate(leaky), leaks_key=True, tag="ec")
+    channel.send("alice", np.concatenate(pads), tag="ec")
     channel.send("alice", points, tag="ec")
     channel.send("alice", np.array(tags, dtype=np.uint64), bits=61 * len(tags), leaks_key=True, tag="ec")
     # ---- Bob: everything below uses only what came through the channel
@@ -285,18 +275,12 @@ def ldpc(alice_bits: np.ndarray, bob_bits: np.ndarray, qber: float, channel: Cha
     frames, lo_leak, lo_pad = [], 0, 0
     for (lo, hi), plan, fs in zip(bounds, b_plans, b_seeds):
         lay = layout(plan, int(fs))
-        s = np.empty(plan.m, dtype=np.uint8)
-        nr = lay.rest.size
-        s[lay.rest] = b_leaky[lo_leak:lo_leak + nr]
-        pad = b_pads[lo_pad:lo_pad + plan.p]
-        s[lay.pair_a] = pad
-        s[lay.pair_b] = b_leaky[lo_leak + nr:lo_leak + nr + plan.p] ^ pad
-        lo_leak += nr + plan.p
+        nl = plan.m - plan.p
+        ssign, llr = host.bob_frame(plan.n, plan.m, lay.key_pos, lay.short, lay.rest, lay.pair_a,
+                                    lay.pair_b, out[lo:hi], b_leaky[lo_leak:lo_leak + nl],
+                                    b_pads[lo_pad:lo_pad + plan.p], l0, core.LLR_KNOWN)
+        lo_leak += nl
         lo_pad += plan.p
-        llr = np.zeros(plan.n, dtype=np.float32)
-        llr[lay.key_pos] = np.where(out[lo:hi] == 0, l0, -l0)
-        llr[lay.short] = core.LLR_KNOWN
-        ssign = np.where(s == 0, 1.0, -1.0).astype(np.float32)
         frames.append((plan, lay, ssign, llr, [None, None]))
     pending = list(range(count))
     revealed = np.zeros(count, dtype=np.int64)
@@ -310,12 +294,14 @@ def ldpc(alice_bits: np.ndarray, bob_bits: np.ndarray, qber: float, channel: Cha
             _, converged = core.decode(c.row_ptr, c.cols, c.shifts, c.z, ssign, state[0], state[1],
                                        max_iter, stall, approx)
             lo, hi = bounds[i]
-            guess = (state[0][lay.key_pos] < 0).astype(np.uint8)
+            guess = host.hard(state[0], lay.key_pos)
             if converged and tag(guess, b_points)[0] == b_tags[i]:
                 out[lo:hi] = guess
             else:
                 still.append(i)
-        channel.send("bob", np.isin(np.arange(count), still), tag="ec")
+        answer = np.zeros(count, dtype=bool)
+        answer[still] = True
+        channel.send("bob", answer, tag="ec")
         failed = np.flatnonzero(peer_bits(channel.recv("alice"), "Bob's failed LDPC frames", count))
         if failed.size == 0 or attempt == max_retries:
             return out, int(failed.size)
