@@ -3,16 +3,21 @@
 A quasi-cyclic (QC) code is a base matrix of ``mb`` rows and ``nb`` columns lifted by Z:
 every base entry (row r, column c, shift s) is a Z x Z circulant joining check r*Z + z to
 variable c*Z + (z + s) % Z for z = 0..Z-1.  The kernels take the entries row by row:
-``row_ptr`` (mb + 1), ``cols`` and ``shifts`` (one per entry).  For a circulant the Z
-variables of the checks z = 0..Z-1 are two contiguous runs, c*Z + s .. c*Z + Z - 1 and
-c*Z .. c*Z + s - 1; the decoder copies them into one rotated buffer of Z lanes (check z at
-lane z), so every arithmetic loop runs over the lanes with unit stride and no branches.
+``row_ptr`` (mb + 1), ``cols`` and ``shifts`` (one per entry).  The decoder works on lanes
+= the Z checks of a base row, 8 float32 at a time (one AVX2 vector).
 
-The loops live in small non-inlined functions (``_gather``, ``_scatter``, ``_copy``): LLVM
-vectorises a loop over several array arguments only behind a run-time overlap check, which
-it emits in a small function but not in the large decode loop nest (there the loops stayed
-scalar).  exp and ln are float32 bit-level approximations (exponent field plus a short
-polynomial) that vectorise to 8 lanes with AVX2.
+Two check updates (``decode``'s ``approx``): exact sum-product (``_gather``, ``_scatter``)
+and the approximate update (``_gather_am``, ``_row_am``, ``_scatter_am``).  The sum-product
+loops live in small non-inlined functions over a rotated copy of the circulant's two runs
+of the posterior array: LLVM vectorises a loop over several array arguments only behind a
+run-time overlap check, which it emits in a small function but not in the large decode loop
+nest (there the loops stayed scalar).  The approximate update's passes are emitted as
+explicit <8 x float> LLVM IR (numba intrinsics, inlined into one function per base row):
+no calls, array views or copies per circulant, the posterior read and written in place
+(a block of 8 checks of a circulant is 8 consecutive variables, but for the one block
+where the column wraps), the per-check state in registers across two circulants.  exp and
+ln are float32 bit-level approximations (exponent field plus a short polynomial), written
+once as scalar functions and once as the same operations on vectors (``_V.exp_neg``).
 
 State of the decoder: ``post`` (float32, n) the posterior LLR of every variable, log
 P(0) / P(1); ``msg`` (float32, one per entry and lane, entry-major) the check-to-variable
@@ -26,6 +31,7 @@ import math
 import numpy as np
 from llvmlite import ir
 from numba import njit, types
+from numba.core import cgutils
 from numba.extending import intrinsic
 
 LLR_KNOWN = np.float32(30.0)    # prior LLR magnitude of a bit Bob knows (shortened or revealed)
@@ -130,26 +136,9 @@ def _scatter(tv, mv, ev, num, den, sg, ps):
         ps[z] = math.copysign(one, ps[z] * p)
 
 
-# rows of the per-check state of the approximate update (``st``, float32, one lane per check;
-# one 2-d array: LLVM vectorises a loop only behind run-time overlap tests between its array
-# arguments, and gives up beyond a few arrays)
+# rows of the per-check state of the approximate update (``st``, float32 (10, Z), one lane
+# per check)
 R_NUM, R_DEN, R_SG, R_PS, R_E1, R_E2, R_M1, R_M2, R_MALL, R_K = range(10)
-
-
-@njit(cache=True, fastmath=True, error_model="numpy")
-def _gather_am(tv, mv, ev, st):
-    # as _gather, and the two largest e per check (its two least reliable inputs)
-    one = np.float32(1.0)
-    for z in range(tv.size):
-        t = tv[z] - mv[z]
-        tv[z] = t
-        e = _exp_neg(abs(t))
-        ev[z] = e
-        st[R_NUM, z] = st[R_NUM, z] * max(one - e, TINY)
-        st[R_DEN, z] = st[R_DEN, z] * (one + e)
-        st[R_SG, z] = math.copysign(one, st[R_SG, z] * t)
-        st[R_E2, z] = max(st[R_E2, z], min(st[R_E1, z], e))
-        st[R_E1, z] = max(st[R_E1, z], e)
 
 
 @njit(cache=True, fastmath=True, error_model="numpy", inline="always")
@@ -179,26 +168,243 @@ def _row_am(st):
         st[R_K, z] = w - one / w
 
 
-@njit(cache=True, fastmath=True, error_model="numpy")
-def _scatter_am(tv, mv, ev, st):
-    # one circulant, approximate check update: the least and second least reliable inputs
-    # get their exact messages M1, M2; any other input (e <= e2) gets the tangent
-    # MALL + K e of the exact message phi(S - phi_i) in phi_i = ln((1 + e) / (1 - e)) >= 2 e
-    # (convex in phi_i: the tangent is below it), capped at M2 (above it)
-    one = np.float32(1.0)
-    for z in range(tv.size):
-        t = tv[z]
-        e = ev[z]
-        m1 = st[R_M1, z]      # every load unconditional: the selects below vectorise
-        m2 = st[R_M2, z]
-        mag = min(st[R_MALL, z] + st[R_K, z] * e, m2)
-        mag = m2 if e == st[R_E2, z] else mag
-        mag = m1 if e == st[R_E1, z] else mag
-        r = math.copysign(mag, st[R_SG, z] * t)
-        mv[z] = r
-        p = t + r
-        tv[z] = p
-        st[R_PS, z] = math.copysign(one, st[R_PS, z] * p)
+# ---- explicit-vector passes of the approximate update (LLVM IR, 8 float32 lanes)
+#
+# A few circulants of one base row per call, emitted inline into ``_layer_am`` (no call, no
+# array views, no copies): a loop over blocks of 8 checks with <8 x float> loads and stores.
+# The posterior of check z is post[c Z + (z + s) mod Z]: a block of 8 checks reads 8
+# consecutive posteriors in place, except the one block that wraps (s not a multiple of 8),
+# read and written lane by lane.  The arithmetic is the scalar definitions' (_exp_neg,
+# Python's max and min as numba lowers them), operation for operation with the same
+# fast-math flags, so the results are bit for bit those of the per-circulant loops these
+# passes replaced (commit 49287f9; checked on 10^5-bit frames at 2 / 5 / 8 %, see
+# docs/BENCHMARKS.md).  Written by hand because LLVM would not vectorise these loops inside
+# the decode loop nest (run-time overlap checks between many arrays).
+
+_F = ir.FloatType()
+_I32 = ir.IntType(32)
+_I64 = ir.IntType(64)
+_W = 8                                   # lanes per vector (AVX2, float32)
+_FV = ir.VectorType(_F, _W)
+_IV = ir.VectorType(_I32, _W)
+_FAST = ("fast",)
+
+
+def _cv(x):
+    """A float32 vector constant."""
+    return ir.Constant(_FV, [ir.Constant(_F, float(np.float32(x)))] * _W)
+
+
+class _V:
+    """Emit fast-math vector float32 operations on one IRBuilder."""
+
+    def __init__(self, builder):
+        self.b = builder
+        mod = builder.module
+        fnty = ir.FunctionType(_FV, [_FV, _FV])
+        self._copysign = cgutils.get_or_insert_function(mod, fnty, "llvm.copysign.v8f32")
+        self._fabs = cgutils.get_or_insert_function(mod, ir.FunctionType(_FV, [_FV]), "llvm.fabs.v8f32")
+        self._maxnum = cgutils.get_or_insert_function(mod, fnty, "llvm.maxnum.v8f32")
+        self._minnum = cgutils.get_or_insert_function(mod, fnty, "llvm.minnum.v8f32")
+
+    def add(self, x, y):
+        return self.b.fadd(x, y, flags=_FAST)
+
+    def sub(self, x, y):
+        return self.b.fsub(x, y, flags=_FAST)
+
+    def mul(self, x, y):
+        return self.b.fmul(x, y, flags=_FAST)
+
+    def div(self, x, y):
+        return self.b.fdiv(x, y, flags=_FAST)
+
+    def max(self, x, y):
+        # Python's max(x, y) as numba lowers it: y if y > x else x
+        return self.b.select(self.b.fcmp_ordered(">", y, x, flags=_FAST), y, x)
+
+    def min(self, x, y):
+        return self.b.select(self.b.fcmp_ordered("<", y, x, flags=_FAST), y, x)
+
+    def maxnum(self, x, y):
+        # max for inputs that are neither NaN nor zeros of both signs (same result as max);
+        # not a select, which LLVM turns into a masked store (slow on AMD) when the result
+        # overwrites an operand
+        return self.b.call(self._maxnum, [x, y], fastmath=_FAST)
+
+    def minnum(self, x, y):
+        return self.b.call(self._minnum, [x, y], fastmath=_FAST)
+
+    def eq(self, x, y):
+        return self.b.fcmp_ordered("==", x, y, flags=_FAST)
+
+    def copysign(self, x, y):
+        return self.b.call(self._copysign, [x, y])
+
+    def abs(self, x):
+        return self.b.call(self._fabs, [x])
+
+    def exp_neg(self, a):
+        # _exp_neg, lane-wise
+        b = self.b
+        v = self.max(self.mul(a, _cv(-LOG2E)), _cv(-100.0))
+        i = b.fptosi(v, _IV)
+        f = self.sub(v, b.sitofp(i, _FV))
+        f2 = self.mul(f, f)
+        p = self.add(self.add(_cv(1.0), self.mul(f, _cv(E1))),
+                     self.mul(f2, self.add(self.add(_cv(E2), self.mul(f, _cv(E3))),
+                                           self.mul(f2, self.add(_cv(E4), self.mul(f, _cv(E5)))))))
+        shifted = b.shl(i, ir.Constant(_IV, [ir.Constant(_I32, 23)] * _W))
+        return b.bitcast(b.add(b.bitcast(p, _IV), shifted), _FV)
+
+
+def _data(context, builder, ty, value):
+    return context.make_array(ty)(context, builder, value).data
+
+
+def _vload(builder, base, idx):
+    return builder.load(builder.bitcast(builder.gep(base, [idx]), _FV.as_pointer()), align=4)
+
+
+def _vstore(builder, value, base, idx):
+    builder.store(value, builder.bitcast(builder.gep(base, [idx]), _FV.as_pointer()), align=4)
+
+
+def _rot_index(builder, col0, a, k, z):
+    # col0 + (a + k) mod z for 0 <= a < z, 0 <= k < 8 <= z
+    i = builder.add(a, ir.Constant(_I64, k))
+    i = builder.select(builder.icmp_signed(">=", i, z), builder.sub(i, z), i)
+    return builder.add(col0, i)
+
+
+def _rot_load(builder, post, col0, a, z):
+    """The 8 posteriors post[col0 + (a + k) mod z], k = 0..7."""
+    whole = builder.icmp_signed("<=", builder.add(a, ir.Constant(_I64, _W)), z)
+    with builder.if_else(whole, likely=True) as (then, other):
+        with then:
+            v1 = _vload(builder, post, builder.add(col0, a))
+            b1 = builder.basic_block
+        with other:
+            v2 = ir.Constant(_FV, ir.Undefined)
+            for k in range(_W):
+                x = builder.load(builder.gep(post, [_rot_index(builder, col0, a, k, z)]))
+                v2 = builder.insert_element(v2, x, ir.Constant(_I32, k))
+            b2 = builder.basic_block
+    phi = builder.phi(_FV)
+    phi.add_incoming(v1, b1)
+    phi.add_incoming(v2, b2)
+    return phi
+
+
+def _rot_store(builder, value, post, col0, a, z):
+    whole = builder.icmp_signed("<=", builder.add(a, ir.Constant(_I64, _W)), z)
+    with builder.if_else(whole, likely=True) as (then, other):
+        with then:
+            _vstore(builder, value, post, builder.add(col0, a))
+        with other:
+            for k in range(_W):
+                x = builder.extract_element(value, ir.Constant(_I32, k))
+                builder.store(x, builder.gep(post, [_rot_index(builder, col0, a, k, z)]))
+
+
+def _circulants(context, builder, sig, args, body):
+    # common frame of the passes: (post, msg, ebuf, st, z, offs) with offs a tuple of
+    # (col0, s, m0, e0) per circulant (column start c Z, shift, offset of its messages in
+    # msg and of its e in ebuf); a loop over the blocks of 8 checks calling
+    # body(v, post, msg, ebuf, st, z, lane, circ) with circ a list of (col0, a, m0, e0),
+    # a = (lane + s) mod Z the variable of the block's first check in its column
+    post_t, msg_t, ebuf_t, st_t = sig.args[:4]
+    post_a, msg_a, ebuf_a, st_a, z, offs = args
+    ptrs = [_data(context, builder, ty, val)
+            for ty, val in zip((post_t, msg_t, ebuf_t, st_t), (post_a, msg_a, ebuf_a, st_a))]
+    vals = [builder.extract_value(offs, i) for i in range(sig.args[5].count)]
+    v = _V(builder)
+    nblk = builder.sdiv(z, ir.Constant(_I64, _W))
+    with cgutils.for_range(builder, nblk) as loop:
+        lane = builder.mul(loop.index, ir.Constant(_I64, _W))
+        circ = []
+        for g in range(len(vals) // 4):
+            col0, s, m0, e0 = vals[4 * g:4 * g + 4]
+            a = builder.add(lane, s)
+            a = builder.select(builder.icmp_signed(">=", a, z), builder.sub(a, z), a)
+            circ.append((col0, a, m0, e0))
+        body(v, *ptrs, z, lane, circ)
+    return context.get_dummy_value()
+
+
+def _row(builder, r, z, lane):
+    return builder.add(builder.mul(ir.Constant(_I64, r), z), lane)
+
+
+def _offsets_type(offs):
+    if not (isinstance(offs, types.UniTuple) and offs.dtype == types.int64 and offs.count % 4 == 0):
+        raise TypeError(f"circulant offsets must be a tuple of 4 k int64, got {offs}")
+
+
+@intrinsic
+def _gather_am(typingctx, post, msg, ebuf, st, z, offs):
+    """Pass 1 of the approximate update on a few circulants of one row (``_gather_am`` with
+    the rotation, circulant after circulant in each lane): t = post - msg (kept in msg's
+    place until pass 2), e = e^-|t| (into ebuf), and the per-check products, signs and two
+    largest e, kept in registers across the circulants of the call."""
+    _offsets_type(offs)
+
+    def body(v, post_p, msg_p, ebuf_p, st_p, z, lane, circ):
+        b = v.b
+        one = _cv(1.0)
+        rows = [_row(b, r, z, lane) for r in (R_NUM, R_DEN, R_SG, R_E1, R_E2)]
+        num, den, sg, e1, e2 = [_vload(b, st_p, i) for i in rows]
+        for col0, a, m0, e0 in circ:
+            im = b.add(m0, lane)
+            t = v.sub(_rot_load(b, post_p, col0, a, z), _vload(b, msg_p, im))
+            _vstore(b, t, msg_p, im)
+            e = v.exp_neg(v.abs(t))
+            _vstore(b, e, ebuf_p, b.add(e0, lane))
+            num = v.mul(num, v.max(v.sub(one, e), _cv(TINY)))
+            den = v.mul(den, v.add(one, e))
+            sg = v.copysign(one, v.mul(sg, t))
+            e2 = v.maxnum(e2, v.minnum(e1, e))
+            e1 = v.maxnum(e1, e)
+        for i, x in zip(rows, (num, den, sg, e1, e2)):
+            _vstore(b, x, st_p, i)
+
+    def codegen(context, builder, sig, args):
+        return _circulants(context, builder, sig, args, body)
+    return types.void(post, msg, ebuf, st, z, offs), codegen
+
+
+@intrinsic
+def _scatter_am(typingctx, post, msg, ebuf, st, z, offs):
+    """Pass 2 of the approximate update on a few circulants of one row (``_scatter_am`` with
+    the rotation): messages from the per-check state, new posteriors t + message back into
+    post, and the sign product of the new posteriors per check."""
+    _offsets_type(offs)
+
+    def body(v, post_p, msg_p, ebuf_p, st_p, z, lane, circ):
+        b = v.b
+
+        def load(r):
+            return _vload(b, st_p, _row(b, r, z, lane))
+        m1, m2, mall, kk, x1, x2, sg = (load(r) for r in (R_M1, R_M2, R_MALL, R_K, R_E1, R_E2, R_SG))
+        ips = _row(b, R_PS, z, lane)
+        ps = _vload(b, st_p, ips)
+        for col0, a, m0, e0 in circ:
+            im = b.add(m0, lane)
+            t = _vload(b, msg_p, im)
+            e = _vload(b, ebuf_p, b.add(e0, lane))
+            mag = v.min(v.add(mall, v.mul(kk, e)), m2)
+            mag = b.select(v.eq(e, x2), m2, mag)
+            mag = b.select(v.eq(e, x1), m1, mag)
+            r = v.copysign(mag, v.mul(sg, t))
+            _vstore(b, r, msg_p, im)
+            p = v.add(t, r)
+            _rot_store(b, p, post_p, col0, a, z)
+            ps = v.copysign(_cv(1.0), v.mul(ps, p))
+        _vstore(b, ps, st_p, ips)
+
+    def codegen(context, builder, sig, args):
+        return _circulants(context, builder, sig, args, body)
+    return types.void(post, msg, ebuf, st, z, offs), codegen
 
 
 @njit(cache=True)
@@ -233,6 +439,94 @@ def hard_ok(row_ptr, cols, shifts, z_lift, ssign, post):
     return True
 
 
+PAIR = 2        # circulants per pass call: the per-check state stays in registers across them
+
+
+@njit(cache=True, inline="always")
+def _offs(cols, shifts, z, e, j):
+    # (column start, shift, offset of the messages, offset in the row's e buffer) of entry e,
+    # the row's j-th
+    return (np.int64(cols[e] * z), np.int64(shifts[e]), np.int64(e * z), np.int64(j * z))
+
+
+@njit(cache=True, fastmath=True, error_model="numpy")
+def _layer_am(row_ptr, cols, shifts, r, ssign, post, msg, ebuf, st):
+    """One base row of the approximate update in place; return its checks not met by the
+    new posteriors.  ``ebuf`` holds (row degree) x Z floats, ``st`` is (10, Z); Z = st's
+    second dimension, a multiple of 8."""
+    z = np.int64(st.shape[1])
+    e0 = row_ptr[r]
+    d = row_ptr[r + 1] - e0
+    srow = ssign[r * z:(r + 1) * z]
+    for k in range(z):
+        st[R_NUM, k] = 1.0
+        st[R_DEN, k] = 1.0
+        st[R_SG, k] = srow[k]
+        st[R_PS, k] = 1.0
+        st[R_E1, k] = 0.0
+        st[R_E2, k] = 0.0
+    j = 0
+    while j + PAIR <= d:
+        _gather_am(post, msg, ebuf, st, z, _offs(cols, shifts, z, e0 + j, j)
+                   + _offs(cols, shifts, z, e0 + j + 1, j + 1))
+        j += PAIR
+    if j < d:
+        _gather_am(post, msg, ebuf, st, z, _offs(cols, shifts, z, e0 + j, j))
+    _row_am(st)
+    j = 0
+    while j + PAIR <= d:
+        _scatter_am(post, msg, ebuf, st, z, _offs(cols, shifts, z, e0 + j, j)
+                    + _offs(cols, shifts, z, e0 + j + 1, j + 1))
+        j += PAIR
+    if j < d:
+        _scatter_am(post, msg, ebuf, st, z, _offs(cols, shifts, z, e0 + j, j))
+    unsat = 0
+    for k in range(z):
+        unsat += 1 if st[R_PS, k] * srow[k] < 0 else 0
+    return unsat
+
+
+@njit(cache=True, fastmath=True, error_model="numpy")
+def _layer_sp(row_ptr, cols, shifts, r, ssign, post, msg, tbuf, ebuf, st):
+    """One base row of sum-product in place (rotated copies in and out of ``tbuf``); return
+    its checks not met by the new posteriors."""
+    z_lift = st.shape[1]
+    num = st[R_NUM]
+    den = st[R_DEN]
+    sg = st[R_SG]
+    ps = st[R_PS]
+    e0 = row_ptr[r]
+    d = row_ptr[r + 1] - e0
+    srow = ssign[r * z_lift:(r + 1) * z_lift]
+    for z in range(z_lift):
+        num[z] = 1.0
+        den[z] = 1.0
+        sg[z] = srow[z]
+        ps[z] = 1.0
+    for j in range(d):
+        e = e0 + j
+        c = cols[e] * z_lift
+        s = shifts[e]
+        n1 = z_lift - s
+        tv = tbuf[j * z_lift:(j + 1) * z_lift]
+        _copy(post[c + s:c + z_lift], tv[:n1])
+        _copy(post[c:c + s], tv[n1:])
+        _gather(tv, msg[e * z_lift:(e + 1) * z_lift], ebuf[j * z_lift:(j + 1) * z_lift], num, den, sg)
+    for j in range(d):
+        e = e0 + j
+        c = cols[e] * z_lift
+        s = shifts[e]
+        n1 = z_lift - s
+        tv = tbuf[j * z_lift:(j + 1) * z_lift]
+        _scatter(tv, msg[e * z_lift:(e + 1) * z_lift], ebuf[j * z_lift:(j + 1) * z_lift], num, den, sg, ps)
+        _copy(tv[:n1], post[c + s:c + z_lift])
+        _copy(tv[n1:], post[c:c + s])
+    unsat = 0
+    for z in range(z_lift):
+        unsat += 1 if ps[z] * srow[z] < 0 else 0
+    return unsat
+
+
 @njit(cache=True, fastmath=True, error_model="numpy")
 def decode(row_ptr, cols, shifts, z_lift, ssign, post, msg, max_iter, stall, approx=False):
     """Run layered sum-product on (``post``, ``msg``) in place; return (iterations, converged).
@@ -241,71 +535,31 @@ def decode(row_ptr, cols, shifts, z_lift, ssign, post, msg, max_iter, stall, app
     check message is 2 atanh(product over the other inputs of tanh(|t| / 2)) with the
     sign of the syndrome times the other inputs' signs (the product of the others from
     the row's numerator and denominator products, see ``_scatter``; exp and ln by the
-    vectorisable approximations above).  Base rows are processed in order, each updating
-    its variables' posteriors at once.  Stops when an iteration saw every check satisfied
-    by the posteriors it left and the full syndrome test agrees, or gives up when the
-    count of such unsatisfied checks has made no new low for ``stall`` iterations.
+    vectorisable approximations above); ``approx``: the approximate update instead
+    (``_row_am``, ``_scatter_am``; Z must then be a multiple of 8).  Base rows are
+    processed in order, each updating its variables' posteriors at once.  Stops when an
+    iteration saw every check satisfied by the posteriors it left and the full syndrome
+    test agrees, or gives up when the count of such unsatisfied checks has made no new low
+    for ``stall`` iterations.
     """
+    if approx and z_lift % 8 != 0:
+        raise ValueError("the approximate update needs a lift Z that is a multiple of 8")
     mb = row_ptr.size - 1
     dmax = 0
     for r in range(mb):
         dmax = max(dmax, row_ptr[r + 1] - row_ptr[r])
-    tbuf = np.empty(dmax * z_lift, dtype=np.float32)
+    tbuf = np.empty(0 if approx else dmax * z_lift, dtype=np.float32)
     ebuf = np.empty(dmax * z_lift, dtype=np.float32)
     st = np.empty((10, z_lift), dtype=np.float32)
-    num = st[R_NUM]
-    den = st[R_DEN]
-    sg = st[R_SG]
-    ps = st[R_PS]
-    e1 = st[R_E1]
-    e2 = st[R_E2]
     best = mb * z_lift + 1
     best_it = 0
     for it in range(1, max_iter + 1):
         unsat = 0
         for r in range(mb):
-            e0 = row_ptr[r]
-            d = row_ptr[r + 1] - e0
-            srow = ssign[r * z_lift:(r + 1) * z_lift]
-            for z in range(z_lift):
-                num[z] = 1.0
-                den[z] = 1.0
-                sg[z] = srow[z]
-                ps[z] = 1.0
-                e1[z] = 0.0
-                e2[z] = 0.0
-            for j in range(d):
-                e = e0 + j
-                c = cols[e] * z_lift
-                s = shifts[e]
-                n1 = z_lift - s
-                tv = tbuf[j * z_lift:(j + 1) * z_lift]
-                _copy(post[c + s:c + z_lift], tv[:n1])
-                _copy(post[c:c + s], tv[n1:])
-                if approx:
-                    _gather_am(tv, msg[e * z_lift:(e + 1) * z_lift], ebuf[j * z_lift:(j + 1) * z_lift],
-                               st)
-                else:
-                    _gather(tv, msg[e * z_lift:(e + 1) * z_lift], ebuf[j * z_lift:(j + 1) * z_lift],
-                            num, den, sg)
             if approx:
-                _row_am(st)
-            for j in range(d):
-                e = e0 + j
-                c = cols[e] * z_lift
-                s = shifts[e]
-                n1 = z_lift - s
-                tv = tbuf[j * z_lift:(j + 1) * z_lift]
-                if approx:
-                    _scatter_am(tv, msg[e * z_lift:(e + 1) * z_lift], ebuf[j * z_lift:(j + 1) * z_lift],
-                                st)
-                else:
-                    _scatter(tv, msg[e * z_lift:(e + 1) * z_lift], ebuf[j * z_lift:(j + 1) * z_lift],
-                             num, den, sg, ps)
-                _copy(tv[:n1], post[c + s:c + z_lift])
-                _copy(tv[n1:], post[c:c + s])
-            for z in range(z_lift):
-                unsat += 1 if ps[z] * srow[z] < 0 else 0
+                unsat += _layer_am(row_ptr, cols, shifts, r, ssign, post, msg, ebuf, st)
+            else:
+                unsat += _layer_sp(row_ptr, cols, shifts, r, ssign, post, msg, tbuf, ebuf, st)
         if unsat == 0 and hard_ok(row_ptr, cols, shifts, z_lift, ssign, post):
             return it, True
         if unsat < best:

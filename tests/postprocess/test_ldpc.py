@@ -155,34 +155,41 @@ def _reference_check_am(t, ssign):
 
 @pytest.mark.parametrize("seed", [21, 22])
 def test_approximate_check_update_matches_its_definition_and_brackets_sum_product(seed):
-    # 64 checks (lanes) of 12 inputs: random LLRs, some tiny, some saturated, one erased
+    # one base row of 12 circulants lifted by 64 (64 checks of 12 inputs), random shifts (the
+    # blocks of 8 checks that wrap around a column included): random LLRs, some tiny, some
+    # saturated, one check with two erased inputs
     rng = np.random.default_rng(seed)
-    ts = (rng.choice([-1.0, 1.0], (12, 64)) * rng.exponential(3.0, (12, 64))).astype(np.float32)
+    z, d = 64, 12
+    ts = (rng.choice([-1.0, 1.0], (d, z)) * rng.exponential(3.0, (d, z))).astype(np.float32)
     ts[3, :8] = 30.0
     ts[5, 8:16] = 1e-3
     ts[:, 16] = 0.0
     ts[0, 16] = 2.0
-    ssign = rng.choice([-1.0, 1.0], 64).astype(np.float32)
-    st = np.zeros((10, 64), dtype=np.float32)
-    st[core.R_NUM], st[core.R_DEN], st[core.R_SG], st[core.R_PS] = 1.0, 1.0, ssign, 1.0
-    tv, msg, ev = ts.copy(), np.zeros_like(ts), np.zeros_like(ts)
-    for j in range(12):
-        core._gather_am(tv[j], msg[j], ev[j], st)
-    core._row_am(st)
-    for j in range(12):
-        core._scatter_am(tv[j], msg[j], ev[j], st)
+    ssign = rng.choice([-1.0, 1.0], z).astype(np.float32)
+    row_ptr, cols = np.array([0, d]), np.arange(d)
+    shifts = rng.integers(0, z, d)
+    shifts[:2] = [0, 8]                               # and two that do not wrap
+    var = cols[:, None] * z + (np.arange(z)[None, :] + shifts[:, None]) % z    # input j of check lane
+    post = np.zeros(d * z, dtype=np.float32)
+    post[var] = ts
+    msg = np.zeros(d * z, dtype=np.float32)
+    st = np.zeros((10, z), dtype=np.float32)
+    unsat = core._layer_am(row_ptr, cols, shifts, 0, ssign, post, msg, np.zeros(d * z, np.float32), st)
+    msg = msg.reshape(d, z)
     t = ts.astype(np.float64)
-    for lane in range(64):
+    for lane in range(z):
         want = _reference_check_am(t[:, lane], ssign[lane])
         assert np.allclose(msg[:, lane], want, rtol=1e-4, atol=1e-5), f"seed {seed} lane {lane}"
         # every magnitude lies between that of all inputs' product and the exact sum-product one
         th = np.tanh(np.abs(t[:, lane]) / 2)
-        exact = [2 * np.arctanh(min(np.prod(np.delete(th, i)), 1 - 2.0 ** -24)) for i in range(12)]
+        exact = [2 * np.arctanh(min(np.prod(np.delete(th, i)), 1 - 2.0 ** -24)) for i in range(d)]
         m_all = 2 * np.arctanh(min(np.prod(th), 1 - 2.0 ** -24))
         mag = np.abs(msg[:, lane])
         assert np.all(mag >= m_all - 1e-4) and np.all(mag <= np.array(exact) + 1e-4), f"seed {seed} lane {lane}"
-    assert np.allclose(tv, ts + msg, atol=1e-5)
+    assert np.allclose(post[var], ts + msg, atol=1e-5), f"seed {seed}"
     assert np.all(msg[1:, 16] == 0)         # two erased inputs: no information to the others
+    met = np.prod(np.where(post[var] < 0, -1.0, 1.0), axis=0) == ssign
+    assert unsat == int((~met).sum()), f"seed {seed}"
 
 
 def _reference_layered(code, ssign, post, msg, iters, check):
@@ -201,10 +208,10 @@ def _reference_layered(code, ssign, post, msg, iters, check):
                     post[v] = ts[i] + out[i]
 
 
-@pytest.mark.parametrize("seed", [6, 7])
+@pytest.mark.parametrize("seed,z", [(6, 8), (7, 8), (8, 24)])
 @pytest.mark.parametrize("approx", [False, True], ids=["sp", "amin"])
-def test_decoder_matches_its_float64_reference(seed, approx):
-    code = _qc.build(9, 4, 8, seed, profile={3: 0.5, 4: 0.5})
+def test_decoder_matches_its_float64_reference(seed, z, approx):
+    code = _qc.build(9, 4, z, seed, profile={3: 0.5, 4: 0.5})
     rng = np.random.default_rng(seed)
     a, b = _pair(seed, code.n, 0.05)
     ssign = np.where(ldpc.syndrome(code, a) == 0, 1.0, -1.0).astype(np.float32)
@@ -220,6 +227,15 @@ def test_decoder_matches_its_float64_reference(seed, approx):
         sp_post, sp_msg = llr.copy(), np.zeros_like(msg)
         core.decode(code.row_ptr, code.cols, code.shifts, code.z, ssign, sp_post, sp_msg, 2, 10, False)
         assert not np.allclose(sp_msg, msg, rtol=1e-3, atol=1e-3), f"seed {seed}"
+
+
+def test_approximate_decoder_refuses_a_lift_not_a_multiple_of_8():
+    code = _qc.build(9, 4, 12, 1, profile={3: 0.5, 4: 0.5})
+    post, msg = np.ones(code.n, np.float32), np.zeros(code.cols.size * code.z, np.float32)
+    ssign = np.ones(code.m, np.float32)
+    with pytest.raises(ValueError, match="multiple of 8"):
+        core.decode(code.row_ptr, code.cols, code.shifts, code.z, ssign, post, msg, 2, 10, True)
+    assert core.decode(code.row_ptr, code.cols, code.shifts, code.z, ssign, post, msg, 2, 10, False)[1]
 
 
 @pytest.mark.parametrize("seed", [11, 12])
