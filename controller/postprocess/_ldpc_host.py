@@ -21,14 +21,16 @@ def _nonzero(x):
 
 
 @njit(cache=True)
-def split(n, m, z, kb, punct, short):
-    """Return (key_pos, pair_a, pair_b, rest) of a layout whose punctured staircase
-    variables are ``punct`` and shortened information variables ``short``: the variables
-    that are neither, in increasing order; each punctured variable's two checks (block
-    j = punct // z - kb, lane i: checks j z + i and (j + 1) z + i); the checks holding no
-    punctured variable, in increasing order."""
-    is_key = np.ones(n, dtype=np.bool_)
-    rest = np.ones(m, dtype=np.bool_)
+def split(z, kb, punct, short, is_key, is_rest, key_pos, rest):
+    """Fill ``key_pos`` and ``rest`` of a layout whose punctured staircase variables are
+    ``punct`` and shortened information variables ``short`` (distinct, none of them both);
+    return (pair_a, pair_b).  key_pos (int64, k + 1): the k variables that are neither, in
+    increasing order; pair_a, pair_b: each punctured variable's two checks (block
+    j = punct // z - kb, lane i: checks j z + i and (j + 1) z + i); rest (int64, m - 2 p + 1):
+    the checks holding no punctured variable, in increasing order (the last entry of each
+    is scratch).  is_key (bool, n) and is_rest (bool, m) are scratch."""
+    is_key[:] = True
+    is_rest[:] = True
     pair_a = np.empty(punct.size, dtype=np.int64)
     pair_b = np.empty(punct.size, dtype=np.int64)
     for i in range(punct.size):
@@ -37,23 +39,27 @@ def split(n, m, z, kb, punct, short):
         a = (v // z - kb) * z + v % z
         pair_a[i] = a
         pair_b[i] = a + z
-        rest[a] = False
-        rest[a + z] = False
+        is_rest[a] = False
+        is_rest[a + z] = False
     for i in range(short.size):
         is_key[short[i]] = False
-    key_pos = np.empty(n - punct.size - short.size, dtype=np.int64)
+    _indices(is_key, key_pos)
+    _indices(is_rest, rest)
+    return pair_a, pair_b
+
+
+@njit(cache=True)
+def _indices(mask, out):
+    # the indices of the True entries of mask, in increasing order, into out, which has one
+    # entry more than their number (each index stored, the position advanced by the mask:
+    # no branch on it)
+    count = out.size - 1
     k = 0
-    for v in range(n):
-        if is_key[v]:
-            key_pos[k] = v
-            k += 1
-    rest_pos = np.empty(m - 2 * punct.size, dtype=np.int64)
-    k = 0
-    for c in range(m):
-        if rest[c]:
-            rest_pos[k] = c
-            k += 1
-    return key_pos, pair_a, pair_b, rest_pos
+    for v in range(mask.size):
+        out[min(k, count)] = v
+        k += np.int64(mask[v])
+    if k != count:
+        raise ValueError("layout: punctured and shortened variables overlap")
 
 
 @njit(cache=True)
@@ -85,13 +91,13 @@ def alice_parts(s, rest, pair_a, pair_b):
 
 
 @njit(cache=True)
-def bob_frame(n, m, key_pos, short, rest, pair_a, pair_b, bits, leaky, pads, l0, known):
-    """Return Bob's (syndrome signs, prior LLRs) of a frame: the syndrome rebuilt from
-    Alice's ``leaky`` part (s[rest], then s[pair_a] XOR s[pair_b]) and ``pads`` (s[pair_a])
-    as +1 / -1 (float32, m); the priors (float32, n): +-``l0`` on the key bits ``bits``
-    (+ for 0) at ``key_pos``, ``known`` on the shortened variables, 0 on the punctured.
-    ``bits``, ``leaky`` and ``pads`` are uint8 or bool (any value but 0 counts as 1)."""
-    ssign = np.empty(m, dtype=np.float32)
+def bob_frame(key_pos, short, rest, pair_a, pair_b, bits, leaky, pads, l0, known, ssign, llr):
+    """Fill Bob's syndrome signs ``ssign`` (float32, m) and prior LLRs ``llr`` (float32, n) of
+    a frame: the syndrome rebuilt from Alice's ``leaky`` part (s[rest], then s[pair_a] XOR
+    s[pair_b]) and ``pads`` (s[pair_a]) as +1 / -1; the priors +-``l0`` on the key bits
+    ``bits`` (+ for 0) at ``key_pos``, ``known`` on the shortened variables, 0 elsewhere (the
+    punctured).  ``bits``, ``leaky`` and ``pads`` are uint8 or bool (any value but 0 counts
+    as 1); rest, pair_a and pair_b cover every check."""
     nr = rest.size
     for i in range(nr):
         ssign[rest[i]] = np.float32(1 - 2 * _nonzero(leaky[i]))
@@ -99,12 +105,11 @@ def bob_frame(n, m, key_pos, short, rest, pair_a, pair_b, bits, leaky, pads, l0,
         a = _nonzero(pads[i])
         ssign[pair_a[i]] = np.float32(1 - 2 * a)
         ssign[pair_b[i]] = np.float32(1 - 2 * (_nonzero(leaky[nr + i]) ^ a))
-    llr = np.zeros(n, dtype=np.float32)
+    llr[:] = np.float32(0.0)
     for i in range(key_pos.size):
         llr[key_pos[i]] = np.float32(1 - 2 * _nonzero(bits[i])) * l0
     for i in range(short.size):
         llr[short[i]] = known
-    return ssign, llr
 
 
 @njit(cache=True)

@@ -35,6 +35,7 @@ returned number of failed frames (reported by ``reconcile``).
 from __future__ import annotations
 
 import math
+import threading
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -68,6 +69,7 @@ F_START = ((0.02, 1.065), (0.05, 1.075), (0.08, 1.075))
 PUNCTURED_STEPS = ((0.02, 7), (0.05, 4), (0.08, 4))
 DECODERS = ("sp", "amin")
 _CODES: dict[tuple[int, int, int, int], _qc.QCCode] = {}
+POOL_BYTES = 64 << 20   # decoder buffers kept per thread between calls (``_Buffers``)
 
 
 @dataclass(frozen=True)
@@ -183,16 +185,62 @@ class Layout:
         return np.random.default_rng([self.seed, 2]).permutation(self.key_pos.size)
 
 
-def layout(plan: FramePlan, seed: int) -> Layout:
+def layout(plan: FramePlan, seed: int, pool: "_Buffers | None" = None,
+           held: list | None = None) -> Layout:
     """Return the frame layout: punctured staircase bits of even blocks j <= mb - 2 (checks
-    j z + i and (j + 1) z + i, identity circulants), shortened information bits, key bits."""
+    j z + i and (j + 1) z + i, identity circulants), shortened information bits, key bits.
+
+    pool, held: take the large arrays (key_pos, rest and the masks that make them) from
+    ``pool`` and append them to ``held``, for the caller to give back when it drops the
+    layout (``ldpc`` does, per call); the contents are the same either way."""
     rng = np.random.default_rng([seed, 1])
     blocks = np.arange(0, plan.mb - 1, 2)
     cand = ((plan.kb + blocks)[:, None] * plan.z + np.arange(plan.z)[None, :]).ravel()
     punct = rng.permutation(cand)[:plan.p]
     short = np.sort(rng.choice(plan.kb * plan.z, plan.s, replace=False))
-    key_pos, pair_a, pair_b, rest = host.split(plan.n, plan.m, plan.z, plan.kb, punct, short)
+    sizes = [(plan.n, np.bool_), (plan.m, np.bool_), (plan.k + 1, np.int64),
+             (plan.m - 2 * plan.p + 1, np.int64)]
+    bufs = pool.take(sizes) if pool is not None else [np.empty(n, dtype=t) for n, t in sizes]
+    if held is not None:
+        held += bufs
+    key_pos, rest = bufs[2][:plan.k], bufs[3][:plan.m - 2 * plan.p]
+    pair_a, pair_b = host.split(plan.z, plan.kb, punct, short, bufs[0], bufs[1], bufs[2], bufs[3])
     return Layout(punct, pair_a, pair_b, short, key_pos, rest, seed)
+
+
+class _Buffers(threading.local):
+    """Arrays reused from call to call (per thread; at most ``POOL_BYTES`` kept): the few MB
+    a frame needs (Bob's decoder state, the layouts' index arrays), freshly allocated, are
+    fresh pages whose first touch (a page fault per 4 KiB, ~3.5 us here) cost more CPU than
+    filling them (docs/BENCHMARKS.md, "LDPC: host overhead").  Every array taken is filled
+    before use."""
+
+    def __init__(self) -> None:
+        self.free: dict[tuple[int, str], list[np.ndarray]] = {}
+
+    def take(self, sizes: list[tuple[int, type]]) -> list[np.ndarray]:
+        """Return one array of each (size, dtype) (contents undefined)."""
+        out = []
+        for n, t in sizes:
+            free = self.free.get((n, np.dtype(t).str))
+            out.append(free.pop() if free else np.empty(n, dtype=t))
+        return out
+
+    def give(self, arrays: list[np.ndarray]) -> None:
+        """Keep ``arrays`` for later calls, as far as the pool stays within POOL_BYTES."""
+        kept = sum(a.nbytes for v in self.free.values() for a in v)
+        for a in arrays:
+            if kept + a.nbytes <= POOL_BYTES:
+                self.free.setdefault((a.size, a.dtype.str), []).append(a)
+                kept += a.nbytes
+
+
+_BUFFERS = _Buffers()
+
+
+def _edges(plan: FramePlan) -> int:
+    """Return the number of edges of a frame plan's lifted code (one message each)."""
+    return int(code(plan).cols.size) * plan.z
 
 
 def syndrome(c: _qc.QCCode, word: np.ndarray) -> np.ndarray:
@@ -233,11 +281,23 @@ def ldpc(alice_bits: np.ndarray, bob_bits: np.ndarray, qber: float, channel: Cha
     bounds = _frames(n_bits, frame_bits)
     # ---- Alice: plan, syndromes, pads, tags (one flight)
     plans = [plan_frame(hi - lo, qber, f_start, step_f, steps) for lo, hi in bounds]
+    held: list[np.ndarray] = []     # pooled arrays of this call (``_Buffers``), given back at the end
+    try:
+        return _ldpc(alice_bits, bob_bits, qber, channel, seed, rng, bounds, plans, max_retries,
+                     max_iter, stall, warm, approx, held)
+    finally:
+        _BUFFERS.give(held)
+
+
+def _ldpc(alice_bits, bob_bits, qber, channel, seed, rng, bounds, plans, max_retries, max_iter,
+          stall, warm, approx, held):
+    # the protocol of ``ldpc`` after its argument checks; arrays of _BUFFERS go to ``held``
+    n_bits = alice_bits.size
     frame_seeds = np.random.default_rng(seed).integers(0, 2**62, len(plans))
     points = rng.integers(0, P61, size=1, dtype=np.uint64)
     leaky, pads, tags, a_state = [], [], [], []     # a_state: (punctured bits, key, layout)
     for (lo, hi), plan, fs in zip(bounds, plans, frame_seeds):
-        lay = layout(plan, int(fs))
+        lay = layout(plan, int(fs), _BUFFERS, held)
         secret = rng.integers(0, 2, plan.p, dtype=np.uint8)
         s = syndrome(code(plan), host.word(plan.n, lay.key_pos, alice_bits[lo:hi], lay.punct, secret))
         part, pad = host.alice_parts(s, lay.rest, lay.pair_a, lay.pair_b)
@@ -272,29 +332,46 @@ def ldpc(alice_bits: np.ndarray, bob_bits: np.ndarray, qber: float, channel: Cha
     if ends[-1] != out.size:
         raise ValueError(f"Alice's frames cover {ends[-1]} bits, Bob holds {out.size}")
     bounds = list(zip(ends[:-1], ends[1:]))
+    # per frame: syndrome signs, priors, posteriors, messages (float32, filled before use)
+    bufs = _BUFFERS.take([(size, np.float32) for p in b_plans
+                          for size in (p.m, p.n, p.n, _edges(p))])
+    held += bufs
     frames, lo_leak, lo_pad = [], 0, 0
-    for (lo, hi), plan, fs in zip(bounds, b_plans, b_seeds):
-        lay = layout(plan, int(fs))
+    for i, ((lo, hi), plan, fs) in enumerate(zip(bounds, b_plans, b_seeds)):
+        ssign, llr, post, msg = bufs[4 * i:4 * i + 4]
+        lay = layout(plan, int(fs), _BUFFERS, held)
         nl = plan.m - plan.p
-        ssign, llr = host.bob_frame(plan.n, plan.m, lay.key_pos, lay.short, lay.rest, lay.pair_a,
-                                    lay.pair_b, out[lo:hi], b_leaky[lo_leak:lo_leak + nl],
-                                    b_pads[lo_pad:lo_pad + plan.p], l0, core.LLR_KNOWN)
+        host.bob_frame(lay.key_pos, lay.short, lay.rest, lay.pair_a, lay.pair_b, out[lo:hi],
+                       b_leaky[lo_leak:lo_leak + nl], b_pads[lo_pad:lo_pad + plan.p], l0,
+                       core.LLR_KNOWN, ssign, llr)
         lo_leak += nl
         lo_pad += plan.p
-        frames.append((plan, lay, ssign, llr, [None, None]))
+        frames.append((plan, lay, ssign, llr, (post, msg)))
+    return _attempts(channel, frames, bounds, out, plans, a_state, b_points, b_tags,
+                     max_retries, max_iter, stall, warm, approx)
+
+
+def _attempts(channel, frames, bounds, out, plans, a_state, b_points, b_tags, max_retries,
+                  max_iter, stall, warm, approx):
+    # the decoding attempts and Alice's reveals of ``ldpc``; frames: Bob's (plan, layout,
+    # syndrome signs, priors, (posteriors, messages)) per frame
+    count = len(frames)
+    started = np.zeros(count, dtype=bool)           # a frame's decoder state holds an attempt
     pending = list(range(count))
     revealed = np.zeros(count, dtype=np.int64)
     for attempt in range(max_retries + 1):
         still = []
         for i in pending:
-            plan, lay, ssign, llr, state = frames[i]
+            plan, lay, ssign, llr, (post, msg) = frames[i]
             c = code(plan)
-            if state[0] is None or not warm:
-                state[0], state[1] = llr.copy(), np.zeros(c.cols.size * c.z, dtype=np.float32)
-            _, converged = core.decode(c.row_ptr, c.cols, c.shifts, c.z, ssign, state[0], state[1],
+            if not started[i] or not warm:
+                np.copyto(post, llr)
+                msg.fill(0.0)
+                started[i] = True
+            _, converged = core.decode(c.row_ptr, c.cols, c.shifts, c.z, ssign, post, msg,
                                        max_iter, stall, approx)
             lo, hi = bounds[i]
-            guess = host.hard(state[0], lay.key_pos)
+            guess = host.hard(post, lay.key_pos)
             if converged and tag(guess, b_points)[0] == b_tags[i]:
                 out[lo:hi] = guess
             else:
@@ -318,7 +395,7 @@ def ldpc(alice_bits: np.ndarray, bob_bits: np.ndarray, qber: float, channel: Cha
                         sum(min(plans[i].delta, plans[i].p + plans[i].k - int(revealed[i])) for i in failed))
         at = 0
         for i in failed:
-            plan, lay, ssign, llr, state = frames[i]
+            plan, lay, ssign, llr, (post, msg) = frames[i]
             r = int(revealed[i])
             take = min(plan.delta, plan.p + plan.k - r)
             vals = got[at:at + take]
@@ -327,8 +404,8 @@ def ldpc(alice_bits: np.ndarray, bob_bits: np.ndarray, qber: float, channel: Cha
             if r + take > plan.p:
                 pos = np.concatenate([pos, lay.key_pos[lay.reveal_key[max(r - plan.p, 0):r + take - plan.p]]])
             known = np.where(vals == 0, core.LLR_KNOWN, -core.LLR_KNOWN).astype(np.float32)
-            if state[0] is not None:
-                state[0][pos] += known - llr[pos]
+            if started[i]:
+                post[pos] += known - llr[pos]
             llr[pos] = known
             revealed[i] = r + take
         pending = [int(i) for i in failed]

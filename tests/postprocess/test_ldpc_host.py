@@ -8,6 +8,9 @@ import pytest
 from controller.postprocess import _ldpc_core as core
 from controller.postprocess import _ldpc_host as host
 from controller.postprocess import ldpc
+from controller.postprocess.reconcile import reconcile
+
+from .test_ldpc import RecordingChannel, _pair
 
 CASES = [(100_000, 0.02, 11), (100_000, 0.08, 12), (20_000, 0.05, 13), (1000, 0.11, 14)]
 
@@ -29,10 +32,26 @@ def test_layout_split_matches_numpy(k, qber, seed):
     plan = ldpc.plan_frame(k, qber)
     lay = ldpc.layout(plan, seed)
     want = _numpy_layout(plan, lay.punct, lay.short)
-    got = host.split(plan.n, plan.m, plan.z, plan.kb, lay.punct, lay.short)
+    rng = np.random.default_rng(seed)          # scratch and outputs hold garbage before
+    is_key, is_rest = rng.random(plan.n) < 0.5, rng.random(plan.m) < 0.5
+    key_pos = rng.integers(-9, 9, plan.k + 1)
+    rest = rng.integers(-9, 9, plan.m - 2 * plan.p + 1)
+    pair_a, pair_b = host.split(plan.z, plan.kb, lay.punct, lay.short, is_key, is_rest, key_pos, rest)
+    got = key_pos[:plan.k], pair_a, pair_b, rest[:-1]
     for name, w, g in zip(("key_pos", "pair_a", "pair_b", "rest"), want, got):
         assert g.dtype == np.int64 and np.array_equal(g, w), f"{name} differs (seed {seed})"
-    assert np.array_equal(lay.key_pos, want[0]) and np.array_equal(lay.rest, want[3])
+    for name, w, g in zip(("key_pos", "pair_a", "pair_b", "rest"), want,
+                          (lay.key_pos, lay.pair_a, lay.pair_b, lay.rest)):
+        assert np.array_equal(g, w), f"layout {name} differs (seed {seed})"
+
+
+def test_layout_split_refuses_overlapping_variables():
+    plan = ldpc.plan_frame(20_000, 0.05)
+    lay = ldpc.layout(plan, 1)
+    short = np.sort(np.append(lay.short[1:], lay.punct[0]))       # a punctured one also shortened
+    with pytest.raises(ValueError, match="overlap"):
+        host.split(plan.z, plan.kb, lay.punct, short, np.empty(plan.n, bool), np.empty(plan.m, bool),
+                   np.empty(plan.k + 1, np.int64), np.empty(plan.m - 2 * plan.p + 1, np.int64))
 
 
 @pytest.mark.parametrize("k,qber,seed", CASES)
@@ -74,8 +93,10 @@ def test_bob_frame_matches_numpy(k, qber, seed):
     want_llr[lay.key_pos] = np.where(bits == 0, l0, -l0)
     want_llr[lay.short] = core.LLR_KNOWN
     for b, lk, pd in ((bits, leaky, pads), (bits != 0, leaky.astype(bool), pads.astype(bool))):
-        sign, llr = host.bob_frame(plan.n, plan.m, lay.key_pos, lay.short, lay.rest, lay.pair_a,
-                                   lay.pair_b, b, lk, pd, l0, core.LLR_KNOWN)
+        sign = np.full(plan.m, np.nan, dtype=np.float32)        # the fill must not depend on
+        llr = np.full(plan.n, np.nan, dtype=np.float32)         # what the buffers held
+        host.bob_frame(lay.key_pos, lay.short, lay.rest, lay.pair_a, lay.pair_b, b, lk, pd, l0,
+                       core.LLR_KNOWN, sign, llr)
         assert sign.dtype == np.float32 and np.array_equal(sign, want_sign), f"seed {seed}"
         assert llr.dtype == np.float32 and np.array_equal(llr, want_llr), f"seed {seed}"
 
@@ -89,3 +110,50 @@ def test_hard_decisions_match_numpy():
     key_pos[:20] = np.arange(20)
     got = host.hard(post, key_pos)
     assert got.dtype == np.uint8 and np.array_equal(got, (post[key_pos] < 0).astype(np.uint8))
+
+
+class _Poisoned(ldpc._Buffers):
+    """A pool whose arrays hold garbage when taken (as reused buffers may)."""
+
+    def take(self, sizes):
+        out = super().take(sizes)
+        for a in out:
+            a[...] = np.nan if a.dtype.kind == "f" else (a.dtype.kind == "b" or -7)
+        return out
+
+
+def test_pooled_layout_is_the_fresh_layout():
+    plan = ldpc.plan_frame(100_000, 0.02)
+    pool, held = _Poisoned(), []
+    for seed in (1, 2):
+        fresh, pooled = ldpc.layout(plan, seed), ldpc.layout(plan, seed, pool, held)
+        for name in ("punct", "pair_a", "pair_b", "short", "key_pos", "rest"):
+            assert np.array_equal(getattr(fresh, name), getattr(pooled, name)), f"{name}, seed {seed}"
+        assert np.array_equal(fresh.reveal_key, pooled.reveal_key)
+        pool.give(held)
+        held.clear()
+    assert pool.free, "nothing was kept for reuse"
+
+
+def _run(a, b, qber, seed):
+    ch = RecordingChannel()
+    fixed, rep = reconcile(a, b, qber, "ldpc", ch, seed=seed, frame_bits=20_000, f_start=1.03,
+                           rng=np.random.default_rng(seed))
+    return fixed, rep, ch.log
+
+
+@pytest.mark.parametrize("qber,seed", [(0.02, 21), (0.08, 22)])
+def test_reused_buffers_give_the_fresh_results(monkeypatch, qber, seed):
+    a, b = _pair(seed, 50_000, qber)
+    monkeypatch.setattr(ldpc, "POOL_BYTES", 0)              # nothing kept: fresh arrays only
+    monkeypatch.setattr(ldpc, "_BUFFERS", ldpc._Buffers())
+    want = _run(a, b, qber, seed)
+    assert not ldpc._BUFFERS.free
+    monkeypatch.setattr(ldpc, "POOL_BYTES", 1 << 30)
+    monkeypatch.setattr(ldpc, "_BUFFERS", _Poisoned())
+    for _ in range(2):                                       # fresh then reused, both poisoned
+        fixed, rep, log = _run(a, b, qber, seed)
+        assert np.array_equal(fixed, want[0]), f"seed {seed}"
+        assert rep == want[1] and log == want[2], f"seed {seed}"
+    assert ldpc._BUFFERS.free
+    assert rep.rounds > 1, "no retry: the warm state was not exercised"
