@@ -141,33 +141,6 @@ def _scatter(tv, mv, ev, num, den, sg, ps):
 R_NUM, R_DEN, R_SG, R_PS, R_E1, R_E2, R_M1, R_M2, R_MALL, R_K = range(10)
 
 
-@njit(cache=True, fastmath=True, error_model="numpy", inline="always")
-def _atanh2(a, b):
-    # 2 atanh(b / a) = ln((a + b) / (a - b)) with a - b floored at 2^-25 (a + b), and
-    # w = (a + b) / (a - b) itself
-    hi = a + b
-    w = hi / max(a - b, hi * np.float32(2.0 ** -25))
-    return _ln(w), w
-
-
-@njit(cache=True, fastmath=True, error_model="numpy")
-def _row_am(st):
-    # per check: the exact messages to its least (M1) and second least (M2) reliable input,
-    # the magnitude 2 atanh(P) of the product P of all inputs' tanh (MALL) and its slope
-    # K = 2 sinh(MALL) = w - 1 / w against 2 e of an excluded input
-    one = np.float32(1.0)
-    for z in range(st.shape[1]):
-        a = st[R_DEN, z]
-        b = st[R_NUM, z]
-        x = st[R_E1, z]
-        st[R_M1, z], _ = _atanh2(a * max(one - x, TINY), b * (one + x))
-        x = st[R_E2, z]
-        st[R_M2, z], _ = _atanh2(a * max(one - x, TINY), b * (one + x))
-        m, w = _atanh2(a, b)
-        st[R_MALL, z] = m
-        st[R_K, z] = w - one / w
-
-
 # ---- explicit-vector passes of the approximate update (LLVM IR, 8 float32 lanes)
 #
 # A few circulants of one base row per call, emitted inline into ``_layer_am`` (no call, no
@@ -193,6 +166,11 @@ _FAST = ("fast",)
 def _cv(x):
     """A float32 vector constant."""
     return ir.Constant(_FV, [ir.Constant(_F, float(np.float32(x)))] * _W)
+
+
+def _iv(x):
+    """An int32 vector constant."""
+    return ir.Constant(_IV, [ir.Constant(_I32, x)] * _W)
 
 
 class _V:
@@ -254,8 +232,31 @@ class _V:
         p = self.add(self.add(_cv(1.0), self.mul(f, _cv(E1))),
                      self.mul(f2, self.add(self.add(_cv(E2), self.mul(f, _cv(E3))),
                                            self.mul(f2, self.add(_cv(E4), self.mul(f, _cv(E5)))))))
-        shifted = b.shl(i, ir.Constant(_IV, [ir.Constant(_I32, 23)] * _W))
+        shifted = b.shl(i, _iv(23))
         return b.bitcast(b.add(b.bitcast(p, _IV), shifted), _FV)
+
+    def ln(self, w):
+        # _ln, lane-wise
+        b = self.b
+        bits = b.bitcast(w, _IV)
+        k = b.sitofp(b.sub(b.ashr(bits, _iv(23)), _iv(127)), _FV)
+        m = b.bitcast(b.or_(b.and_(bits, _iv(0x7FFFFF)), _iv(0x3F800000)), _FV)
+        big = b.fcmp_ordered(">", m, _cv(1.4142135623730951), flags=_FAST)
+        m = self.mul(m, b.select(big, _cv(0.5), _cv(1.0)))
+        k = self.add(k, b.select(big, _cv(1.0), _cv(0.0)))
+        x = self.sub(m, _cv(1.0))
+        x2 = self.mul(x, x)
+        lg = self.mul(x, self.add(
+            self.add(self.add(_cv(L1), self.mul(x, _cv(L2))), self.mul(x2, self.add(_cv(L3), self.mul(x, _cv(L4))))),
+            self.mul(self.mul(x2, x2), self.add(self.add(_cv(L5), self.mul(x, _cv(L6))), self.mul(x2, _cv(L7))))))
+        return self.mul(self.add(lg, k), _cv(LN2))
+
+    def atanh2(self, a, b):
+        # 2 atanh(b / a) = ln((a + b) / (a - b)) with a - b floored at 2^-25 (a + b), and
+        # w = (a + b) / (a - b) itself
+        hi = self.add(a, b)
+        w = self.div(hi, self.max(self.sub(a, b), self.mul(hi, _cv(2.0 ** -25))))
+        return self.ln(w), w
 
 
 def _data(context, builder, ty, value):
@@ -439,6 +440,76 @@ def hard_ok(row_ptr, cols, shifts, z_lift, ssign, post):
     return True
 
 
+@intrinsic
+def _row_am(typingctx, st, z):
+    """Per check (lanes of ``st``, (10, Z), Z a multiple of 8): the exact messages to its
+    least (M1) and second least (M2) reliable input, the magnitude 2 atanh(P) of the
+    product P of all inputs' tanh (MALL) and its slope K = 2 sinh(MALL) = w - 1 / w against
+    2 e of an excluded input."""
+    def codegen(context, builder, sig, args):
+        st_p = _data(context, builder, sig.args[0], args[0])
+        z = args[1]
+        v = _V(builder)
+        one = _cv(1.0)
+        with cgutils.for_range(builder, builder.sdiv(z, ir.Constant(_I64, _W))) as loop:
+            lane = builder.mul(loop.index, ir.Constant(_I64, _W))
+
+            def load(r):
+                return _vload(builder, st_p, _row(builder, r, z, lane))
+
+            def store(r, x):
+                _vstore(builder, x, st_p, _row(builder, r, z, lane))
+            a, b = load(R_DEN), load(R_NUM)
+            for rx, rm in ((R_E1, R_M1), (R_E2, R_M2)):
+                x = load(rx)
+                store(rm, v.atanh2(v.mul(a, v.max(v.sub(one, x), _cv(TINY))), v.mul(b, v.add(one, x)))[0])
+            m, w = v.atanh2(a, b)
+            store(R_MALL, m)
+            store(R_K, v.sub(w, v.div(one, w)))
+        return context.get_dummy_value()
+    return types.void(st, z), codegen
+
+
+@intrinsic
+def _start_am(typingctx, st, ssign, off, z):
+    """Per check: products 1, sign = syndrome sign ``ssign[off + lane]``, two largest e 0."""
+    def codegen(context, builder, sig, args):
+        st_p = _data(context, builder, sig.args[0], args[0])
+        ss_p = _data(context, builder, sig.args[1], args[1])
+        off, z = args[2], args[3]
+        with cgutils.for_range(builder, builder.sdiv(z, ir.Constant(_I64, _W))) as loop:
+            lane = builder.mul(loop.index, ir.Constant(_I64, _W))
+            for r, x in ((R_NUM, _cv(1.0)), (R_DEN, _cv(1.0)), (R_PS, _cv(1.0)), (R_E1, _cv(0.0)),
+                         (R_E2, _cv(0.0)), (R_SG, _vload(builder, ss_p, builder.add(off, lane)))):
+                _vstore(builder, x, st_p, _row(builder, r, z, lane))
+        return context.get_dummy_value()
+    return types.void(st, ssign, off, z), codegen
+
+
+@intrinsic
+def _unmet(typingctx, st, ssign, off, z):
+    """The number of checks whose new posteriors' sign product (row R_PS) differs from
+    the syndrome sign ``ssign[off + lane]``."""
+    def codegen(context, builder, sig, args):
+        st_p = _data(context, builder, sig.args[0], args[0])
+        ss_p = _data(context, builder, sig.args[1], args[1])
+        off, z = args[2], args[3]
+        v = _V(builder)
+        acc = cgutils.alloca_once_value(builder, _iv(0))
+        with cgutils.for_range(builder, builder.sdiv(z, ir.Constant(_I64, _W))) as loop:
+            lane = builder.mul(loop.index, ir.Constant(_I64, _W))
+            prod = v.mul(_vload(builder, st_p, _row(builder, R_PS, z, lane)),
+                         _vload(builder, ss_p, builder.add(off, lane)))
+            neg = builder.zext(builder.fcmp_ordered("<", prod, _cv(0.0), flags=_FAST), _IV)
+            builder.store(builder.add(builder.load(acc), neg), acc)
+        total = builder.load(acc)
+        out = ir.Constant(_I64, 0)
+        for k in range(_W):
+            out = builder.add(out, builder.sext(builder.extract_element(total, ir.Constant(_I32, k)), _I64))
+        return out
+    return types.int64(st, ssign, off, z), codegen
+
+
 PAIR = 2        # circulants per pass call: the per-check state stays in registers across them
 
 
@@ -457,14 +528,7 @@ def _layer_am(row_ptr, cols, shifts, r, ssign, post, msg, ebuf, st):
     z = np.int64(st.shape[1])
     e0 = row_ptr[r]
     d = row_ptr[r + 1] - e0
-    srow = ssign[r * z:(r + 1) * z]
-    for k in range(z):
-        st[R_NUM, k] = 1.0
-        st[R_DEN, k] = 1.0
-        st[R_SG, k] = srow[k]
-        st[R_PS, k] = 1.0
-        st[R_E1, k] = 0.0
-        st[R_E2, k] = 0.0
+    _start_am(st, ssign, r * z, z)
     j = 0
     while j + PAIR <= d:
         _gather_am(post, msg, ebuf, st, z, _offs(cols, shifts, z, e0 + j, j)
@@ -472,7 +536,7 @@ def _layer_am(row_ptr, cols, shifts, r, ssign, post, msg, ebuf, st):
         j += PAIR
     if j < d:
         _gather_am(post, msg, ebuf, st, z, _offs(cols, shifts, z, e0 + j, j))
-    _row_am(st)
+    _row_am(st, z)
     j = 0
     while j + PAIR <= d:
         _scatter_am(post, msg, ebuf, st, z, _offs(cols, shifts, z, e0 + j, j)
@@ -480,10 +544,7 @@ def _layer_am(row_ptr, cols, shifts, r, ssign, post, msg, ebuf, st):
         j += PAIR
     if j < d:
         _scatter_am(post, msg, ebuf, st, z, _offs(cols, shifts, z, e0 + j, j))
-    unsat = 0
-    for k in range(z):
-        unsat += 1 if st[R_PS, k] * srow[k] < 0 else 0
-    return unsat
+    return _unmet(st, ssign, r * z, z)
 
 
 @njit(cache=True, fastmath=True, error_model="numpy")
