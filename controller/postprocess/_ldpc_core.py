@@ -49,95 +49,10 @@ E1, E2, E3, E4, E5 = (np.float32(c) for c in _E)
 L1, L2, L3, L4, L5, L6, L7 = (np.float32(c) for c in _L)
 
 
-@intrinsic
-def _bits(typingctx, x):
-    """The bit pattern of a float32 as an int32."""
-    def codegen(context, builder, signature, args):
-        return builder.bitcast(args[0], ir.IntType(32))
-    return types.int32(types.float32), codegen
-
-
-@intrinsic
-def _from_bits(typingctx, x):
-    """The float32 of an int32 bit pattern."""
-    def codegen(context, builder, signature, args):
-        return builder.bitcast(args[0], ir.FloatType())
-    return types.float32(types.int32), codegen
-
-
-@njit(cache=True, fastmath=True, error_model="numpy", inline="always")
-def _exp_neg(a):
-    # e^-a for 0 <= a, float32, relative error < 3e-7: 2^v with v = -a log2 e >= -100 as
-    # 2^i (added to the exponent field) times 2^f, i = trunc(v), f = v - i in (-1, 0]
-    v = max(a * np.float32(-LOG2E), np.float32(-100.0))
-    i = np.int32(v)
-    f = v - np.float32(i)
-    f2 = f * f
-    p = (np.float32(1.0) + f * E1) + f2 * ((E2 + f * E3) + f2 * (E4 + f * E5))
-    return _from_bits(_bits(p) + (i << np.int32(23)))
-
-
-@njit(cache=True, fastmath=True, error_model="numpy", inline="always")
-def _ln(w):
-    # ln w for a normal float32 w > 0, absolute error < 1e-6: w = 2^k m with m in
-    # [sqrt(1/2), sqrt(2)) from the exponent and mantissa fields, ln m = ln 2 log2(1 + x)
-    b = _bits(w)
-    k = np.float32((b >> np.int32(23)) - np.int32(127))
-    m = _from_bits((b & np.int32(0x7FFFFF)) | np.int32(0x3F800000))
-    big = m > np.float32(1.4142135623730951)
-    m = m * (np.float32(0.5) if big else np.float32(1.0))
-    k = k + (np.float32(1.0) if big else np.float32(0.0))
-    x = m - np.float32(1.0)
-    x2 = x * x
-    lg = x * (((L1 + x * L2) + x2 * (L3 + x * L4)) + (x2 * x2) * ((L5 + x * L6) + x2 * L7))
-    return (lg + k) * np.float32(LN2)
-
-
-@njit(cache=True)
-def _copy(src, dst):
-    for z in range(src.size):
-        dst[z] = src[z]
-
-
-@njit(cache=True, fastmath=True, error_model="numpy")
-def _gather(tv, mv, ev, num, den, sg):
-    # one circulant, lanes = checks: t = post - msg (kept in tv), e = e^-|t| (kept in ev);
-    # tanh(|t| / 2) = (1 - e) / (1 + e), its numerator and denominator multiplied into the
-    # per-check products num, den (1 - e at least TINY); sign product per check
-    one = np.float32(1.0)
-    for z in range(tv.size):
-        t = tv[z] - mv[z]
-        tv[z] = t
-        e = _exp_neg(abs(t))
-        ev[z] = e
-        num[z] = num[z] * max(one - e, TINY)
-        den[z] = den[z] * (one + e)
-        sg[z] = math.copysign(one, sg[z] * t)
-
-
-@njit(cache=True, fastmath=True, error_model="numpy")
-def _scatter(tv, mv, ev, num, den, sg, ps):
-    # one circulant: the others' tanh product P = (num / (1 - e)) / (den / (1 + e)) = b / a,
-    # message 2 atanh(P) = ln((a + b) / (a - b)) (a - b floored at 2^-25 (a + b): |message|
-    # <= 17.3) with the sign of the syndrome times the others' signs; new posterior t +
-    # message (into tv); sign product of the new posteriors per check
-    one = np.float32(1.0)
-    for z in range(tv.size):
-        t = tv[z]
-        e = ev[z]
-        a = den[z] * max(one - e, TINY)
-        b = num[z] * (one + e)
-        hi = a + b
-        lo = max(a - b, hi * np.float32(2.0 ** -25))
-        r = math.copysign(_ln(hi / lo), sg[z] * t)
-        mv[z] = r
-        p = t + r
-        tv[z] = p
-        ps[z] = math.copysign(one, ps[z] * p)
-
-
-# rows of the per-check state of the approximate update (``st``, float32 (10, Z), one lane
-# per check)
+# rows of the per-check state (``st``, float32 (10, Z), one lane per check): products of
+# 1 - e and 1 + e over the inputs (tanh(|t| / 2) = (1 - e) / (1 + e), e = e^-|t|), sign
+# products (syndrome times inputs, and of the new posteriors), the approximate update's two
+# largest e, its messages to those two, MALL and K (``_row_am``)
 R_NUM, R_DEN, R_SG, R_PS, R_E1, R_E2, R_M1, R_M2, R_MALL, R_K = range(10)
 
 
@@ -223,7 +138,8 @@ class _V:
         return self.b.call(self._fabs, [x])
 
     def exp_neg(self, a):
-        # _exp_neg, lane-wise
+        # e^-a for 0 <= a, float32, relative error < 3e-7: 2^v with v = -a log2 e >= -100 as
+        # 2^i (added to the exponent field) times 2^f, i = trunc(v), f = v - i in (-1, 0]
         b = self.b
         v = self.max(self.mul(a, _cv(-LOG2E)), _cv(-100.0))
         i = b.fptosi(v, _IV)
@@ -236,7 +152,8 @@ class _V:
         return b.bitcast(b.add(b.bitcast(p, _IV), shifted), _FV)
 
     def ln(self, w):
-        # _ln, lane-wise
+        # ln w for a normal float32 w > 0, absolute error < 1e-6: w = 2^k m with m in
+        # [sqrt(1/2), sqrt(2)) from the exponent and mantissa fields, ln m = ln 2 log2(1 + x)
         b = self.b
         bits = b.bitcast(w, _IV)
         k = b.sitofp(b.sub(b.ashr(bits, _iv(23)), _iv(127)), _FV)
@@ -257,6 +174,27 @@ class _V:
         hi = self.add(a, b)
         w = self.div(hi, self.max(self.sub(a, b), self.mul(hi, _cv(2.0 ** -25))))
         return self.ln(w), w
+
+
+def _lanes(fn):
+    # an intrinsic out[i] = fn(x[i]) over float32 arrays of a multiple of 8 elements (tests)
+    @intrinsic
+    def apply(typingctx, x, out):
+        def codegen(context, builder, sig, args):
+            xp = _data(context, builder, sig.args[0], args[0])
+            op = _data(context, builder, sig.args[1], args[1])
+            n = context.make_array(sig.args[0])(context, builder, args[0]).nitems
+            v = _V(builder)
+            with cgutils.for_range(builder, builder.sdiv(n, ir.Constant(_I64, _W))) as loop:
+                i = builder.mul(loop.index, ir.Constant(_I64, _W))
+                _vstore(builder, fn(v, _vload(builder, xp, i)), op, i)
+            return context.get_dummy_value()
+        return types.void(x, out), codegen
+    return apply
+
+
+_exp_neg_lanes = _lanes(lambda v, x: v.exp_neg(x))
+_ln_lanes = _lanes(lambda v, x: v.ln(x))
 
 
 def _data(context, builder, ty, value):
@@ -342,19 +280,19 @@ def _offsets_type(offs):
         raise TypeError(f"circulant offsets must be a tuple of 4 k int64, got {offs}")
 
 
-@intrinsic
-def _gather_am(typingctx, post, msg, ebuf, st, z, offs):
-    """Pass 1 of the approximate update on a few circulants of one row (``_gather_am`` with
-    the rotation, circulant after circulant in each lane): t = post - msg (kept in msg's
-    place until pass 2), e = e^-|t| (into ebuf), and the per-check products, signs and two
-    largest e, kept in registers across the circulants of the call."""
-    _offsets_type(offs)
-
+def _gather_body(am):
+    # pass 1 on a few circulants of one row, circulant after circulant in each lane:
+    # t = post - msg (kept in msg's place until pass 2), e = e^-|t| (into ebuf), the
+    # per-check products of 1 - e (at least TINY) and 1 + e and the sign product, with
+    # ``am`` also the two largest e (the least reliable inputs); the per-check state stays
+    # in registers across the circulants of the call
     def body(v, post_p, msg_p, ebuf_p, st_p, z, lane, circ):
         b = v.b
         one = _cv(1.0)
-        rows = [_row(b, r, z, lane) for r in (R_NUM, R_DEN, R_SG, R_E1, R_E2)]
-        num, den, sg, e1, e2 = [_vload(b, st_p, i) for i in rows]
+        rows = [_row(b, r, z, lane) for r in ((R_NUM, R_DEN, R_SG, R_E1, R_E2) if am else (R_NUM, R_DEN, R_SG))]
+        state = [_vload(b, st_p, i) for i in rows]
+        num, den, sg = state[:3]
+        e1, e2 = state[3:] if am else (None, None)
         for col0, a, m0, e0 in circ:
             im = b.add(m0, lane)
             t = v.sub(_rot_load(b, post_p, col0, a, z), _vload(b, msg_p, im))
@@ -364,10 +302,66 @@ def _gather_am(typingctx, post, msg, ebuf, st, z, offs):
             num = v.mul(num, v.max(v.sub(one, e), _cv(TINY)))
             den = v.mul(den, v.add(one, e))
             sg = v.copysign(one, v.mul(sg, t))
-            e2 = v.maxnum(e2, v.minnum(e1, e))
-            e1 = v.maxnum(e1, e)
+            if am:
+                e2 = v.maxnum(e2, v.minnum(e1, e))
+                e1 = v.maxnum(e1, e)
         for i, x in zip(rows, (num, den, sg, e1, e2)):
             _vstore(b, x, st_p, i)
+    return body
+
+
+@intrinsic
+def _gather(typingctx, post, msg, ebuf, st, z, offs):
+    """Pass 1 of sum-product on a few circulants of one row (``_gather_body``)."""
+    _offsets_type(offs)
+
+    def codegen(context, builder, sig, args):
+        return _circulants(context, builder, sig, args, _gather_body(False))
+    return types.void(post, msg, ebuf, st, z, offs), codegen
+
+
+@intrinsic
+def _gather_am(typingctx, post, msg, ebuf, st, z, offs):
+    """Pass 1 of the approximate update on a few circulants of one row (``_gather_body``)."""
+    _offsets_type(offs)
+
+    def codegen(context, builder, sig, args):
+        return _circulants(context, builder, sig, args, _gather_body(True))
+    return types.void(post, msg, ebuf, st, z, offs), codegen
+
+
+@intrinsic
+def _scatter(typingctx, post, msg, ebuf, st, z, offs):
+    """Pass 2 of sum-product on a few circulants of one row: the others' tanh product
+    P = (num / (1 - e)) / (den / (1 + e)) = b / a, message 2 atanh(P) = ln((a + b) / (a - b))
+    (a - b floored at 2^-25 (a + b): |message| <= 17.3) with the sign of the syndrome times
+    the others' signs; new posterior t + message back into post; sign product of the new
+    posteriors per check."""
+    _offsets_type(offs)
+
+    def body(v, post_p, msg_p, ebuf_p, st_p, z, lane, circ):
+        b = v.b
+        one = _cv(1.0)
+
+        def load(r):
+            return _vload(b, st_p, _row(b, r, z, lane))
+        num, den, sg = load(R_NUM), load(R_DEN), load(R_SG)
+        ips = _row(b, R_PS, z, lane)
+        ps = _vload(b, st_p, ips)
+        for col0, a, m0, e0 in circ:
+            im = b.add(m0, lane)
+            t = _vload(b, msg_p, im)
+            e = _vload(b, ebuf_p, b.add(e0, lane))
+            aa = v.mul(den, v.max(v.sub(one, e), _cv(TINY)))
+            bb = v.mul(num, v.add(one, e))
+            hi = v.add(aa, bb)
+            lo = v.max(v.sub(aa, bb), v.mul(hi, _cv(2.0 ** -25)))
+            r = v.copysign(v.ln(v.div(hi, lo)), v.mul(sg, t))
+            _vstore(b, r, msg_p, im)
+            p = v.add(t, r)
+            _rot_store(b, p, post_p, col0, a, z)
+            ps = v.copysign(one, v.mul(ps, p))
+        _vstore(b, ps, st_p, ips)
 
     def codegen(context, builder, sig, args):
         return _circulants(context, builder, sig, args, body)
@@ -471,7 +465,7 @@ def _row_am(typingctx, st, z):
 
 
 @intrinsic
-def _start_am(typingctx, st, ssign, off, z):
+def _start(typingctx, st, ssign, off, z):
     """Per check: products 1, sign = syndrome sign ``ssign[off + lane]``, two largest e 0."""
     def codegen(context, builder, sig, args):
         st_p = _data(context, builder, sig.args[0], args[0])
@@ -528,7 +522,7 @@ def _layer_am(row_ptr, cols, shifts, r, ssign, post, msg, ebuf, st):
     z = np.int64(st.shape[1])
     e0 = row_ptr[r]
     d = row_ptr[r + 1] - e0
-    _start_am(st, ssign, r * z, z)
+    _start(st, ssign, r * z, z)
     j = 0
     while j + PAIR <= d:
         _gather_am(post, msg, ebuf, st, z, _offs(cols, shifts, z, e0 + j, j)
@@ -548,44 +542,27 @@ def _layer_am(row_ptr, cols, shifts, r, ssign, post, msg, ebuf, st):
 
 
 @njit(cache=True, fastmath=True, error_model="numpy")
-def _layer_sp(row_ptr, cols, shifts, r, ssign, post, msg, tbuf, ebuf, st):
-    """One base row of sum-product in place (rotated copies in and out of ``tbuf``); return
-    its checks not met by the new posteriors."""
-    z_lift = st.shape[1]
-    num = st[R_NUM]
-    den = st[R_DEN]
-    sg = st[R_SG]
-    ps = st[R_PS]
+def _layer_sp(row_ptr, cols, shifts, r, ssign, post, msg, ebuf, st):
+    """One base row of sum-product in place, as ``_layer_am``."""
+    z = np.int64(st.shape[1])
     e0 = row_ptr[r]
     d = row_ptr[r + 1] - e0
-    srow = ssign[r * z_lift:(r + 1) * z_lift]
-    for z in range(z_lift):
-        num[z] = 1.0
-        den[z] = 1.0
-        sg[z] = srow[z]
-        ps[z] = 1.0
-    for j in range(d):
-        e = e0 + j
-        c = cols[e] * z_lift
-        s = shifts[e]
-        n1 = z_lift - s
-        tv = tbuf[j * z_lift:(j + 1) * z_lift]
-        _copy(post[c + s:c + z_lift], tv[:n1])
-        _copy(post[c:c + s], tv[n1:])
-        _gather(tv, msg[e * z_lift:(e + 1) * z_lift], ebuf[j * z_lift:(j + 1) * z_lift], num, den, sg)
-    for j in range(d):
-        e = e0 + j
-        c = cols[e] * z_lift
-        s = shifts[e]
-        n1 = z_lift - s
-        tv = tbuf[j * z_lift:(j + 1) * z_lift]
-        _scatter(tv, msg[e * z_lift:(e + 1) * z_lift], ebuf[j * z_lift:(j + 1) * z_lift], num, den, sg, ps)
-        _copy(tv[:n1], post[c + s:c + z_lift])
-        _copy(tv[n1:], post[c:c + s])
-    unsat = 0
-    for z in range(z_lift):
-        unsat += 1 if ps[z] * srow[z] < 0 else 0
-    return unsat
+    _start(st, ssign, r * z, z)
+    j = 0
+    while j + PAIR <= d:
+        _gather(post, msg, ebuf, st, z, _offs(cols, shifts, z, e0 + j, j)
+                + _offs(cols, shifts, z, e0 + j + 1, j + 1))
+        j += PAIR
+    if j < d:
+        _gather(post, msg, ebuf, st, z, _offs(cols, shifts, z, e0 + j, j))
+    j = 0
+    while j + PAIR <= d:
+        _scatter(post, msg, ebuf, st, z, _offs(cols, shifts, z, e0 + j, j)
+                 + _offs(cols, shifts, z, e0 + j + 1, j + 1))
+        j += PAIR
+    if j < d:
+        _scatter(post, msg, ebuf, st, z, _offs(cols, shifts, z, e0 + j, j))
+    return _unmet(st, ssign, r * z, z)
 
 
 @njit(cache=True, fastmath=True, error_model="numpy")
@@ -603,13 +580,12 @@ def decode(row_ptr, cols, shifts, z_lift, ssign, post, msg, max_iter, stall, app
     test agrees, or gives up when the count of such unsatisfied checks has made no new low
     for ``stall`` iterations.
     """
-    if approx and z_lift % 8 != 0:
-        raise ValueError("the approximate update needs a lift Z that is a multiple of 8")
+    if z_lift % 8 != 0 or z_lift <= 0:
+        raise ValueError("the decoder needs a lift Z that is a positive multiple of 8")
     mb = row_ptr.size - 1
     dmax = 0
     for r in range(mb):
         dmax = max(dmax, row_ptr[r + 1] - row_ptr[r])
-    tbuf = np.empty(0 if approx else dmax * z_lift, dtype=np.float32)
     ebuf = np.empty(dmax * z_lift, dtype=np.float32)
     st = np.empty((10, z_lift), dtype=np.float32)
     best = mb * z_lift + 1
@@ -620,7 +596,7 @@ def decode(row_ptr, cols, shifts, z_lift, ssign, post, msg, max_iter, stall, app
             if approx:
                 unsat += _layer_am(row_ptr, cols, shifts, r, ssign, post, msg, ebuf, st)
             else:
-                unsat += _layer_sp(row_ptr, cols, shifts, r, ssign, post, msg, tbuf, ebuf, st)
+                unsat += _layer_sp(row_ptr, cols, shifts, r, ssign, post, msg, ebuf, st)
         if unsat == 0 and hard_ok(row_ptr, cols, shifts, z_lift, ssign, post):
             return it, True
         if unsat < best:

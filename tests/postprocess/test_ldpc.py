@@ -4,6 +4,7 @@ import math
 
 import numpy as np
 import pytest
+from numba import njit
 
 from controller.postprocess import _ldpc_core as core
 from controller.postprocess import _qc
@@ -81,31 +82,67 @@ def test_syndrome_kernel_matches_the_dense_matrix(seed):
     assert np.array_equal(ldpc.syndrome(code, word), want.astype(np.uint8)), f"seed {seed}"
 
 
+@njit
+def _exp_neg(x):
+    out = np.empty_like(x)
+    core._exp_neg_lanes(x, out)
+    return out
+
+
+@njit
+def _ln(x):
+    out = np.empty_like(x)
+    core._ln_lanes(x, out)
+    return out
+
+
+def _padded(x):
+    return np.concatenate([x, np.ones(-x.size % 8, x.dtype)])
+
+
 def test_exp_and_ln_approximations():
     # float32 rounding of x log2 e alone gives a relative error of x 6e-8
     x = np.concatenate([np.linspace(0, 69, 6901), np.geomspace(1e-7, 1, 200)]).astype(np.float32)
-    got = np.array([core._exp_neg(v) for v in x], dtype=np.float64)
+    got = _exp_neg(_padded(x))[:x.size].astype(np.float64)
     want = np.exp(-x.astype(np.float64))
     assert np.all(np.abs(got - want) <= 2e-7 * (1 + x) * want)
-    assert core._exp_neg(np.float32(200.0)) == np.float32(2.0 ** -100)     # clamped, still normal
+    assert _exp_neg(np.full(8, 200.0, np.float32))[0] == np.float32(2.0 ** -100)     # clamped, still normal
     w = np.concatenate([np.geomspace(1e-30, 1e30, 4001), np.linspace(0.5, 2, 1001),
                         np.linspace(0.999, 1.001, 201)]).astype(np.float32)
-    got = np.array([core._ln(v) for v in w], dtype=np.float64)
+    got = _ln(_padded(w))[:w.size].astype(np.float64)
     want = np.log(w.astype(np.float64))
     assert np.all(np.abs(got - want) <= 1e-6 + 1e-7 * np.abs(want))
+
+
+def _one_row(ts, ssign, seed, layer):
+    """Run ``layer`` (core._layer_sp or _layer_am) on one base row of d circulants lifted by
+    z whose check lane z has the inputs ts[:, z], with random shifts (some blocks of 8 checks
+    wrap around their column); return (messages (d, z), new posteriors (d, z), unmet checks)."""
+    d, z = ts.shape
+    rng = np.random.default_rng(seed)
+    row_ptr, cols = np.array([0, d]), np.arange(d)
+    shifts = rng.integers(0, z, d)
+    shifts[:2] = [0, 8 % z]                           # and two that do not wrap
+    var = cols[:, None] * z + (np.arange(z)[None, :] + shifts[:, None]) % z    # input j of check lane
+    post = np.zeros(d * z, dtype=np.float32)
+    post[var] = ts
+    msg = np.zeros(d * z, dtype=np.float32)
+    st = np.zeros((10, z), dtype=np.float32)
+    unsat = layer(row_ptr, cols, shifts, 0, ssign, post, msg, np.zeros(d * z, np.float32), st)
+    return msg.reshape(d, z), post[var], unsat
+
+
+def _unmet(post, ssign):
+    return int((np.prod(np.where(post < 0, -1.0, 1.0), axis=0) != ssign).sum())
 
 
 def test_check_update_with_erased_tiny_and_saturated_inputs():
     # one check per lane, 4 inputs each: an erased input (LLR 0), tiny and saturated LLRs
     ts = np.array([[0.0, 2.0, -3.0, 30.0], [30, 30, -30, 30], [1e-3, -1e-3, 5, 5],
-                   [0.5, 1.5, -2.5, 8.0], [0.0, 0.0, 4.0, -4.0]], dtype=np.float32).T.copy()
-    ssign = np.array([1, -1, 1, -1, 1], dtype=np.float32)
-    num, den, sg, ps = (np.ones(5, np.float32), np.ones(5, np.float32), ssign.copy(), np.ones(5, np.float32))
-    tv, msg, ev = ts.copy(), np.zeros_like(ts), np.zeros_like(ts)
-    for j in range(4):
-        core._gather(tv[j], msg[j], ev[j], num, den, sg)
-    for j in range(4):
-        core._scatter(tv[j], msg[j], ev[j], num, den, sg, ps)
+                   [0.5, 1.5, -2.5, 8.0], [0.0, 0.0, 4.0, -4.0], [1, 2, 3, 4], [-1, 7, -0.2, 9],
+                   [25, -0.01, 3, 3]], dtype=np.float32).T.copy()
+    ssign = np.array([1, -1, 1, -1, 1, 1, -1, 1], dtype=np.float32)
+    msg, post, unsat = _one_row(ts, ssign, 3, core._layer_sp)
     t = ts.astype(np.float64)
     for j in range(4):
         others = np.delete(t, j, axis=0)
@@ -113,8 +150,11 @@ def test_check_update_with_erased_tiny_and_saturated_inputs():
         # the kernel floors 1 - P at 2^-25 (1 + P): |message| <= 25 ln 2 = 17.3 = 2 atanh(1 - 2^-24)
         mag = 2 * np.arctanh(np.minimum(np.prod(np.tanh(np.abs(others) / 2), axis=0), 1 - 2.0 ** -24))
         assert np.all(np.abs(msg[j] - sign * mag) <= 1e-4 * mag + 1e-6), (j, msg[j], sign * mag)
-    assert np.allclose(tv, ts + msg, atol=1e-5)                  # new posteriors
-    assert np.all(msg[:, 0][[1, 2, 3]] == 0) and np.all(msg[:, 4] == 0)      # erased input(s)
+    assert np.allclose(post, ts + msg, atol=1e-5)                  # new posteriors
+    # erased input(s): no information to the others (within the vector division's 2^-24:
+    # LLVM divides <8 x float> by a refined reciprocal estimate under fast-math)
+    assert np.all(np.abs(msg[:, 0][[1, 2, 3]]) <= 2.0 ** -23) and np.all(np.abs(msg[:, 4]) <= 2.0 ** -23)
+    assert unsat == _unmet(post, ssign)
 
 
 def _reference_check_sp(t, ssign):
@@ -155,27 +195,17 @@ def _reference_check_am(t, ssign):
 
 @pytest.mark.parametrize("seed", [21, 22])
 def test_approximate_check_update_matches_its_definition_and_brackets_sum_product(seed):
-    # one base row of 12 circulants lifted by 64 (64 checks of 12 inputs), random shifts (the
-    # blocks of 8 checks that wrap around a column included): random LLRs, some tiny, some
-    # saturated, one check with two erased inputs
+    # 64 checks (lanes) of 12 inputs: random LLRs, some tiny, some saturated, one check with
+    # two erased inputs
     rng = np.random.default_rng(seed)
-    z, d = 64, 12
+    d, z = 12, 64
     ts = (rng.choice([-1.0, 1.0], (d, z)) * rng.exponential(3.0, (d, z))).astype(np.float32)
     ts[3, :8] = 30.0
     ts[5, 8:16] = 1e-3
     ts[:, 16] = 0.0
     ts[0, 16] = 2.0
     ssign = rng.choice([-1.0, 1.0], z).astype(np.float32)
-    row_ptr, cols = np.array([0, d]), np.arange(d)
-    shifts = rng.integers(0, z, d)
-    shifts[:2] = [0, 8]                               # and two that do not wrap
-    var = cols[:, None] * z + (np.arange(z)[None, :] + shifts[:, None]) % z    # input j of check lane
-    post = np.zeros(d * z, dtype=np.float32)
-    post[var] = ts
-    msg = np.zeros(d * z, dtype=np.float32)
-    st = np.zeros((10, z), dtype=np.float32)
-    unsat = core._layer_am(row_ptr, cols, shifts, 0, ssign, post, msg, np.zeros(d * z, np.float32), st)
-    msg = msg.reshape(d, z)
+    msg, post, unsat = _one_row(ts, ssign, seed, core._layer_am)
     t = ts.astype(np.float64)
     for lane in range(z):
         want = _reference_check_am(t[:, lane], ssign[lane])
@@ -186,10 +216,9 @@ def test_approximate_check_update_matches_its_definition_and_brackets_sum_produc
         m_all = 2 * np.arctanh(min(np.prod(th), 1 - 2.0 ** -24))
         mag = np.abs(msg[:, lane])
         assert np.all(mag >= m_all - 1e-4) and np.all(mag <= np.array(exact) + 1e-4), f"seed {seed} lane {lane}"
-    assert np.allclose(post[var], ts + msg, atol=1e-5), f"seed {seed}"
+    assert np.allclose(post, ts + msg, atol=1e-5), f"seed {seed}"
     assert np.all(msg[1:, 16] == 0)         # two erased inputs: no information to the others
-    met = np.prod(np.where(post[var] < 0, -1.0, 1.0), axis=0) == ssign
-    assert unsat == int((~met).sum()), f"seed {seed}"
+    assert unsat == _unmet(post, ssign), f"seed {seed}"
 
 
 def _reference_layered(code, ssign, post, msg, iters, check):
@@ -229,13 +258,13 @@ def test_decoder_matches_its_float64_reference(seed, z, approx):
         assert not np.allclose(sp_msg, msg, rtol=1e-3, atol=1e-3), f"seed {seed}"
 
 
-def test_approximate_decoder_refuses_a_lift_not_a_multiple_of_8():
+@pytest.mark.parametrize("approx", [False, True], ids=["sp", "amin"])
+def test_decoder_refuses_a_lift_not_a_multiple_of_8(approx):
     code = _qc.build(9, 4, 12, 1, profile={3: 0.5, 4: 0.5})
     post, msg = np.ones(code.n, np.float32), np.zeros(code.cols.size * code.z, np.float32)
     ssign = np.ones(code.m, np.float32)
     with pytest.raises(ValueError, match="multiple of 8"):
-        core.decode(code.row_ptr, code.cols, code.shifts, code.z, ssign, post, msg, 2, 10, True)
-    assert core.decode(code.row_ptr, code.cols, code.shifts, code.z, ssign, post, msg, 2, 10, False)[1]
+        core.decode(code.row_ptr, code.cols, code.shifts, code.z, ssign, post, msg, 2, 10, approx)
 
 
 @pytest.mark.parametrize("seed", [11, 12])
