@@ -23,6 +23,9 @@ Per frame of k key bits (a key is cut into near-equal frames of at most ``frame_
   (then, when none is left, of delta key bits), each metered as one leaked bit, and Bob
   decodes again from the failed attempt's state (``warm``), up to ``max_retries`` times.
   Frames are handled together: one flight each way per attempt, whatever their number.
+  The first ``pre`` steps (by QBER, ``PRE_STEPS``) go with the syndrome, before Bob's first
+  attempt: the leak of that many failed attempts, without their iterations and round trips
+  (they count against ``max_retries``).
 * Check: Alice sends with the syndrome a polynomial hash tag of each frame's key
   (``verify.tag``, 61 bits per frame, metered as leaked); Bob accepts a decoded frame only
   if its tag matches, so an undetected decoding error is a frame error with probability
@@ -67,6 +70,10 @@ F_START = ((0.02, 1.065), (0.05, 1.075), (0.08, 1.075))
 # needs: ~0.019 at 2 %, ~0.011 at 5 %, ~0.008 at 8 %); each step punctured costs the first
 # attempt ~0.0015 in f at 2 % (docs/BENCHMARKS.md, LDPC codes).
 PUNCTURED_STEPS = ((0.02, 7), (0.05, 4), (0.08, 4))
+# Blind steps disclosed with the syndrome, before Bob's first attempt, by design QBER (nearest
+# integer of the linear interpolation, flat outside): a step that nearly every frame needs is
+# cheaper sent at once than after a failed attempt (docs/BENCHMARKS.md, "LDPC: host overhead").
+PRE_STEPS = ((0.02, 0), (0.05, 0), (0.08, 0))
 DECODERS = ("sp", "amin")
 _CODES: dict[tuple[int, int, int, int], _qc.QCCode] = {}
 POOL_BYTES = 64 << 20   # decoder buffers kept per thread between calls (``_Buffers``)
@@ -111,6 +118,12 @@ def punctured_steps(qber: float) -> int:
     """Return the default number of punctured blind steps at design QBER ``qber``."""
     q, n = zip(*PUNCTURED_STEPS)
     return int(round(float(np.interp(qber, q, n))))
+
+
+def pre_steps(qber: float) -> int:
+    """Return the default number of blind steps disclosed with the syndrome at design QBER ``qber``."""
+    q, n = zip(*PRE_STEPS)
+    return int(math.floor(float(np.interp(qber, q, n)) + 0.5))
 
 
 def plan_frame(k: int, qber: float, f_start: float | None = None, step_f: float = 0.01,
@@ -257,7 +270,7 @@ def _frames(n_bits: int, frame_bits: int) -> list[tuple[int, int]]:
 def ldpc(alice_bits: np.ndarray, bob_bits: np.ndarray, qber: float, channel: Channel, *,
          seed: int = 0, frame_bits: int = 100_000, f_start: float | None = None,
          step_f: float = 0.01, steps: int | None = None, max_retries: int = 30, max_iter: int = 100,
-         stall: int = 5, warm: bool = True, decoder: str = "amin",
+         stall: int = 5, warm: bool = True, decoder: str = "amin", pre: int | None = None,
          rng: np.random.Generator | None = None) -> tuple[np.ndarray, int]:
     """Reconcile over ``channel``; return (Bob's corrected key, number of failed frames).
 
@@ -266,7 +279,8 @@ def ldpc(alice_bits: np.ndarray, bob_bits: np.ndarray, qber: float, channel: Cha
     per attempt; warm: a retry continues from the failed attempt's messages (else it
     restarts from the priors); decoder: the check update, "amin" (exact sum-product
     messages to each check's two least reliable inputs, a bounded tangent to the others;
-    ``_ldpc_core._scatter_am``) or "sp" (exact sum-product).
+    ``_ldpc_core._scatter_am``) or "sp" (exact sum-product); pre: blind steps Alice discloses
+    with the syndrome, before Bob's first attempt (None: ``pre_steps(qber)``).
     """
     n_bits = alice_bits.size
     if decoder not in DECODERS:
@@ -277,20 +291,23 @@ def ldpc(alice_bits: np.ndarray, bob_bits: np.ndarray, qber: float, channel: Cha
     if n_bits < 64:
         raise ValueError(f"LDPC reconciliation needs a key of at least 64 bits, got {n_bits}; "
                          f"use Cascade for short keys")
+    pre = pre_steps(qber) if pre is None else pre
+    if pre < 0 or pre > max_retries:
+        raise ValueError(f"pre must be in 0..max_retries = {max_retries}, got {pre}")
     rng = rng if rng is not None else np.random.default_rng()
     bounds = _frames(n_bits, frame_bits)
     # ---- Alice: plan, syndromes, pads, tags (one flight)
     plans = [plan_frame(hi - lo, qber, f_start, step_f, steps) for lo, hi in bounds]
     held: list[np.ndarray] = []     # pooled arrays of this call (``_Buffers``), given back at the end
     try:
-        return _ldpc(alice_bits, bob_bits, qber, channel, seed, rng, bounds, plans, max_retries,
-                     max_iter, stall, warm, approx, held)
+        return _ldpc(alice_bits, bob_bits, qber, channel, seed, rng, bounds, plans, pre,
+                     max_retries, max_iter, stall, warm, approx, held)
     finally:
         _BUFFERS.give(held)
 
 
-def _ldpc(alice_bits, bob_bits, qber, channel, seed, rng, bounds, plans, max_retries, max_iter,
-          stall, warm, approx, held):
+def _ldpc(alice_bits, bob_bits, qber, channel, seed, rng, bounds, plans, pre, max_retries,
+          max_iter, stall, warm, approx, held):
     # the protocol of ``ldpc`` after its argument checks; arrays of _BUFFERS go to ``held``
     n_bits = alice_bits.size
     frame_seeds = np.random.default_rng(seed).integers(0, 2**62, len(plans))
@@ -312,6 +329,11 @@ def _ldpc(alice_bits, bob_bits, qber, channel, seed, rng, bounds, plans, max_ret
     channel.send("alice", np.concatenate(pads), tag="ec")
     channel.send("alice", points, tag="ec")
     channel.send("alice", np.array(tags, dtype=np.uint64), bits=61 * len(tags), leaks_key=True, tag="ec")
+    # the first ``pre`` blind steps of every frame, before any attempt (punctured, then key bits)
+    revealed = np.array([min(pre * p.delta, p.p + p.k) for p in plans], dtype=np.int64)
+    if pre:
+        channel.send("alice", np.concatenate([_disclosed(st, 0, r) for st, r in zip(a_state, revealed)]),
+                     leaks_key=True, tag="ec")
     # ---- Bob: everything below uses only what came through the channel
     # (received values are checked before they size anything: the frame plans are public,
     # Bob computes the same from n, frame_bits, qber and the options; see peer.py)
@@ -326,6 +348,8 @@ def _ldpc(alice_bits, bob_bits, qber, channel, seed, rng, bounds, plans, max_ret
     b_pads = peer_bits(channel.recv("bob"), "Alice's LDPC padded syndromes", sum(p.p for p in plans))
     b_points = peer_array(channel.recv("bob"), "Alice's LDPC hash point", kinds="u", size=1, hi=P61 - 1)
     b_tags = peer_array(channel.recv("bob"), "Alice's LDPC frame tags", kinds="u", size=count)
+    b_first = np.array([min(pre * p.delta, p.p + p.k) for p in b_plans], dtype=np.int64)
+    b_pre = peer_bits(channel.recv("bob"), "Alice's LDPC first reveals", int(b_first.sum())) if pre else None
     l0 = np.float32(math.log((1.0 - qber) / qber))
     out = np.array(bob_bits, dtype=np.uint8)
     ends = np.cumsum([0] + [p.k for p in b_plans])
@@ -347,19 +371,47 @@ def _ldpc(alice_bits, bob_bits, qber, channel, seed, rng, bounds, plans, max_ret
         lo_leak += nl
         lo_pad += plan.p
         frames.append((plan, lay, ssign, llr, (post, msg)))
-    return _attempts(channel, frames, bounds, out, plans, a_state, b_points, b_tags,
-                     max_retries, max_iter, stall, warm, approx)
-
-
-def _attempts(channel, frames, bounds, out, plans, a_state, b_points, b_tags, max_retries,
-                  max_iter, stall, warm, approx):
-    # the decoding attempts and Alice's reveals of ``ldpc``; frames: Bob's (plan, layout,
-    # syndrome signs, priors, (posteriors, messages)) per frame
-    count = len(frames)
     started = np.zeros(count, dtype=bool)           # a frame's decoder state holds an attempt
+    if pre:
+        ends = np.cumsum(b_first)
+        for i in range(count):
+            _learn(frames[i], False, 0, b_pre[ends[i] - b_first[i]:ends[i]])
+    return _attempts(channel, frames, bounds, out, plans, a_state, b_points, b_tags, revealed,
+                     started, pre, max_retries, max_iter, stall, warm, approx)
+
+
+def _disclosed(a_state, r: int, end: int) -> np.ndarray:
+    """Return (Alice) the values of a frame's blind positions r..end-1: its punctured bits in
+    layout order, then its key bits in ``Layout.reveal_key`` order (bool)."""
+    secret, key, lay = a_state
+    values = secret[r:end]
+    if end > secret.size:
+        values = np.concatenate([values, key[lay.reveal_key[max(r - secret.size, 0):end - secret.size]]])
+    return values.astype(bool)
+
+
+def _learn(frame, started: bool, r: int, vals: np.ndarray) -> None:
+    """Set (Bob) the priors of a frame's blind positions r..r+len(vals)-1 to the disclosed
+    ``vals`` (known bits); with a decoder state (``started``) its posteriors follow."""
+    plan, lay, ssign, llr, (post, msg) = frame
+    end = r + vals.size
+    pos = lay.punct[r:end]
+    if end > plan.p:
+        pos = np.concatenate([pos, lay.key_pos[lay.reveal_key[max(r - plan.p, 0):end - plan.p]]])
+    known = np.where(vals == 0, core.LLR_KNOWN, -core.LLR_KNOWN).astype(np.float32)
+    if started:
+        post[pos] += known - llr[pos]
+    llr[pos] = known
+
+
+def _attempts(channel, frames, bounds, out, plans, a_state, b_points, b_tags, revealed, started,
+              pre, max_retries, max_iter, stall, warm, approx):
+    # the decoding attempts and Alice's reveals of ``ldpc`` (``pre`` steps already disclosed:
+    # the attempts count from there); frames: Bob's (plan, layout, syndrome signs, priors,
+    # (posteriors, messages)) per frame; revealed: blind positions disclosed so far per frame
+    count = len(frames)
     pending = list(range(count))
-    revealed = np.zeros(count, dtype=np.int64)
-    for attempt in range(max_retries + 1):
+    for attempt in range(pre, max_retries + 1):
         still = []
         for i in pending:
             plan, lay, ssign, llr, (post, msg) = frames[i]
@@ -383,30 +435,19 @@ def _attempts(channel, frames, bounds, out, plans, a_state, b_points, b_tags, ma
         if failed.size == 0 or attempt == max_retries:
             return out, int(failed.size)
         # ---- Alice: the next delta bits of every failed frame (punctured first, then key)
-        values = []
-        for i in failed:
-            secret, key, lay = a_state[i]
-            r, end = int(revealed[i]), min(int(revealed[i]) + plans[i].delta, plans[i].p + plans[i].k)
-            values.append(secret[r:end])
-            if end > secret.size:
-                values.append(key[lay.reveal_key[max(r - secret.size, 0):end - secret.size]])
-        channel.send("alice", np.concatenate(values).astype(bool), leaks_key=True, tag="ec")
+        ends = [min(int(revealed[i]) + plans[i].delta, plans[i].p + plans[i].k) for i in failed]
+        channel.send("alice", np.concatenate([_disclosed(a_state[i], int(revealed[i]), end)
+                                              for i, end in zip(failed, ends)]),
+                     leaks_key=True, tag="ec")
         got = peer_bits(channel.recv("bob"), "Alice's LDPC reveals",
                         sum(min(plans[i].delta, plans[i].p + plans[i].k - int(revealed[i])) for i in failed))
         at = 0
         for i in failed:
-            plan, lay, ssign, llr, (post, msg) = frames[i]
+            plan = frames[i][0]
             r = int(revealed[i])
             take = min(plan.delta, plan.p + plan.k - r)
-            vals = got[at:at + take]
+            _learn(frames[i], bool(started[i]), r, got[at:at + take])
             at += take
-            pos = lay.punct[r:r + take]
-            if r + take > plan.p:
-                pos = np.concatenate([pos, lay.key_pos[lay.reveal_key[max(r - plan.p, 0):r + take - plan.p]]])
-            known = np.where(vals == 0, core.LLR_KNOWN, -core.LLR_KNOWN).astype(np.float32)
-            if started[i]:
-                post[pos] += known - llr[pos]
-            llr[pos] = known
             revealed[i] = r + take
         pending = [int(i) for i in failed]
     raise AssertionError("unreachable")
