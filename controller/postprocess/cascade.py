@@ -15,12 +15,14 @@ information reconciliation protocol Cascade", QIC 15, 453 (2015):
 
 Stopping rule (the frame error rate): the checks Bob starts after his last correction
 are independent of the errors left, so a nonzero residual pattern passes each with
-probability exactly 1/2.  Bob ends only after CHECKS such clean checks; when corrections
-during the checks leave fewer, he asks Alice for more (passes after the schedule's, up to
-MAX_EXTRA_CHECKS).  A frame ends with errors with probability at most 2^-CHECKS per run of
-checks begun with errors left.  (A fixed number of checks is not enough: two small-block
-passes leave errors in 70-85 % of frames at N = 1e4, and the checks that find them no longer
-count.)
+probability exactly 1/2.  Bob ends only after ``checks`` such clean checks (checks_for:
+SHORT_CHECKS = 16 in standard mode below ORDERED_BELOW bits, else CHECKS = 18); when
+corrections during the checks leave fewer, he asks Alice for more (passes after the
+schedule's, up to MAX_EXTRA_CHECKS).  A frame ends with errors with probability at most
+2^-checks per run of checks begun with errors left (E[R] runs per frame: 0.35-1.1 at
+N = 1e4..1e5 and 1-8 %, so <= 1.7e-5 with 16 checks).  (A fixed number of checks is not
+enough: two small-block passes leave errors in 40-85 % of frames at N = 1e4, and the checks
+that find them no longer count.)
 
 Frames shorter than ORDERED_BELOW bits: k1 = 2^floor(log2 1/Q), k2 = 8 k1 (k1 = 2^ceil,
 k2 = 2 k1 where that k1 is >= 64 and k1 Q <= SHORT_KQ: 1 % and 2 %), pass 2 read column by
@@ -62,8 +64,15 @@ from .peer import INTS, peer_array, peer_bits
 MODES = ("standard", "low-round")
 # Bob ends after this many BICONF checks begun after his last correction: a residual error
 # pattern passes each with probability exactly 1/2, so a frame ends with errors with
-# probability at most (checks runs begun with errors left) x 2^-CHECKS.
+# probability at most E[R] x 2^-checks, E[R] the mean number of runs of checks begun with
+# errors left.  CHECKS: low-round mode, and standard mode from ORDERED_BELOW bits (E[R]
+# 1.7 at 10^6 bits, 2 %: bound 6.4e-6).
 CHECKS = 18
+# Standard mode below ORDERED_BELOW bits (see checks_for): measured E[R] at N = 10^4 is
+# 0.67 / 0.48 / 1.10 / 0.66 at 1 / 2 / 5 / 8 %, 0.35-1.1 at 10^5 (docs/BENCHMARKS.md),
+# so the bound E[R] x 2^-16 is <= 1.7e-5 per frame, 6x below the 1e-4 target; the two
+# checks fewer than CHECKS are 2 bits of leak per frame (0.0014 of f at 10^4 bits, 2 %).
+SHORT_CHECKS = 16
 # Checks Bob may ask for beyond the schedule's (Alice refuses passes past them).
 MAX_EXTRA_CHECKS = 128
 # Nodes at least this large are split four ways per round (see _cascade_core.advance).
@@ -100,8 +109,19 @@ MAX_PASSES = 64
 QUERY_WORK = 4
 
 
-def block_schedule(n: int, qber: float, passes: int = 2 + CHECKS, mode: str = "standard") -> list[int]:
-    """Return the block size of each pass (bits) for a frame of n bits at error rate qber."""
+def checks_for(n: int, mode: str = "standard") -> int:
+    """Return how many clean checks end a frame of n bits (Bob's default ``checks``): SHORT_CHECKS
+    in standard mode below ORDERED_BELOW bits, else CHECKS (see their comments for the bound)."""
+    if mode not in MODES:
+        raise ValueError(f"unknown cascade mode {mode!r}; expected one of {MODES}")
+    return SHORT_CHECKS if mode == "standard" and n < ORDERED_BELOW else CHECKS
+
+
+def block_schedule(n: int, qber: float, passes: int | None = None, mode: str = "standard") -> list[int]:
+    """Return the block size of each pass (bits) for a frame of n bits at error rate qber;
+    ``passes`` defaults to two block passes and checks_for(n, mode) checks."""
+    if passes is None:
+        passes = 2 + checks_for(n, mode)
     q = min(max(qber, 1e-6), 0.25)
     alpha = math.log2(1.0 / q)
     half = max((n + 1) // 2, 1)
@@ -366,10 +386,12 @@ class CascadeBob:
     """
 
     def __init__(self, bits: np.ndarray, setup: np.ndarray, tops: np.ndarray,
-                 mode: str = "standard", limit: int | None = None, checks: int = CHECKS,
+                 mode: str = "standard", limit: int | None = None, checks: int | None = None,
                  interleave: bool = False):
         if mode not in MODES:
             raise ValueError(f"unknown cascade mode {mode!r}; expected one of {MODES}")
+        if checks is None:
+            checks = checks_for(np.size(bits), mode)
         if checks < 0:
             raise ValueError(f"checks must be >= 0, got {checks}")
         self.y = np.array(bits, dtype=np.uint8)
@@ -553,15 +575,16 @@ class CascadeBob:
 
 
 def cascade(alice_bits: np.ndarray, bob_bits: np.ndarray, qber: float, channel: Channel, *,
-            seed: int = 0, mode: str = "standard", passes: int = 2 + CHECKS,
+            seed: int = 0, mode: str = "standard", passes: int | None = None,
             schedule: list[int] | None = None, limit: int | None = None,
-            checks: int = CHECKS, interleave: bool | None = None) -> np.ndarray:
+            checks: int | None = None, interleave: bool | None = None) -> np.ndarray:
     """Run Cascade between the two keys over ``channel``; return Bob's corrected key.
 
     ``schedule`` overrides the block sizes (one per pass), ``limit`` how many blocks of
     a later pass are bisected at once (0 = all; default :func:`bisection_limit`),
     ``checks`` how many BICONF checks after the last correction end it (0: the schedule's
-    passes only), ``interleave`` whether pass 2 reads pass 1's blocks column by column
+    passes only; default :func:`checks_for`), ``passes`` the schedule's length (default two
+    block passes and that many checks), ``interleave`` whether pass 2 reads pass 1's blocks column by column
     (default :func:`interleaved`).  Both parties run here in lockstep but exchange data only
     through the channel.
     """

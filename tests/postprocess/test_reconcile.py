@@ -69,11 +69,12 @@ def test_last_block_parity_is_derived_not_disclosed():
 def test_schedule_depends_on_frame_length():
     # short frames: k1 = 2^floor(log2 1/Q), k2 = 8 k1, ordered bisection of later passes;
     # k1 = 2^ceil, k2 = 2 k1 where that k1 is >= 64 and k1 Q <= SHORT_KQ (1 % and 2 %)
-    assert block_schedule(10_000, 0.02) == [64, 128] + [5000] * 18
+    # (16 checks in standard mode below ORDERED_BELOW bits, 18 from there and in low-round mode)
+    assert block_schedule(10_000, 0.02) == [64, 128] + [5000] * 16
     assert block_schedule(10_000, 0.01)[:2] == [128, 256]
     assert block_schedule(10_000, 0.015)[:2] == [64, 512]          # 128 Q = 1.92
     assert block_schedule(10_000, 0.05)[:2] == [16, 128]           # 2^ceil = 32 < 64
-    assert block_schedule(100_000, 0.08) == [8, 64] + [50_000] * 18
+    assert block_schedule(100_000, 0.08) == [8, 64] + [50_000] * 16
     assert bisection_limit(10_000, [256]) == 1              # 40 blocks: one at a time
     assert bisection_limit(100_000, [64]) == 1563 >> 6
     # long frames: k1 = 2^round(log2 1/Q), k2 = 2^ceil((log2(1/Q) + 12) / 2), all at once
@@ -290,7 +291,7 @@ def test_frame_that_ended_with_errors_is_corrected():
 def test_bob_ends_only_after_enough_clean_checks(mode):
     # every frame ends with >= CHECKS checks begun after the last correction; frames with a
     # correction during the checks ask Alice for more checks than the schedule has
-    from controller.postprocess.cascade import CHECKS, CascadeBob
+    from controller.postprocess.cascade import CascadeBob, checks_for
     extended = 0
     for seed in range(40):
         a, b = _pair(500 + seed, 10_000, 0.04)
@@ -303,9 +304,30 @@ def test_bob_ends_only_after_enough_clean_checks(mode):
         while (queries := bob.next_queries(answers)) is not None:
             answers = alice.answer(queries.copy())
         assert np.array_equal(bob.y, a), f"seed {500 + seed}"
-        assert bob.clean_checks() >= CHECKS, f"seed {500 + seed}: {bob.clean_checks()} clean checks"
+        assert bob.checks == checks_for(a.size, mode) == (16 if mode == "standard" else 18)
+        assert bob.clean_checks() >= bob.checks, f"seed {500 + seed}: {bob.clean_checks()} clean checks"
         extended += len(bob.keff) > len(ks)
     assert extended > 0
+
+
+def test_short_standard_frames_end_after_sixteen_checks():
+    # standard mode below ORDERED_BELOW bits: 16 clean checks (bound E[R] 2^-16 <= 1.7e-5 per
+    # frame at 1-8 %), 2 schedule checks fewer than 18: the same corrections for 2 bits less
+    # on frames that need no extra check; longer frames and low-round mode keep 18
+    from controller.postprocess.cascade import CHECKS, SHORT_CHECKS, checks_for
+    assert (SHORT_CHECKS, CHECKS) == (16, 18)
+    assert checks_for(ORDERED_BELOW - 1) == 16 and checks_for(ORDERED_BELOW) == 18
+    assert checks_for(10_000, "low-round") == 18
+    with pytest.raises(ValueError, match="unknown cascade mode"):
+        checks_for(10_000, "fast")
+    saved = []
+    for seed in range(6):
+        a, b = _pair(900 + seed, 10_000, 0.02)
+        fixed, rep = reconcile(a, b, 0.02, seed=seed)
+        fixed18, rep18 = reconcile(a, b, 0.02, seed=seed, passes=20, checks=18)
+        assert np.array_equal(fixed, a) and np.array_equal(fixed18, a), f"seed {900 + seed}"
+        saved.append(rep18.leaked_bits - rep.leaked_bits)
+    assert min(saved) >= 2 and saved.count(2) >= 3, f"seeds 900-905: bits saved {saved}"
 
 
 def test_clean_checks_bound_the_frame_error_rate():
