@@ -49,7 +49,8 @@ E1, E2, E3, E4, E5 = (np.float32(c) for c in _E)
 L1, L2, L3, L4, L5, L6, L7 = (np.float32(c) for c in _L)
 
 
-# rows of the per-check state (``st``, float32 (10, Z), one lane per check): products of
+# rows of the per-check state (``st``, float32 (Z / 8, 10, 8): per block of 8 checks its 10
+# rows of 8 lanes, one lane per check): products of
 # 1 - e and 1 + e over the inputs (tanh(|t| / 2) = (1 - e) / (1 + e), e = e^-|t|), sign
 # products (syndrome times inputs, and of the new posteriors), the approximate update's two
 # largest e, its messages to those two, MALL and K (``_row_am``)
@@ -272,7 +273,9 @@ def _circulants(context, builder, sig, args, body):
 
 
 def _row(builder, r, z, lane):
-    return builder.add(builder.mul(ir.Constant(_I64, r), z), lane)
+    # index of row r at the block of checks lane..lane + 7 in ``st`` (block-major: the rows of
+    # one block of 8 checks together, one base pointer and constant offsets for all rows)
+    return builder.add(builder.mul(lane, ir.Constant(_I64, 10)), ir.Constant(_I64, r * _W))
 
 
 def _offsets_type(offs):
@@ -436,7 +439,7 @@ def hard_ok(row_ptr, cols, shifts, z_lift, ssign, post):
 
 @intrinsic
 def _row_am(typingctx, st, z):
-    """Per check (lanes of ``st``, (10, Z), Z a multiple of 8): the exact messages to its
+    """Per check (lanes of ``st``, Z a multiple of 8): the exact messages to its
     least (M1) and second least (M2) reliable input, the magnitude 2 atanh(P) of the
     product P of all inputs' tanh (MALL) and its slope K = 2 sinh(MALL) = w - 1 / w against
     2 e of an excluded input."""
@@ -517,9 +520,8 @@ def _offs(cols, shifts, z, e, j):
 @njit(cache=True, fastmath=True, error_model="numpy")
 def _layer_am(row_ptr, cols, shifts, r, ssign, post, msg, ebuf, st):
     """One base row of the approximate update in place; return its checks not met by the
-    new posteriors.  ``ebuf`` holds (row degree) x Z floats, ``st`` is (10, Z); Z = st's
-    second dimension, a multiple of 8."""
-    z = np.int64(st.shape[1])
+    new posteriors.  ``ebuf`` holds (row degree) x Z floats, ``st`` is (Z / 8, 10, 8)."""
+    z = np.int64(st.shape[0] * 8)
     e0 = row_ptr[r]
     d = row_ptr[r + 1] - e0
     _start(st, ssign, r * z, z)
@@ -544,7 +546,7 @@ def _layer_am(row_ptr, cols, shifts, r, ssign, post, msg, ebuf, st):
 @njit(cache=True, fastmath=True, error_model="numpy")
 def _layer_sp(row_ptr, cols, shifts, r, ssign, post, msg, ebuf, st):
     """One base row of sum-product in place, as ``_layer_am``."""
-    z = np.int64(st.shape[1])
+    z = np.int64(st.shape[0] * 8)
     e0 = row_ptr[r]
     d = row_ptr[r + 1] - e0
     _start(st, ssign, r * z, z)
@@ -587,7 +589,7 @@ def decode(row_ptr, cols, shifts, z_lift, ssign, post, msg, max_iter, stall, app
     for r in range(mb):
         dmax = max(dmax, row_ptr[r + 1] - row_ptr[r])
     ebuf = np.empty(dmax * z_lift, dtype=np.float32)
-    st = np.empty((10, z_lift), dtype=np.float32)
+    st = np.empty((z_lift // 8, 10, 8), dtype=np.float32)
     best = mb * z_lift + 1
     best_it = 0
     for it in range(1, max_iter + 1):

@@ -127,7 +127,7 @@ def _one_row(ts, ssign, seed, layer):
     post = np.zeros(d * z, dtype=np.float32)
     post[var] = ts
     msg = np.zeros(d * z, dtype=np.float32)
-    st = np.zeros((10, z), dtype=np.float32)
+    st = np.zeros((z // 8, 10, 8), dtype=np.float32)
     unsat = layer(row_ptr, cols, shifts, 0, ssign, post, msg, np.zeros(d * z, np.float32), st)
     return msg.reshape(d, z), post[var], unsat
 
