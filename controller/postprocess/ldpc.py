@@ -71,9 +71,12 @@ F_START = ((0.02, 1.065), (0.05, 1.075), (0.08, 1.075))
 # attempt ~0.0015 in f at 2 % (docs/BENCHMARKS.md, LDPC codes).
 PUNCTURED_STEPS = ((0.02, 7), (0.05, 4), (0.08, 4))
 # Blind steps disclosed with the syndrome, before Bob's first attempt, by design QBER (nearest
-# integer of the linear interpolation, flat outside): a step that nearly every frame needs is
-# cheaper sent at once than after a failed attempt (docs/BENCHMARKS.md, "LDPC: host overhead").
-PRE_STEPS = ((0.02, 0), (0.05, 0), (0.08, 0))
+# integer of the linear interpolation, flat outside).  2 %: about 1 frame in 8 decodes at the
+# first attempt, the others spent ~1/3 of their iterations on it: 1 step up front took the
+# iterations from ~79 to ~64 per frame and the rounds from 3.0 to 2.25, for mean f +0.0024
+# (1.0896 -> 1.0920, 0/3000 failures; docs/BENCHMARKS.md, "LDPC: host overhead and the first
+# step").  5-8 % decode mostly at the first attempt: none.
+PRE_STEPS = ((0.02, 1), (0.05, 0), (0.08, 0))
 DECODERS = ("sp", "amin")
 _CODES: dict[tuple[int, int, int, int], _qc.QCCode] = {}
 POOL_BYTES = 64 << 20   # decoder buffers kept per thread between calls (``_Buffers``)

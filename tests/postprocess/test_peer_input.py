@@ -388,8 +388,9 @@ def test_cascade_with_flipped_bytes_ends_in_a_key_or_a_clear_error(seed):
     (2, lambda x: np.concatenate([x, x]), "padded syndromes: expected"),
     (3, lambda x: np.array([P61], np.uint64), "hash point: values must be <="),
     (4, lambda x: x[:1], "frame tags: expected"),
-    (5, lambda x: x[:-1], "failed LDPC frames: expected"),                        # Bob -> Alice
-    (5, lambda x: x.astype(np.float64), "failed LDPC frames: expected an array of bools"),
+    (5, lambda x: x[:-1], "LDPC first reveals: expected"),                        # ldpc.pre_steps(0.03) = 1
+    (6, lambda x: x[:-1], "failed LDPC frames: expected"),                        # Bob -> Alice
+    (6, lambda x: x.astype(np.float64), "failed LDPC frames: expected an array of bools"),
 ])
 def test_ldpc_receiving_points_refuse_forged_messages(index, forge, what):
     from controller.postprocess.reconcile import reconcile
