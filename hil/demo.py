@@ -550,6 +550,8 @@ def run_demo(*, distance_km=25.0, eve_fraction=0.0, block_size=100_000, seconds=
         if not res.failures:
             _fetch_keys(res, servers, pki, keys, key_size)     # the nodes' channel is still up
         for node in nodes:
+            node.signal_stop()
+        for node in nodes:
             node.stop()
         res.stores_agree = sorted(alice.stats.key_ids) == sorted(bob.stats.key_ids)
         if not res.stores_agree:

@@ -180,6 +180,11 @@ class Node:
         self._thread.start()
         return self
 
+    def signal_stop(self) -> None:
+        """Ask the run loop to end after the current step, closing nothing yet.  Signal both
+        ends of a link before stopping either: the peer's close is then no lost channel."""
+        self._stop.set()
+
     def stop(self, timeout=30.0) -> None:
         """Stop after the current step; close the channel and the board (not the store)."""
         self._stop.set()
