@@ -404,3 +404,28 @@ def test_interleaved_pass2_parties_agree_and_correct():
     x, y = _pair(63, 3000, 0.05)
     fixed, _ = reconcile(x, y, 0.05, seed=1, schedule=[1500, 64] + [1500] * 18, interleave=True)
     assert np.array_equal(fixed, x)
+
+
+
+@pytest.mark.parametrize("k", [64, 68, 100])
+def test_bisection_of_any_block_size_leaks_the_tree_depth(k):
+    # one pass of 150 blocks, no checks: each odd block costs the depth of the leaf its
+    # bisection ends in, on average the expected depth of the midpoint tree for one error
+    # (log2 k for powers of two, a little more otherwise); the other child's parity is derived
+    from controller.postprocess.cascade import CascadeBob
+
+    def depth(m):
+        return 0.0 if m <= 1 else 1.0 + ((m // 2) * depth(m // 2) + (m - m // 2) * depth(m - m // 2)) / m
+
+    asked, odd = 0, 0
+    for seed in range(20):
+        a, b = _pair(1200 + seed, 150 * k, 0.02)
+        alice = CascadeAlice(a, [k], seed=seed)
+        bob = CascadeBob(b, *alice.opening(), checks=0)
+        odd += int(np.count_nonzero((a ^ b)[bob.perm[0]].reshape(150, k).sum(axis=1) % 2))
+        answers = None
+        while (queries := bob.next_queries(answers)) is not None:
+            asked += len(queries)
+            answers = alice.answer(queries.copy())
+    per_block = asked / odd
+    assert abs(per_block - depth(k)) < 0.08, f"seeds 1200-1219, k {k}: {per_block} per odd block, tree {depth(k)}"
