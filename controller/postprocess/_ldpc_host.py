@@ -4,7 +4,7 @@ syndrome parts, Bob's priors and syndrome signs, hard decisions.
 Each replaces a few numpy passes (masks, ``flatnonzero``, fancy-index stores, ``where``)
 over a frame's n ~ 10^5 variables by one loop, with the same results bit for bit; the
 callers are in ``ldpc.py`` (docs/postprocess.md, "LDPC"; the cost per frame:
-docs/BENCHMARKS.md, "LDPC: host overhead").
+docs/BENCHMARKS.md, "LDPC: host overhead and the first step").
 """
 
 from __future__ import annotations

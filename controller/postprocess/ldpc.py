@@ -71,11 +71,12 @@ F_START = ((0.02, 1.065), (0.05, 1.075), (0.08, 1.075))
 # attempt ~0.0015 in f at 2 % (docs/BENCHMARKS.md, LDPC codes).
 PUNCTURED_STEPS = ((0.02, 7), (0.05, 4), (0.08, 4))
 # Blind steps disclosed with the syndrome, before Bob's first attempt, by design QBER (nearest
-# integer of the linear interpolation, flat outside).  2 %: about 1 frame in 8 decodes at the
-# first attempt, the others spent ~1/3 of their iterations on it: 1 step up front took the
-# iterations from ~79 to ~64 per frame and the rounds from 3.0 to 2.25, for mean f +0.0024
+# integer of the linear interpolation, flat outside).  2 %: 6 frames in 40 decoded at the
+# first attempt, the failed first attempts were 37 % of all iterations: 1 step up front took
+# the iterations from ~79 to ~64 per frame and the rounds from 3.0 to 2.25, for mean f +0.0024
 # (1.0896 -> 1.0920, 0/3000 failures; docs/BENCHMARKS.md, "LDPC: host overhead and the first
-# step").  5-8 % decode mostly at the first attempt: none.
+# step"; 3 %, 40 frames: iterations 60 -> 47, f 1.0803 -> 1.0848).  5-8 % decode mostly at
+# the first attempt: none.
 PRE_STEPS = ((0.02, 1), (0.05, 0), (0.08, 0))
 DECODERS = ("sp", "amin")
 _CODES: dict[tuple[int, int, int, int], _qc.QCCode] = {}
@@ -228,8 +229,8 @@ class _Buffers(threading.local):
     """Arrays reused from call to call (per thread; at most ``POOL_BYTES`` kept): the few MB
     a frame needs (Bob's decoder state, the layouts' index arrays), freshly allocated, are
     fresh pages whose first touch (a page fault per 4 KiB, ~3.5 us here) cost more CPU than
-    filling them (docs/BENCHMARKS.md, "LDPC: host overhead").  Every array taken is filled
-    before use."""
+    filling them (docs/BENCHMARKS.md, "LDPC: host overhead and the first step").  Every
+    array taken is filled before use."""
 
     def __init__(self) -> None:
         self.free: dict[tuple[int, str], list[np.ndarray]] = {}
