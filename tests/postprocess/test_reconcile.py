@@ -69,12 +69,12 @@ def test_last_block_parity_is_derived_not_disclosed():
 def test_schedule_depends_on_frame_length():
     # short frames: k1 = 2^floor(log2 1/Q), k2 = 8 k1, ordered bisection of later passes;
     # k1 = 2^ceil, k2 = 2 k1 where that k1 is >= 64 and k1 Q <= SHORT_KQ (1 % and 2 %)
-    # (16 checks in standard mode below ORDERED_BELOW bits, 18 from there and in low-round mode)
+    # (16 checks for the 2^ceil / 2 k1 schedule, 18 for every other schedule)
     assert block_schedule(10_000, 0.02) == [64, 128] + [5000] * 16
     assert block_schedule(10_000, 0.01)[:2] == [128, 256]
     assert block_schedule(10_000, 0.015)[:2] == [64, 512]          # 128 Q = 1.92
     assert block_schedule(10_000, 0.05)[:2] == [16, 128]           # 2^ceil = 32 < 64
-    assert block_schedule(100_000, 0.08) == [8, 64] + [50_000] * 16
+    assert block_schedule(100_000, 0.08) == [8, 64] + [50_000] * 18
     assert bisection_limit(10_000, [256]) == 1              # 40 blocks: one at a time
     assert bisection_limit(100_000, [64]) == 1563 >> 6
     # long frames: k1 = 2^round(log2 1/Q), k2 = 2^ceil((log2(1/Q) + 12) / 2), all at once
@@ -304,22 +304,31 @@ def test_bob_ends_only_after_enough_clean_checks(mode):
         while (queries := bob.next_queries(answers)) is not None:
             answers = alice.answer(queries.copy())
         assert np.array_equal(bob.y, a), f"seed {500 + seed}"
-        assert bob.checks == checks_for(a.size, mode) == (16 if mode == "standard" else 18)
+        assert bob.checks == checks_for(a.size, ks[:2], mode) == 18      # 4 %: 16/128, 8/32
         assert bob.clean_checks() >= bob.checks, f"seed {500 + seed}: {bob.clean_checks()} clean checks"
         extended += len(bob.keff) > len(ks)
     assert extended > 0
 
 
 def test_short_standard_frames_end_after_sixteen_checks():
-    # standard mode below ORDERED_BELOW bits: 16 clean checks (bound E[R] 2^-16 <= 1.7e-5 per
-    # frame at 1-8 %), 2 schedule checks fewer than 18: the same corrections for 2 bits less
-    # on frames that need no extra check; longer frames and low-round mode keep 18
-    from controller.postprocess.cascade import CHECKS, SHORT_CHECKS, checks_for
+    # the standard mode's short-frame schedule k2 = 2 k1 (1 %, 2 %): 16 clean checks (bound
+    # E[R] 2^-16 <= 1.0e-5 per frame), 2 schedule checks fewer than 18: the same corrections
+    # for 2 bits less on frames that need no extra check; every other schedule keeps 18
+    from controller.postprocess.cascade import CHECKS, SHORT_CHECKS, CascadeBob, checks_for
     assert (SHORT_CHECKS, CHECKS) == (16, 18)
-    assert checks_for(ORDERED_BELOW - 1) == 16 and checks_for(ORDERED_BELOW) == 18
-    assert checks_for(10_000, "low-round") == 18
+    assert checks_for(ORDERED_BELOW - 1, [64, 128]) == 16 and checks_for(ORDERED_BELOW, [64, 128]) == 18
+    assert checks_for(10_000, [128, 256]) == 16 and checks_for(10_000, [16, 128]) == 18
+    assert checks_for(10_000, [32, 64]) == 18 and checks_for(10_000, [64, 128], "low-round") == 18
+    for q, extra in ((0.01, 16), (0.02, 16), (0.05, 18), (0.08, 18)):
+        assert len(block_schedule(10_000, q)) == 2 + extra, f"q {q}"
+    assert len(block_schedule(10**6, 0.02)) == 20 and len(block_schedule(10_000, 0.02, mode="low-round")) == 21
     with pytest.raises(ValueError, match="unknown cascade mode"):
-        checks_for(10_000, "fast")
+        checks_for(10_000, [64, 128], "fast")
+    a, b = _pair(899, 10_000, 0.05)
+    alice = CascadeAlice(a, [64, 128] + [5000] * 16, seed=1)
+    assert CascadeBob(b, *alice.opening()).checks == 16      # Bob takes it from the schedule
+    alice = CascadeAlice(a, block_schedule(10_000, 0.05), seed=1)
+    assert CascadeBob(b, *alice.opening()).checks == 18
     saved = []
     for seed in range(6):
         a, b = _pair(900 + seed, 10_000, 0.02)
