@@ -7,17 +7,16 @@ variable c*Z + (z + s) % Z for z = 0..Z-1.  The kernels take the entries row by 
 = the Z checks of a base row, 8 float32 at a time (one AVX2 vector).
 
 Two check updates (``decode``'s ``approx``): exact sum-product (``_gather``, ``_scatter``)
-and the approximate update (``_gather_am``, ``_row_am``, ``_scatter_am``).  The sum-product
-loops live in small non-inlined functions over a rotated copy of the circulant's two runs
-of the posterior array: LLVM vectorises a loop over several array arguments only behind a
-run-time overlap check, which it emits in a small function but not in the large decode loop
-nest (there the loops stayed scalar).  The approximate update's passes are emitted as
-explicit <8 x float> LLVM IR (numba intrinsics, inlined into one function per base row):
-no calls, array views or copies per circulant, the posterior read and written in place
-(a block of 8 checks of a circulant is 8 consecutive variables, but for the one block
-where the column wraps), the per-check state in registers across two circulants.  exp and
-ln are float32 bit-level approximations (exponent field plus a short polynomial), written
-once as scalar functions and once as the same operations on vectors (``_V.exp_neg``).
+and the approximate update (``_gather_am``, ``_row_am``, ``_scatter_am``).  Their passes are
+explicit <8 x float> LLVM IR (numba intrinsics, inlined into one function per base row,
+``_layer_sp`` / ``_layer_am``): no calls, array views or copies per circulant, the posterior
+read and written in place (a block of 8 checks of a circulant is 8 consecutive variables,
+but for the one block where the column wraps), the per-check state in registers across two
+circulants.  (Written by hand because LLVM vectorises a numba loop over several arrays only
+behind run-time overlap checks, which it did not emit inside the decode loop nest; the
+earlier kernels copied each circulant into a rotated buffer and called small non-inlined
+functions per circulant.)  exp and ln are float32 bit-level approximations (exponent field
+plus a short polynomial, ``_V.exp_neg``, ``_V.ln``).
 
 State of the decoder: ``post`` (float32, n) the posterior LLR of every variable, log
 P(0) / P(1); ``msg`` (float32, one per entry and lane, entry-major) the check-to-variable
@@ -25,8 +24,6 @@ messages.  A fresh decode starts from post = prior LLRs, msg = 0.
 """
 
 from __future__ import annotations
-
-import math
 
 import numpy as np
 from llvmlite import ir
@@ -50,25 +47,25 @@ L1, L2, L3, L4, L5, L6, L7 = (np.float32(c) for c in _L)
 
 
 # rows of the per-check state (``st``, float32 (Z / 8, 10, 8): per block of 8 checks its 10
-# rows of 8 lanes, one lane per check): products of
-# 1 - e and 1 + e over the inputs (tanh(|t| / 2) = (1 - e) / (1 + e), e = e^-|t|), sign
-# products (syndrome times inputs, and of the new posteriors), the approximate update's two
-# largest e, its messages to those two, MALL and K (``_row_am``)
+# rows of 8 lanes, one lane per check): products of 1 - e and 1 + e over the inputs
+# (tanh(|t| / 2) = (1 - e) / (1 + e), e = e^-|t|), sign products (syndrome times inputs, and
+# of the new posteriors), the approximate update's two largest e, its messages to those two,
+# MALL and K (``_row_am``)
 R_NUM, R_DEN, R_SG, R_PS, R_E1, R_E2, R_M1, R_M2, R_MALL, R_K = range(10)
 
 
-# ---- explicit-vector passes of the approximate update (LLVM IR, 8 float32 lanes)
+# ---- explicit-vector passes (LLVM IR, 8 float32 lanes)
 #
-# A few circulants of one base row per call, emitted inline into ``_layer_am`` (no call, no
-# array views, no copies): a loop over blocks of 8 checks with <8 x float> loads and stores.
-# The posterior of check z is post[c Z + (z + s) mod Z]: a block of 8 checks reads 8
-# consecutive posteriors in place, except the one block that wraps (s not a multiple of 8),
-# read and written lane by lane.  The arithmetic is the scalar definitions' (_exp_neg,
-# Python's max and min as numba lowers them), operation for operation with the same
-# fast-math flags, so the results are bit for bit those of the per-circulant loops these
-# passes replaced (commit 49287f9; checked on 10^5-bit frames at 2 / 5 / 8 %, see
-# docs/BENCHMARKS.md).  Written by hand because LLVM would not vectorise these loops inside
-# the decode loop nest (run-time overlap checks between many arrays).
+# A few circulants of one base row per call, emitted inline into ``_layer_am`` /
+# ``_layer_sp`` (no call, no array views, no copies): a loop over blocks of 8 checks with
+# <8 x float> loads and stores.  The posterior of check z is post[c Z + (z + s) mod Z]: a
+# block of 8 checks reads 8 consecutive posteriors in place, except the one block that wraps
+# (s not a multiple of 8), read and written lane by lane.  The arithmetic is that of the
+# scalar numba code of commit 49287f9 (its _exp_neg, _ln, _gather, _scatter, _gather_am,
+# _row_am, _scatter_am; Python's max and min as numba lowers them), operation for operation
+# with the same fast-math flags, so the results are bit for bit those of the per-circulant
+# loops these passes replaced (checked on 10^5-bit frames at 2 / 5 / 8 %, see
+# docs/BENCHMARKS.md, "LDPC decoder: explicit vector passes").
 
 _F = ir.FloatType()
 _I32 = ir.IntType(32)
@@ -164,9 +161,10 @@ class _V:
         k = self.add(k, b.select(big, _cv(1.0), _cv(0.0)))
         x = self.sub(m, _cv(1.0))
         x2 = self.mul(x, x)
-        lg = self.mul(x, self.add(
-            self.add(self.add(_cv(L1), self.mul(x, _cv(L2))), self.mul(x2, self.add(_cv(L3), self.mul(x, _cv(L4))))),
-            self.mul(self.mul(x2, x2), self.add(self.add(_cv(L5), self.mul(x, _cv(L6))), self.mul(x2, _cv(L7))))))
+        lo = self.add(self.add(_cv(L1), self.mul(x, _cv(L2))),
+                      self.mul(x2, self.add(_cv(L3), self.mul(x, _cv(L4)))))
+        hi = self.add(self.add(_cv(L5), self.mul(x, _cv(L6))), self.mul(x2, _cv(L7)))
+        lg = self.mul(x, self.add(lo, self.mul(self.mul(x2, x2), hi)))
         return self.mul(self.add(lg, k), _cv(LN2))
 
     def atanh2(self, a, b):
@@ -292,7 +290,8 @@ def _gather_body(am):
     def body(v, post_p, msg_p, ebuf_p, st_p, z, lane, circ):
         b = v.b
         one = _cv(1.0)
-        rows = [_row(b, r, z, lane) for r in ((R_NUM, R_DEN, R_SG, R_E1, R_E2) if am else (R_NUM, R_DEN, R_SG))]
+        kept = (R_NUM, R_DEN, R_SG, R_E1, R_E2) if am else (R_NUM, R_DEN, R_SG)
+        rows = [_row(b, r, z, lane) for r in kept]
         state = [_vload(b, st_p, i) for i in rows]
         num, den, sg = state[:3]
         e1, e2 = state[3:] if am else (None, None)
