@@ -388,6 +388,55 @@ def advance(ans, y, perm, pos, fen, k, cache, coff, tsz, nrev, active, aoff, wl,
     return nq
 
 
+
+@njit(cache=True)
+def _known_bit(j, pos, k, cache, coff, tsz, nrev, passes, n):
+    """Return Alice's bit at key index j if a one-bit node holding it is in the cache of
+    any of the first ``passes`` passes (asked, or derived as the complement of a known
+    sibling), else -1.  Only known nodes have known children, so each tree is walked down
+    from its root along j's path while the nodes are known."""
+    for p in range(passes):
+        x = pos[p, j]
+        b = x // k[p]
+        if b >= nrev[p]:
+            continue
+        base = coff[p] + b * tsz[p]
+        lo = b * k[p]
+        hi = min(lo + k[p], n)
+        node = 0
+        while cache[base + node] >= 1:
+            if hi - lo == 1:
+                return cache[base + node] - 1
+            mid = lo + (hi - lo) // 2
+            if x < mid:
+                node, hi = 2 * node + 1, mid
+            else:
+                node, lo = 2 * node + 2, mid
+    return -1
+
+
+@njit(cache=True)
+def drop_known(q, q_cidx, nq, perm, pos, k, cache, coff, tsz, nrev, passes, n):
+    """Answer from Bob's cache the one-bit queries of q[:nq] whose bit Alice's parities
+    already gave in another tree (:func:`_known_bit`): fill their cache slots, drop them from
+    q and q_cidx (kept in order) and return how many are left to ask.  Range queries only
+    (no plane queries among the rows: their answers are found by position)."""
+    out = 0
+    for i in range(nq):
+        p = q[i, 0]
+        v = -1
+        if q[i, 2] - q[i, 1] == 1 and p < passes:
+            v = _known_bit(perm[p, q[i, 1]], pos, k, cache, coff, tsz, nrev, passes, n)
+        if v >= 0:
+            cache[q_cidx[i]] = v + 1
+        else:
+            q[out, 0] = q[i, 0]
+            q[out, 1] = q[i, 1]
+            q[out, 2] = q[i, 2]
+            q_cidx[out] = q_cidx[i]
+            out += 1
+    return out
+
 @njit(cache=True)
 def _splitmix_word(state):
     z = state

@@ -558,6 +558,9 @@ class CascadeBob:
             if nq < 0:
                 raise ValueError(f"Alice's parities contradict each other: {self.started[1]} "
                                  f"corrections in a key of {self.n} bits")
+            if nq and not self.load:       # no plane queries: drop one-bit queries Bob can answer
+                nq = int(core.drop_known(self.q, self.q_cidx, nq, self.perm, self.pos, lay.k, self.cache,
+                                         lay.coff, lay.tsz, lay.nrev, len(self.keff), self.n))
             if nq:
                 self._pending = nq
                 return self.q[:nq]        # a view: the channel copies what it sends
