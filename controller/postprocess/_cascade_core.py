@@ -416,17 +416,48 @@ def _known_bit(j, pos, k, cache, coff, tsz, nrev, passes, n):
 
 
 @njit(cache=True)
-def drop_known(q, q_cidx, nq, perm, pos, k, cache, coff, tsz, nrev, passes, n):
-    """Answer from Bob's cache the one-bit queries of q[:nq] whose bit Alice's parities
-    already gave in another tree (:func:`_known_bit`): fill their cache slots, drop them from
-    q and q_cidx (kept in order) and return how many are left to ask.  Range queries only
-    (no plane queries among the rows: their answers are found by position)."""
+def _alice_bit(j, pos, k, cache, coff, tsz, nrev, passes, n, y, y0):
+    """Return Alice's bit at key index j if Bob knows it (a bit he corrected, or a one-bit
+    node in a cache, :func:`_known_bit`), else -1.  Standard mode: every correction is final."""
+    if y[j] != y0[j]:
+        return np.int64(y[j])
+    return _known_bit(j, pos, k, cache, coff, tsz, nrev, passes, n)
+
+
+@njit(cache=True)
+def drop_known(q, q_cidx, nq, perm, pos, k, cache, coff, tsz, nrev, passes, n, y, y0):
+    """Answer from what Bob knows the one-bit queries of q[:nq] whose bit Alice's parities
+    already gave: a bit he corrected, a one-bit node in another tree (:func:`_known_bit`),
+    or the left bit of a known two-bit node whose right bit is known so.  Fill their cache
+    slots, drop them from q and q_cidx (kept in order) and return how many are left to ask.
+    Range queries only (no plane queries among the rows: their answers are found by
+    position); ``y0`` is Bob's key before any correction."""
     out = 0
     for i in range(nq):
         p = q[i, 0]
+        lo = q[i, 1]
         v = -1
-        if q[i, 2] - q[i, 1] == 1 and p < passes:
-            v = _known_bit(perm[p, q[i, 1]], pos, k, cache, coff, tsz, nrev, passes, n)
+        if q[i, 2] - lo == 1 and p < passes:
+            v = _alice_bit(perm[p, lo], pos, k, cache, coff, tsz, nrev, passes, n, y, y0)
+            if v < 0 and lo + 1 < n:
+                b = lo // k[p]
+                base = coff[p] + b * tsz[p]
+                lc = q_cidx[i] - base
+                if lc >= 1:
+                    par = (lc - 1) // 2
+                    plo = b * k[p]
+                    phi = min(plo + k[p], n)
+                    node = 0
+                    while node != par and phi - plo > 1:
+                        mid = plo + (phi - plo) // 2
+                        if lo < mid:
+                            node, phi = 2 * node + 1, mid
+                        else:
+                            node, plo = 2 * node + 2, mid
+                    if node == par and plo == lo and phi - plo == 2 and cache[base + par] >= 1:
+                        v2 = _alice_bit(perm[p, lo + 1], pos, k, cache, coff, tsz, nrev, passes, n, y, y0)
+                        if v2 >= 0:
+                            v = (cache[base + par] - 1) ^ v2
         if v >= 0:
             cache[q_cidx[i]] = v + 1
         else:
@@ -436,6 +467,7 @@ def drop_known(q, q_cidx, nq, perm, pos, k, cache, coff, tsz, nrev, passes, n):
             q_cidx[out] = q_cidx[i]
             out += 1
     return out
+
 
 @njit(cache=True)
 def _splitmix_word(state):

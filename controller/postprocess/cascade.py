@@ -11,19 +11,21 @@ information reconciliation protocol Cascade", QIC 15, 453 (2015):
   cascading back into an earlier pass starts from what is already known;
 * the N/2 passes are BICONF checks: Alice discloses the parity of one random subset
   (each bit in with probability 1/2; the subset first, then the rest, both in key order:
-  cheap and cache-friendly), and an odd check is bisected and cascaded like any block.
+  cheap and cache-friendly), and an odd check is bisected and cascaded like any block;
+* (standard mode) a one-bit query whose bit Bob already knows is answered by Bob himself,
+  not sent: a bit he corrected, a one-bit node of another pass's tree (asked there, or
+  derived as a sibling), or the left bit of a known two-bit node whose right bit is known
+  so (_cascade_core.drop_known).  The corrections stay the same; at N = 1e4 it saves 3.7 /
+  1.0 / 22 / 55 parities per frame at 2 / 1 / 5 / 8 %.
 
 Stopping rule (the frame error rate): the checks Bob starts after his last correction
 are independent of the errors left, so a nonzero residual pattern passes each with
-probability exactly 1/2.  Bob ends only after ``checks`` such clean checks (checks_for:
-SHORT_CHECKS = 16 for the short-frame schedule k1 = 2^ceil(log2 1/Q), k2 = 2 k1 of the
-standard mode (1 % and 2 %), else CHECKS = 18); when
-corrections during the checks leave fewer, he asks Alice for more (passes after the
-schedule's, up to MAX_EXTRA_CHECKS).  A frame ends with errors with probability at most
-2^-checks per run of checks begun with errors left (E[R] runs per frame: 0.48 / 0.67 at
-2 / 1 %, N = 1e4: <= 1.0e-5 with 16 checks).  (A fixed number of checks is not
-enough: two small-block passes leave errors in 40-85 % of frames at N = 1e4, and the checks
-that find them no longer count.)
+probability exactly 1/2.  Bob ends only after CHECKS such clean checks; when corrections
+during the checks leave fewer, he asks Alice for more (passes after the schedule's, up to
+MAX_EXTRA_CHECKS).  A frame ends with errors with probability at most 2^-CHECKS per run of
+checks begun with errors left.  (A fixed number of checks is not enough: two small-block
+passes leave errors in 44-83 % of frames at N = 1e4 and 1-8 %, and the checks that find
+them no longer count.)
 
 Frames shorter than ORDERED_BELOW bits: k1 = 2^floor(log2 1/Q), k2 = 8 k1 (k1 = 2^ceil,
 k2 = 2 k1 where that k1 is >= 64 and k1 Q <= SHORT_KQ: 1 % and 2 %), pass 2 read column by
@@ -65,17 +67,11 @@ from .peer import INTS, peer_array, peer_bits
 MODES = ("standard", "low-round")
 # Bob ends after this many BICONF checks begun after his last correction: a residual error
 # pattern passes each with probability exactly 1/2, so a frame ends with errors with
-# probability at most E[R] x 2^-checks, E[R] the mean number of runs of checks begun with
-# errors left.  CHECKS: every schedule but one (E[R] 1.7 at 10^6 bits, 2 %: 6.4e-6;
-# 1.10 at 10^4 bits, 5 %: 4.2e-6).
+# probability at most (checks runs begun with errors left) x 2^-CHECKS (E[R] x 2^-18,
+# E[R] 0.48-1.10 at N = 1e4 and 1-8 %; with 4 checks the failures follow E[R] x 2^-4).  16
+# checks save 2 bits per frame (0.0014 of f at 2 %, 1e4) for a bound 4x higher; tried and not
+# kept: f <= 1.04 is met with 18 (drop_known), docs/BENCHMARKS.md.
 CHECKS = 18
-# The standard mode's short-frame schedule k1 = 2^ceil(log2 1/Q), k2 = 2 k1 (1 % and 2 %;
-# see checks_for): measured E[R] at N = 10^4 is 0.67 / 0.48 at 1 / 2 % (0.35-0.55 at 10^5;
-# docs/BENCHMARKS.md), so the bound E[R] x 2^-16 is <= 1.0e-5 per frame, 10x below the 1e-4
-# target, for 2 bits less leak per frame (0.0014 of f at 10^4 bits, 2 %: what f <= 1.04
-# needs there).  The other schedules meet their f targets with 18 and keep the margin (5 %:
-# E[R] 1.10, one frame in 4750 ended with errors behind 17 even checks with 16).
-SHORT_CHECKS = 16
 # Checks Bob may ask for beyond the schedule's (Alice refuses passes past them).
 MAX_EXTRA_CHECKS = 128
 # Nodes at least this large are split four ways per round (see _cascade_core.advance).
@@ -112,20 +108,8 @@ MAX_PASSES = 64
 QUERY_WORK = 4
 
 
-def checks_for(n: int, ks: list[int], mode: str = "standard") -> int:
-    """Return how many clean checks end a frame of n bits whose schedule begins with block
-    sizes ``ks`` (Bob's default ``checks``): SHORT_CHECKS for the standard mode's short-frame
-    schedule k2 = 2 k1, k1 >= 64 (below ORDERED_BELOW bits), else CHECKS (see their comments
-    for the bound)."""
-    if mode not in MODES:
-        raise ValueError(f"unknown cascade mode {mode!r}; expected one of {MODES}")
-    short = mode == "standard" and n < ORDERED_BELOW and len(ks) >= 2 and ks[0] >= 64 and ks[1] == 2 * ks[0]
-    return SHORT_CHECKS if short else CHECKS
-
-
-def block_schedule(n: int, qber: float, passes: int | None = None, mode: str = "standard") -> list[int]:
-    """Return the block size of each pass (bits) for a frame of n bits at error rate qber;
-    ``passes`` defaults to two block passes and checks_for(n, [k1, k2], mode) checks."""
+def block_schedule(n: int, qber: float, passes: int = 2 + CHECKS, mode: str = "standard") -> list[int]:
+    """Return the block size of each pass (bits) for a frame of n bits at error rate qber."""
     q = min(max(qber, 1e-6), 0.25)
     alpha = math.log2(1.0 / q)
     half = max((n + 1) // 2, 1)
@@ -138,7 +122,6 @@ def block_schedule(n: int, qber: float, passes: int | None = None, mode: str = "
         k1 = min(2 ** math.floor(alpha), half)
         left = max(q - (1.0 - (1.0 - 2.0 * q) ** k1) / (2.0 * k1), 1e-12)
         k2 = min(2 ** max(round(math.log2(1.0 / left)), 0), half)
-        passes = 2 + CHECKS if passes is None else passes
         return [k1, k2, min(64 * k1, half)] + [half] * (passes - 2)
     elif n < ORDERED_BELOW:
         # the paper's k2 leaves only 10-40 blocks in pass 2 at N = 1e4.  With ordered
@@ -159,7 +142,6 @@ def block_schedule(n: int, qber: float, passes: int | None = None, mode: str = "
         # (docs/BENCHMARKS.md, "Key distillation"); the paper's 2^ceil loses at 5-8 %.
         k1 = min(2 ** round(alpha), half)
         k2 = min(2 ** math.ceil((alpha + 12.0) / 2.0), half)
-    passes = 2 + checks_for(n, [k1, k2], mode) if passes is None else passes
     return [k1, k2] + [half] * (passes - 2)
 
 
@@ -392,11 +374,14 @@ class CascadeBob:
     """
 
     def __init__(self, bits: np.ndarray, setup: np.ndarray, tops: np.ndarray,
-                 mode: str = "standard", limit: int | None = None, checks: int | None = None,
+                 mode: str = "standard", limit: int | None = None, checks: int = CHECKS,
                  interleave: bool = False):
         if mode not in MODES:
             raise ValueError(f"unknown cascade mode {mode!r}; expected one of {MODES}")
+        if checks < 0:
+            raise ValueError(f"checks must be >= 0, got {checks}")
         self.y = np.array(bits, dtype=np.uint8)
+        self.y0 = self.y.copy()          # before any correction (see core.drop_known)
         n = self.y.size
         self.n = n
         setup = peer_array(setup, "Alice's Cascade setup (seed, block sizes)", kinds=INTS)
@@ -405,10 +390,6 @@ class CascadeBob:
         self.seed = int(setup[0])
         self.ks = [int(k) for k in setup[1:]]
         _check_sizes(self.ks, n)
-        if checks is None:
-            checks = checks_for(n, self.ks[:2], mode)
-        if checks < 0:
-            raise ValueError(f"checks must be >= 0, got {checks}")
         self.after = self.ks[0] if interleave else 0        # see interleaved()
         passes = len(self.ks)
         self.mode = mode
@@ -560,7 +541,7 @@ class CascadeBob:
                                  f"corrections in a key of {self.n} bits")
             if nq and not self.load:       # no plane queries: drop one-bit queries Bob can answer
                 nq = int(core.drop_known(self.q, self.q_cidx, nq, self.perm, self.pos, lay.k, self.cache,
-                                         lay.coff, lay.tsz, lay.nrev, len(self.keff), self.n))
+                                         lay.coff, lay.tsz, lay.nrev, len(self.keff), self.n, self.y, self.y0))
             if nq:
                 self._pending = nq
                 return self.q[:nq]        # a view: the channel copies what it sends
@@ -584,16 +565,15 @@ class CascadeBob:
 
 
 def cascade(alice_bits: np.ndarray, bob_bits: np.ndarray, qber: float, channel: Channel, *,
-            seed: int = 0, mode: str = "standard", passes: int | None = None,
+            seed: int = 0, mode: str = "standard", passes: int = 2 + CHECKS,
             schedule: list[int] | None = None, limit: int | None = None,
-            checks: int | None = None, interleave: bool | None = None) -> np.ndarray:
+            checks: int = CHECKS, interleave: bool | None = None) -> np.ndarray:
     """Run Cascade between the two keys over ``channel``; return Bob's corrected key.
 
     ``schedule`` overrides the block sizes (one per pass), ``limit`` how many blocks of
     a later pass are bisected at once (0 = all; default :func:`bisection_limit`),
     ``checks`` how many BICONF checks after the last correction end it (0: the schedule's
-    passes only; default :func:`checks_for`), ``passes`` the schedule's length (default two
-    block passes and that many checks), ``interleave`` whether pass 2 reads pass 1's blocks column by column
+    passes only), ``interleave`` whether pass 2 reads pass 1's blocks column by column
     (default :func:`interleaved`).  Both parties run here in lockstep but exchange data only
     through the channel.
     """

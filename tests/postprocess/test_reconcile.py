@@ -69,8 +69,7 @@ def test_last_block_parity_is_derived_not_disclosed():
 def test_schedule_depends_on_frame_length():
     # short frames: k1 = 2^floor(log2 1/Q), k2 = 8 k1, ordered bisection of later passes;
     # k1 = 2^ceil, k2 = 2 k1 where that k1 is >= 64 and k1 Q <= SHORT_KQ (1 % and 2 %)
-    # (16 checks for the 2^ceil / 2 k1 schedule, 18 for every other schedule)
-    assert block_schedule(10_000, 0.02) == [64, 128] + [5000] * 16
+    assert block_schedule(10_000, 0.02) == [64, 128] + [5000] * 18
     assert block_schedule(10_000, 0.01)[:2] == [128, 256]
     assert block_schedule(10_000, 0.015)[:2] == [64, 512]          # 128 Q = 1.92
     assert block_schedule(10_000, 0.05)[:2] == [16, 128]           # 2^ceil = 32 < 64
@@ -291,7 +290,7 @@ def test_frame_that_ended_with_errors_is_corrected():
 def test_bob_ends_only_after_enough_clean_checks(mode):
     # every frame ends with >= CHECKS checks begun after the last correction; frames with a
     # correction during the checks ask Alice for more checks than the schedule has
-    from controller.postprocess.cascade import CascadeBob, checks_for
+    from controller.postprocess.cascade import CHECKS, CascadeBob
     extended = 0
     for seed in range(40):
         a, b = _pair(500 + seed, 10_000, 0.04)
@@ -304,39 +303,9 @@ def test_bob_ends_only_after_enough_clean_checks(mode):
         while (queries := bob.next_queries(answers)) is not None:
             answers = alice.answer(queries.copy())
         assert np.array_equal(bob.y, a), f"seed {500 + seed}"
-        assert bob.checks == checks_for(a.size, ks[:2], mode) == 18      # 4 %: 16/128, 8/32
-        assert bob.clean_checks() >= bob.checks, f"seed {500 + seed}: {bob.clean_checks()} clean checks"
+        assert bob.clean_checks() >= CHECKS, f"seed {500 + seed}: {bob.clean_checks()} clean checks"
         extended += len(bob.keff) > len(ks)
     assert extended > 0
-
-
-def test_short_standard_frames_end_after_sixteen_checks():
-    # the standard mode's short-frame schedule k2 = 2 k1 (1 %, 2 %): 16 clean checks (bound
-    # E[R] 2^-16 <= 1.0e-5 per frame), 2 schedule checks fewer than 18: the same corrections
-    # for 2 bits less on frames that need no extra check; every other schedule keeps 18
-    from controller.postprocess.cascade import CHECKS, SHORT_CHECKS, CascadeBob, checks_for
-    assert (SHORT_CHECKS, CHECKS) == (16, 18)
-    assert checks_for(ORDERED_BELOW - 1, [64, 128]) == 16 and checks_for(ORDERED_BELOW, [64, 128]) == 18
-    assert checks_for(10_000, [128, 256]) == 16 and checks_for(10_000, [16, 128]) == 18
-    assert checks_for(10_000, [32, 64]) == 18 and checks_for(10_000, [64, 128], "low-round") == 18
-    for q, extra in ((0.01, 16), (0.02, 16), (0.05, 18), (0.08, 18)):
-        assert len(block_schedule(10_000, q)) == 2 + extra, f"q {q}"
-    assert len(block_schedule(10**6, 0.02)) == 20 and len(block_schedule(10_000, 0.02, mode="low-round")) == 21
-    with pytest.raises(ValueError, match="unknown cascade mode"):
-        checks_for(10_000, [64, 128], "fast")
-    a, b = _pair(899, 10_000, 0.05)
-    alice = CascadeAlice(a, [64, 128] + [5000] * 16, seed=1)
-    assert CascadeBob(b, *alice.opening()).checks == 16      # Bob takes it from the schedule
-    alice = CascadeAlice(a, block_schedule(10_000, 0.05), seed=1)
-    assert CascadeBob(b, *alice.opening()).checks == 18
-    saved = []
-    for seed in range(6):
-        a, b = _pair(900 + seed, 10_000, 0.02)
-        fixed, rep = reconcile(a, b, 0.02, seed=seed)
-        fixed18, rep18 = reconcile(a, b, 0.02, seed=seed, passes=20, checks=18)
-        assert np.array_equal(fixed, a) and np.array_equal(fixed18, a), f"seed {900 + seed}"
-        saved.append(rep18.leaked_bits - rep.leaked_bits)
-    assert min(saved) >= 2 and saved.count(2) >= 3, f"seeds 900-905: bits saved {saved}"
 
 
 def test_clean_checks_bound_the_frame_error_rate():
@@ -442,9 +411,10 @@ def test_bisection_of_any_block_size_leaks_the_tree_depth(k):
 
 @pytest.mark.parametrize("qber", [0.02, 0.08])
 def test_bob_answers_one_bit_queries_that_other_trees_gave(qber, monkeypatch):
-    # a one-bit node whose bit another pass's tree already holds (asked, or derived as a
-    # sibling) is filled from Bob's cache, never asked: the same corrections and checks, fewer
-    # parities disclosed (measured: 1.8 bits per frame at 2 %, 27 at 8 %, N = 10^4)
+    # a one-bit query whose bit Bob knows (corrected, a one-bit node of another tree, or the
+    # left bit of a known two-bit node whose right bit he knows) is answered by Bob, never
+    # asked: the same corrections and checks, fewer parities disclosed (measured: 3.7 bits
+    # per frame at 2 %, 55 at 8 %, N = 10^4)
     from controller.postprocess import cascade as cas
 
     def run(a, b, seed):
@@ -468,4 +438,4 @@ def test_bob_answers_one_bit_queries_that_other_trees_gave(qber, monkeypatch):
         assert np.array_equal(y, a) and np.array_equal(y0, a), f"seed {1300 + seed}"
         assert (flips, passes) == (flips0, passes0), f"seed {1300 + seed}"
         saved.append(leak0 - leak)
-    assert min(saved) >= 0 and np.mean(saved) > (0.5 if qber < 0.05 else 10), f"seeds 1300-1307: saved {saved}"
+    assert min(saved) >= 0 and np.mean(saved) > (1.5 if qber < 0.05 else 30), f"seeds 1300-1307: saved {saved}"
