@@ -18,7 +18,8 @@ information reconciliation protocol Cascade", QIC 15, 453 (2015):
   node whose right bit is known so (_cascade_core.drop_known).  The corrections stay the
   same; at N = 1e4 it saves 3.7 / 1.0 / 22 / 55 parities per frame at 2 / 1 / 5 / 8 %.
   Longer frames (bisection all at once, tens of thousands of queries a round) skip it: at
-  1e6 bits it saved 0.0028 of f at 2 % but doubled the CPU time (0.38 -> 0.65-0.72 s).
+  1e6 bits it saved 0.0028 of f at 2 %, but a first timing showed up to twice the CPU time
+  per frame (not settled under load), and 2.5 Mbit/s at 1e6 is a target.
 
 Stopping rule (the frame error rate): the checks Bob starts after his last correction
 are independent of the errors left, so a nonzero residual pattern passes each with
