@@ -34,7 +34,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from controller.postprocess.amplify import draw_seed, hash_key, peer_seed
-from controller.postprocess.cascade import CascadeAlice, CascadeBob, block_schedule, interleaved
+from controller.postprocess.cascade import CascadeAlice, CascadeBob, block_schedule
 from controller.postprocess.estimate import BasisCounts, count_by_class, x_errors_by_class
 from controller.postprocess.finite_key import secret_key_length
 from controller.postprocess.peer import (INTS, PeerInputError, peer_array, peer_bits, peer_counts,
@@ -199,7 +199,7 @@ def alice_block(ch, record: AliceRecord, proto: Protocol, rng: np.random.Generat
     # 4. reconcile
     ks = _ec_schedule(key.size, figures, proto.cascade_mode)
     seed = int(rng.integers(0, 2**63))
-    casc = CascadeAlice(key, ks, seed, interleave=interleaved(key.size, proto.cascade_mode))
+    casc = CascadeAlice(key, ks, seed, proto.cascade_mode)
     setup, tops = casc.opening()
     ch.send(ALICE, setup, tag="ec")
     ch.send(ALICE, tops, leaks_key=True, tag="ec")
@@ -247,8 +247,7 @@ def bob_block(ch, det: BobDetections, proto: Protocol) -> BlockOutcome:
     raw = mine.bits[z]
     setup = _bob_setup(ch.recv(BOB), raw.size, figures, proto.cascade_mode)
     tops = peer_bits(ch.recv(BOB), "Alice's Cascade block parities")
-    casc = CascadeBob(raw, setup, tops, proto.cascade_mode,
-                      interleave=interleaved(raw.size, proto.cascade_mode))
+    casc = CascadeBob(raw, setup, tops, proto.cascade_mode)
     answers = None
     while True:
         queries = casc.next_queries(answers)

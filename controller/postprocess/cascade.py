@@ -292,11 +292,17 @@ class CascadeAlice:
 
     Passes after the schedule's are BICONF checks that Bob may ask for (their subset's
     parity), up to MAX_EXTRA_CHECKS of them; Alice builds their orders when first asked.
+    ``interleave`` (pass 2 read from pass 1's blocks) defaults to :func:`interleaved` of
+    the key's length and ``mode``, as Bob's does: both parties must agree on it.
     """
 
-    def __init__(self, bits: np.ndarray, ks: list[int], seed: int, interleave: bool = False):
+    def __init__(self, bits: np.ndarray, ks: list[int], seed: int, mode: str = "standard",
+                 interleave: bool | None = None):
+        if mode not in MODES:
+            raise ValueError(f"unknown cascade mode {mode!r}; expected one of {MODES}")
         self.bits = np.ascontiguousarray(bits, dtype=np.uint8)
         n = self.bits.size
+        interleave = interleaved(n, mode) if interleave is None else interleave
         self.ks = list(ks)
         _check_sizes(self.ks, n)
         self.seed = seed
@@ -374,11 +380,12 @@ class CascadeBob:
     even by then): a residual error pattern that the corrections did not depend on passes
     each with probability exactly 1/2.  When the schedule's checks do not give that many,
     he asks Alice for the parities of new checks (passes after the schedule's).
+    ``interleave`` defaults to :func:`interleaved` of the key's length and ``mode``.
     """
 
     def __init__(self, bits: np.ndarray, setup: np.ndarray, tops: np.ndarray,
                  mode: str = "standard", limit: int | None = None, checks: int = CHECKS,
-                 interleave: bool = False):
+                 interleave: bool | None = None):
         if mode not in MODES:
             raise ValueError(f"unknown cascade mode {mode!r}; expected one of {MODES}")
         if checks < 0:
@@ -393,6 +400,7 @@ class CascadeBob:
         self.seed = int(setup[0])
         self.ks = [int(k) for k in setup[1:]]
         _check_sizes(self.ks, n)
+        interleave = interleaved(n, mode) if interleave is None else interleave
         self.after = self.ks[0] if interleave else 0        # see interleaved()
         passes = len(self.ks)
         self.mode = mode
@@ -589,7 +597,7 @@ def cascade(alice_bits: np.ndarray, bob_bits: np.ndarray, qber: float, channel: 
     if not ks or min(ks) < 1:
         raise ValueError(f"block sizes must be >= 1, got {ks}")
     inter = interleaved(n, mode) if interleave is None else bool(interleave)
-    alice = CascadeAlice(alice_bits, ks, seed & (2**64 - 1), inter)
+    alice = CascadeAlice(alice_bits, ks, seed & (2**64 - 1), mode, inter)
     setup, tops = alice.opening()
     channel.send("alice", setup, tag="ec")
     channel.send("alice", tops, leaks_key=True, tag="ec")

@@ -164,7 +164,7 @@ def test_plane_queries_match_direct_parity():
     from controller.postprocess.cascade import _permutations
     rng = np.random.default_rng(6)
     a = rng.integers(0, 2, 1000, dtype=np.uint8)
-    alice = CascadeAlice(a, [16, 100], seed=5)
+    alice = CascadeAlice(a, [16, 100], seed=5, interleave=False)     # _permutations' orders
     perm, _ = _permutations(1000, 5, [16, 100])
     rows, want = [], []
     for p, lo, hi in ((0, 0, 16), (1, 300, 400), (1, 17, 30), (0, 990, 1000), (1, 5, 9)):
@@ -203,7 +203,7 @@ def test_alice_parity_oracle_matches_direct_parity():
     rng = np.random.default_rng(5)
     a = rng.integers(0, 2, 1000, dtype=np.uint8)
     ks = [16, 100, 500]                    # the last one is a BICONF half
-    alice = CascadeAlice(a, ks, seed=99)
+    alice = CascadeAlice(a, ks, seed=99, interleave=False)           # _permutations' orders
     perm, pos = _permutations(1000, 99, ks)
     assert all(np.array_equal(pos[p][perm[p]], np.arange(1000)) for p in range(3))
     q = np.array([[0, 0, 10], [1, 37, 600], [1, 999, 1000], [2, 3, 500], [2, 0, 1000]])
@@ -297,7 +297,7 @@ def test_bob_ends_only_after_enough_clean_checks(mode):
         ks = block_schedule(a.size, 0.04, mode=mode)
         if mode == "low-round":
             del ks[2]            # without the third pass the checks find errors more often
-        alice = CascadeAlice(a, ks, seed=seed)
+        alice = CascadeAlice(a, ks, seed=seed, mode=mode)
         bob = CascadeBob(b, *alice.opening(), mode=mode)
         answers = None
         while (queries := bob.next_queries(answers)) is not None:
@@ -369,13 +369,16 @@ def test_interleaved_pass2_parties_agree_and_correct():
     for seed, q in ((60, 0.01), (61, 0.02), (62, 0.08)):
         a, b = _pair(seed, 10_000, q)
         ks = block_schedule(a.size, q)
-        alice = CascadeAlice(a, ks, seed=seed, interleave=True)
-        bob = CascadeBob(b, *alice.opening(), interleave=True)
+        alice = CascadeAlice(a, ks, seed=seed)            # standard mode: interleaved by default
+        bob = CascadeBob(b, *alice.opening())
+        assert alice.after == bob.after == ks[0]
         answers = None
         while (queries := bob.next_queries(answers)) is not None:
             answers = alice.answer(queries.copy())
         assert np.array_equal(bob.y, a), f"seed {seed} q {q}"
-        plain = CascadeAlice(a, ks, seed=seed)
+        low = CascadeAlice(a, ks, seed=seed, mode="low-round")
+        assert low.after == 0 and CascadeBob(b, *low.opening(), mode="low-round").after == 0
+        plain = CascadeAlice(a, ks, seed=seed, interleave=False)
         built = len(ks)          # rows after these are room for added checks
         assert np.array_equal(plain.px[0], alice.px[0]) and np.array_equal(plain.px[2:built], alice.px[2:built])
         assert not np.array_equal(plain.px[1], alice.px[1])
