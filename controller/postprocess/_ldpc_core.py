@@ -312,96 +312,82 @@ def _gather_body(am):
     return body
 
 
-@intrinsic
-def _gather(typingctx, post, msg, ebuf, st, z, offs):
-    """Pass 1 of sum-product on a few circulants of one row (``_gather_body``)."""
-    _offsets_type(offs)
+def _row_pass(name, body, doc):
+    """Return an intrinsic ``name(post, msg, ebuf, st, z, offs)`` that runs ``body`` (the IR
+    of one pass, see _circulants) on the few circulants of one row named by ``offs``."""
+    def typer(typingctx, post, msg, ebuf, st, z, offs):
+        _offsets_type(offs)
 
-    def codegen(context, builder, sig, args):
-        return _circulants(context, builder, sig, args, _gather_body(False))
-    return types.void(post, msg, ebuf, st, z, offs), codegen
-
-
-@intrinsic
-def _gather_am(typingctx, post, msg, ebuf, st, z, offs):
-    """Pass 1 of the approximate update on a few circulants of one row (``_gather_body``)."""
-    _offsets_type(offs)
-
-    def codegen(context, builder, sig, args):
-        return _circulants(context, builder, sig, args, _gather_body(True))
-    return types.void(post, msg, ebuf, st, z, offs), codegen
+        def codegen(context, builder, sig, args):
+            return _circulants(context, builder, sig, args, body)
+        return types.void(post, msg, ebuf, st, z, offs), codegen
+    typer.__name__ = typer.__qualname__ = name
+    typer.__doc__ = doc
+    return intrinsic(typer)
 
 
-@intrinsic
-def _scatter(typingctx, post, msg, ebuf, st, z, offs):
+def _scatter_body(v, post_p, msg_p, ebuf_p, st_p, z, lane, circ):
     """Pass 2 of sum-product on a few circulants of one row: the others' tanh product
     P = (num / (1 - e)) / (den / (1 + e)) = b / a, message 2 atanh(P) = ln((a + b) / (a - b))
     (a - b floored at 2^-25 (a + b): |message| <= 17.3) with the sign of the syndrome times
     the others' signs; new posterior t + message back into post; sign product of the new
     posteriors per check."""
-    _offsets_type(offs)
+    b = v.b
+    one = _cv(1.0)
 
-    def body(v, post_p, msg_p, ebuf_p, st_p, z, lane, circ):
-        b = v.b
-        one = _cv(1.0)
-
-        def load(r):
-            return _vload(b, st_p, _row(b, r, z, lane))
-        num, den, sg = load(R_NUM), load(R_DEN), load(R_SG)
-        ips = _row(b, R_PS, z, lane)
-        ps = _vload(b, st_p, ips)
-        for col0, a, m0, e0 in circ:
-            im = b.add(m0, lane)
-            t = _vload(b, msg_p, im)
-            e = _vload(b, ebuf_p, b.add(e0, lane))
-            aa = v.mul(den, v.max(v.sub(one, e), _cv(TINY)))
-            bb = v.mul(num, v.add(one, e))
-            hi = v.add(aa, bb)
-            lo = v.max(v.sub(aa, bb), v.mul(hi, _cv(2.0 ** -25)))
-            r = v.copysign(v.ln(v.div(hi, lo)), v.mul(sg, t))
-            _vstore(b, r, msg_p, im)
-            p = v.add(t, r)
-            _rot_store(b, p, post_p, col0, a, z)
-            ps = v.copysign(one, v.mul(ps, p))
-        _vstore(b, ps, st_p, ips)
-
-    def codegen(context, builder, sig, args):
-        return _circulants(context, builder, sig, args, body)
-    return types.void(post, msg, ebuf, st, z, offs), codegen
+    def load(r):
+        return _vload(b, st_p, _row(b, r, z, lane))
+    num, den, sg = load(R_NUM), load(R_DEN), load(R_SG)
+    ips = _row(b, R_PS, z, lane)
+    ps = _vload(b, st_p, ips)
+    for col0, a, m0, e0 in circ:
+        im = b.add(m0, lane)
+        t = _vload(b, msg_p, im)
+        e = _vload(b, ebuf_p, b.add(e0, lane))
+        aa = v.mul(den, v.max(v.sub(one, e), _cv(TINY)))
+        bb = v.mul(num, v.add(one, e))
+        hi = v.add(aa, bb)
+        lo = v.max(v.sub(aa, bb), v.mul(hi, _cv(2.0 ** -25)))
+        r = v.copysign(v.ln(v.div(hi, lo)), v.mul(sg, t))
+        _vstore(b, r, msg_p, im)
+        p = v.add(t, r)
+        _rot_store(b, p, post_p, col0, a, z)
+        ps = v.copysign(one, v.mul(ps, p))
+    _vstore(b, ps, st_p, ips)
 
 
-@intrinsic
-def _scatter_am(typingctx, post, msg, ebuf, st, z, offs):
-    """Pass 2 of the approximate update on a few circulants of one row (``_scatter_am`` with
-    the rotation): messages from the per-check state, new posteriors t + message back into
-    post, and the sign product of the new posteriors per check."""
-    _offsets_type(offs)
+def _scatter_am_body(v, post_p, msg_p, ebuf_p, st_p, z, lane, circ):
+    """Pass 2 of the approximate update on a few circulants of one row: messages from the
+    per-check state, new posteriors t + message back into post, and the sign product of
+    the new posteriors per check."""
+    b = v.b
 
-    def body(v, post_p, msg_p, ebuf_p, st_p, z, lane, circ):
-        b = v.b
+    def load(r):
+        return _vload(b, st_p, _row(b, r, z, lane))
+    m1, m2, mall, kk, x1, x2, sg = (load(r) for r in (R_M1, R_M2, R_MALL, R_K, R_E1, R_E2, R_SG))
+    ips = _row(b, R_PS, z, lane)
+    ps = _vload(b, st_p, ips)
+    for col0, a, m0, e0 in circ:
+        im = b.add(m0, lane)
+        t = _vload(b, msg_p, im)
+        e = _vload(b, ebuf_p, b.add(e0, lane))
+        mag = v.min(v.add(mall, v.mul(kk, e)), m2)
+        mag = b.select(v.eq(e, x2), m2, mag)
+        mag = b.select(v.eq(e, x1), m1, mag)
+        r = v.copysign(mag, v.mul(sg, t))
+        _vstore(b, r, msg_p, im)
+        p = v.add(t, r)
+        _rot_store(b, p, post_p, col0, a, z)
+        ps = v.copysign(_cv(1.0), v.mul(ps, p))
+    _vstore(b, ps, st_p, ips)
 
-        def load(r):
-            return _vload(b, st_p, _row(b, r, z, lane))
-        m1, m2, mall, kk, x1, x2, sg = (load(r) for r in (R_M1, R_M2, R_MALL, R_K, R_E1, R_E2, R_SG))
-        ips = _row(b, R_PS, z, lane)
-        ps = _vload(b, st_p, ips)
-        for col0, a, m0, e0 in circ:
-            im = b.add(m0, lane)
-            t = _vload(b, msg_p, im)
-            e = _vload(b, ebuf_p, b.add(e0, lane))
-            mag = v.min(v.add(mall, v.mul(kk, e)), m2)
-            mag = b.select(v.eq(e, x2), m2, mag)
-            mag = b.select(v.eq(e, x1), m1, mag)
-            r = v.copysign(mag, v.mul(sg, t))
-            _vstore(b, r, msg_p, im)
-            p = v.add(t, r)
-            _rot_store(b, p, post_p, col0, a, z)
-            ps = v.copysign(_cv(1.0), v.mul(ps, p))
-        _vstore(b, ps, st_p, ips)
 
-    def codegen(context, builder, sig, args):
-        return _circulants(context, builder, sig, args, body)
-    return types.void(post, msg, ebuf, st, z, offs), codegen
+_gather = _row_pass("_gather", _gather_body(False),
+                    "Pass 1 of sum-product on a few circulants of one row (``_gather_body``).")
+_gather_am = _row_pass("_gather_am", _gather_body(True), "Pass 1 of the approximate update on a "
+                       "few circulants of one row (``_gather_body``).")
+_scatter = _row_pass("_scatter", _scatter_body, _scatter_body.__doc__)
+_scatter_am = _row_pass("_scatter_am", _scatter_am_body, _scatter_am_body.__doc__)
 
 
 @njit(cache=True)
