@@ -388,7 +388,6 @@ def advance(ans, y, perm, pos, fen, k, cache, coff, tsz, nrev, active, aoff, wl,
     return nq
 
 
-
 @njit(cache=True)
 def _known_bit(j, pos, k, cache, coff, tsz, nrev, passes, n):
     """Return Alice's bit at key index j if a one-bit node holding it is in the cache of

@@ -51,7 +51,8 @@ L1, L2, L3, L4, L5, L6, L7 = (np.float32(c) for c in _L)
 # (tanh(|t| / 2) = (1 - e) / (1 + e), e = e^-|t|), sign products (syndrome times inputs, and
 # of the new posteriors), the approximate update's two largest e, its messages to those two,
 # MALL and K (``_row_am``)
-R_NUM, R_DEN, R_SG, R_PS, R_E1, R_E2, R_M1, R_M2, R_MALL, R_K = range(10)
+_ROWS = 10
+R_NUM, R_DEN, R_SG, R_PS, R_E1, R_E2, R_M1, R_M2, R_MALL, R_K = range(_ROWS)
 
 
 # ---- explicit-vector passes (LLVM IR, 8 float32 lanes)
@@ -273,7 +274,7 @@ def _circulants(context, builder, sig, args, body):
 def _row(builder, r, z, lane):
     # index of row r at the block of checks lane..lane + 7 in ``st`` (block-major: the rows of
     # one block of 8 checks together, one base pointer and constant offsets for all rows)
-    return builder.add(builder.mul(lane, ir.Constant(_I64, 10)), ir.Constant(_I64, r * _W))
+    return builder.add(builder.mul(lane, ir.Constant(_I64, _ROWS)), ir.Constant(_I64, r * _W))
 
 
 def _offsets_type(offs):
@@ -345,10 +346,7 @@ def _scatter_body(v, post_p, msg_p, ebuf_p, st_p, z, lane, circ):
         t = _vload(b, msg_p, im)
         e = _vload(b, ebuf_p, b.add(e0, lane))
         aa = v.mul(den, v.max(v.sub(one, e), _cv(TINY)))
-        bb = v.mul(num, v.add(one, e))
-        hi = v.add(aa, bb)
-        lo = v.max(v.sub(aa, bb), v.mul(hi, _cv(2.0 ** -25)))
-        r = v.copysign(v.ln(v.div(hi, lo)), v.mul(sg, t))
+        r = v.copysign(v.atanh2(aa, v.mul(num, v.add(one, e)))[0], v.mul(sg, t))
         _vstore(b, r, msg_p, im)
         p = v.add(t, r)
         _rot_store(b, p, post_p, col0, a, z)
@@ -506,7 +504,7 @@ def _offs(cols, shifts, z, e, j):
 def _layer_am(row_ptr, cols, shifts, r, ssign, post, msg, ebuf, st):
     """One base row of the approximate update in place; return its checks not met by the
     new posteriors.  ``ebuf`` holds (row degree) x Z floats, ``st`` is (Z / 8, 10, 8)."""
-    z = np.int64(st.shape[0] * 8)
+    z = np.int64(st.shape[0] * _W)
     e0 = row_ptr[r]
     d = row_ptr[r + 1] - e0
     _start(st, ssign, r * z, z)
@@ -531,7 +529,7 @@ def _layer_am(row_ptr, cols, shifts, r, ssign, post, msg, ebuf, st):
 @njit(cache=True, fastmath=True, error_model="numpy")
 def _layer_sp(row_ptr, cols, shifts, r, ssign, post, msg, ebuf, st):
     """One base row of sum-product in place, as ``_layer_am``."""
-    z = np.int64(st.shape[0] * 8)
+    z = np.int64(st.shape[0] * _W)
     e0 = row_ptr[r]
     d = row_ptr[r + 1] - e0
     _start(st, ssign, r * z, z)
@@ -567,14 +565,14 @@ def decode(row_ptr, cols, shifts, z_lift, ssign, post, msg, max_iter, stall, app
     test agrees, or gives up when the count of such unsatisfied checks has made no new low
     for ``stall`` iterations.
     """
-    if z_lift % 8 != 0 or z_lift <= 0:
+    if z_lift % _W != 0 or z_lift <= 0:
         raise ValueError("the decoder needs a lift Z that is a positive multiple of 8")
     mb = row_ptr.size - 1
     dmax = 0
     for r in range(mb):
         dmax = max(dmax, row_ptr[r + 1] - row_ptr[r])
     ebuf = np.empty(dmax * z_lift, dtype=np.float32)
-    st = np.empty((z_lift // 8, 10, 8), dtype=np.float32)
+    st = np.empty((z_lift // _W, _ROWS, _W), dtype=np.float32)
     best = mb * z_lift + 1
     best_it = 0
     for it in range(1, max_iter + 1):

@@ -596,12 +596,11 @@ def cascade(alice_bits: np.ndarray, bob_bits: np.ndarray, qber: float, channel: 
     ks = list(schedule) if schedule is not None else block_schedule(n, qber, passes, mode)
     if not ks or min(ks) < 1:
         raise ValueError(f"block sizes must be >= 1, got {ks}")
-    inter = interleaved(n, mode) if interleave is None else bool(interleave)
-    alice = CascadeAlice(alice_bits, ks, seed & (2**64 - 1), mode, inter)
+    alice = CascadeAlice(alice_bits, ks, seed & (2**64 - 1), mode, interleave)
     setup, tops = alice.opening()
     channel.send("alice", setup, tag="ec")
     channel.send("alice", tops, leaks_key=True, tag="ec")
-    bob = CascadeBob(bob_bits, channel.recv("bob"), channel.recv("bob"), mode, limit, checks, inter)
+    bob = CascadeBob(bob_bits, channel.recv("bob"), channel.recv("bob"), mode, limit, checks, interleave)
     answers = None
     while True:
         queries = bob.next_queries(answers)

@@ -55,6 +55,15 @@ class RecordingChannel(LocalChannel):
         self.log.append((sender, self.stats.bits - before, leaks_key, tag))
 
 
+def recorded(a, b, qber, seed, **options):
+    """Reconcile by LDPC in frames of 20 000 bits over a RecordingChannel, Alice's randomness
+    from ``seed``; return (corrected key, report, message log)."""
+    ch = RecordingChannel()
+    fixed, rep = reconcile(a, b, qber, "ldpc", ch, seed=seed, frame_bits=20_000,
+                           rng=np.random.default_rng(seed), **options)
+    return fixed, rep, ch.log
+
+
 @pytest.mark.parametrize("kb,mb,z,seed", [(6, 4, 16, 1), (20, 8, 40, 2), (60, 12, 200, 3), (60, 12, 16, 4)])
 def test_qc_code_structure_and_four_cycles(kb, mb, z, seed):
     code = _qc.build(kb, mb, z, seed)

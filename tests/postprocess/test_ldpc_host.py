@@ -8,9 +8,8 @@ import pytest
 from controller.postprocess import _ldpc_core as core
 from controller.postprocess import _ldpc_host as host
 from controller.postprocess import ldpc
-from controller.postprocess.reconcile import reconcile
 
-from .test_ldpc import RecordingChannel, _pair
+from .test_ldpc import _pair, recorded
 
 CASES = [(100_000, 0.02, 11), (100_000, 0.08, 12), (20_000, 0.05, 13), (1000, 0.11, 14)]
 
@@ -136,10 +135,7 @@ def test_pooled_layout_is_the_fresh_layout():
 
 
 def _run(a, b, qber, seed):
-    ch = RecordingChannel()
-    fixed, rep = reconcile(a, b, qber, "ldpc", ch, seed=seed, frame_bits=20_000, f_start=1.03,
-                           rng=np.random.default_rng(seed))
-    return fixed, rep, ch.log
+    return recorded(a, b, qber, seed, f_start=1.03)
 
 
 @pytest.mark.parametrize("qber,seed", [(0.02, 21), (0.08, 22)])

@@ -7,14 +7,8 @@ from controller.postprocess import _ldpc_core as core
 from controller.postprocess import ldpc
 from controller.postprocess.reconcile import reconcile
 
-from .test_ldpc import RecordingChannel, _pair
-
-
-def _run(a, b, qber, seed, **options):
-    ch = RecordingChannel()
-    fixed, rep = reconcile(a, b, qber, "ldpc", ch, seed=seed, frame_bits=20_000,
-                           rng=np.random.default_rng(seed), **options)
-    return fixed, rep, ch.log
+from .test_ldpc import _pair
+from .test_ldpc import recorded as _run
 
 
 @pytest.mark.parametrize("qber,pre,seed", [(0.02, 1, 31), (0.05, 2, 32), (0.02, 12, 33)])

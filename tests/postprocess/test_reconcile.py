@@ -387,7 +387,6 @@ def test_interleaved_pass2_parties_agree_and_correct():
     assert np.array_equal(fixed, x)
 
 
-
 @pytest.mark.parametrize("k", [64, 68, 100])
 def test_bisection_of_any_block_size_leaks_the_tree_depth(k):
     # one pass of 150 blocks, no checks: each odd block costs the depth of the leaf its
