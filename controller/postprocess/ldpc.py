@@ -230,7 +230,8 @@ class _Buffers(threading.local):
     a frame needs (Bob's decoder state, the layouts' index arrays), freshly allocated, are
     fresh pages whose first touch (a page fault per 4 KiB, ~3.5 us here) cost more CPU than
     filling them (docs/BENCHMARKS.md, "LDPC: host overhead and the first step").  Every
-    array taken is filled before use."""
+    array taken is filled before use; every array kept is zeroed when given back, so no
+    key-derived values (Bob's priors, posteriors, messages) stay in the pool between calls."""
 
     def __init__(self) -> None:
         self.free: dict[tuple[int, str], list[np.ndarray]] = {}
@@ -244,10 +245,11 @@ class _Buffers(threading.local):
         return out
 
     def give(self, arrays: list[np.ndarray]) -> None:
-        """Keep ``arrays`` for later calls, as far as the pool stays within POOL_BYTES."""
+        """Keep ``arrays`` for later calls, zeroed, as far as the pool stays within POOL_BYTES."""
         kept = sum(a.nbytes for v in self.free.values() for a in v)
         for a in arrays:
             if kept + a.nbytes <= POOL_BYTES:
+                a.fill(0)
                 self.free.setdefault((a.size, a.dtype.str), []).append(a)
                 kept += a.nbytes
 

@@ -153,3 +153,15 @@ def test_reused_buffers_give_the_fresh_results(monkeypatch, qber, seed):
         assert rep == want[1] and log == want[2], f"seed {seed}"
     assert ldpc._BUFFERS.free
     assert rep.rounds > 1, "no retry: the warm state was not exercised"
+
+
+def test_the_pool_keeps_no_key_derived_values(monkeypatch):
+    # Bob's priors, posteriors and messages come from his key: what the pool keeps for the
+    # next call must be zeros, not the last frame's state
+    a, b = _pair(23, 50_000, 0.05)
+    monkeypatch.setattr(ldpc, "_BUFFERS", ldpc._Buffers())
+    fixed, rep, _ = _run(a, b, 0.05, 23)
+    assert np.array_equal(fixed, a), "seed 23"
+    kept = [x for v in ldpc._BUFFERS.free.values() for x in v]
+    assert any(x.dtype == np.float32 and x.size >= 50_000 for x in kept), "no decoder state was kept"
+    assert all(not x.any() for x in kept), "a pooled array still holds values of the last call"
