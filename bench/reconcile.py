@@ -10,6 +10,12 @@ Figures (over ``--frames`` frames of ``--bits`` bits with i.i.d. errors at ``--q
 * ``cpu_seconds_per_frame``, ``mbit_per_s_cpu``: the same from the process CPU time, which
   a machine shared with other jobs does not inflate (both parties, one thread).
 * ``decoder``: the LDPC check update used (``--decoder``, default the library's).
+* ``checks``: (cascade) the BICONF checks begun after Bob's last correction that end a frame
+  (``--checks C``, default the library's CHECKS = 18).  ``--checks C`` also cuts the schedule
+  to 2 + C passes (the two block passes and C checks; more are asked for when corrections
+  leave fewer than C clean), so a frame ends with errors with probability E[R] 2^-C (R: the
+  runs of checks begun with errors left): lowering C measures that model where failures
+  are frequent (docs/BENCHMARKS.md, "Cascade, standard mode").
 * ``load_average``: the 1-minute load average of the machine at the start and the end of
   the run (wall-clock figures on a loaded machine are lower bounds).
 
@@ -36,6 +42,8 @@ def _parse(argv):
                         help="cascade mode")
     parser.add_argument("--decoder", choices=DECODERS, default=None,
                         help="ldpc check update (default: the library's, amin)")
+    parser.add_argument("--checks", type=int, default=None,
+                        help="cascade: clean checks that end a frame (schedule of 2 + C passes; default 18)")
     parser.add_argument("--qber", type=float, default=0.02, help="bit error rate of the frames")
     parser.add_argument("--bits", type=int, default=1_000_000, help="frame length N")
     parser.add_argument("--frames", type=int, default=10, help="number of frames K")
@@ -53,6 +61,7 @@ def _default_decoder() -> str:
 
 def run(argv: list[str]) -> dict:
     """Run the benchmark with command-line style ``argv``; return the figures."""
+    from controller.postprocess.cascade import CHECKS
     from controller.postprocess.infotheory import h2
     from controller.postprocess.reconcile import reconcile
 
@@ -62,6 +71,12 @@ def run(argv: list[str]) -> dict:
         if args.method != "ldpc":
             raise SystemExit("--decoder is an ldpc option")
         options["decoder"] = args.decoder
+    if args.checks is not None:
+        if args.method != "cascade":
+            raise SystemExit("--checks is a cascade option")
+        if args.checks < 1:
+            raise SystemExit(f"--checks must be >= 1, got {args.checks}")
+        options.update(checks=args.checks, passes=2 + args.checks)
     rng = np.random.default_rng(args.seed)
     warm = rng.integers(0, 2, 2000, dtype=np.uint8)
     reconcile(warm, warm ^ (rng.random(2000) < args.qber).astype(np.uint8), args.qber,
@@ -85,6 +100,7 @@ def run(argv: list[str]) -> dict:
     return {
         "method": args.method, "mode": args.mode if args.method == "cascade" else None,
         "decoder": options.get("decoder", _default_decoder()) if args.method == "ldpc" else None,
+        "checks": options.get("checks", CHECKS) if args.method == "cascade" else None,
         "qber": args.qber, "bits": args.bits, "frames": args.frames, "seed": args.seed,
         "efficiency": statistics.fmean(effs), "efficiency_max": max(effs),
         "frame_error_rate": failures / args.frames,

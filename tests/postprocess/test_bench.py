@@ -4,8 +4,11 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from bench import amplify as bench_amplify
 from bench import reconcile as bench_reconcile
+from controller.postprocess.infotheory import h2
 
 
 def test_bench_reconcile_reports_figures():
@@ -16,6 +19,21 @@ def test_bench_reconcile_reports_figures():
     assert out["frame_error_rate"] == 0.0
     assert 1.0 < out["efficiency"] < 1.2
     assert out["rounds"] > 0 and out["seconds_per_frame"] > 0.0
+
+
+def test_bench_reconcile_checks_option_sets_the_stopping_rule():
+    # --checks C ends each frame after C clean checks (schedule of 2 + C passes): the run with
+    # C = 4 is a prefix of the default one on every frame, so it leaks at least 14 check
+    # parities fewer per frame (seeded frames: seed 3)
+    common = ["--method", "cascade", "--qber", "0.03", "--bits", "20000", "--frames", "2", "--seed", "3"]
+    few = bench_reconcile.run(common + ["--checks", "4"])
+    full = bench_reconcile.run(common)
+    assert few["checks"] == 4 and full["checks"] == 18
+    per_frame_bits = (full["efficiency"] - few["efficiency"]) * 20000 * h2(0.03)
+    assert per_frame_bits >= 14 - 1e-6, (few, full)
+    for bad, msg in ((["--checks", "0"], "must be >= 1"), (["--method", "ldpc", "--checks", "4"], "cascade option")):
+        with pytest.raises(SystemExit, match=msg):
+            bench_reconcile.run(["--bits", "2000", "--frames", "1"] + bad)
 
 
 def test_bench_amplify_reports_figures():
