@@ -1,6 +1,7 @@
 """Blind, rate-adaptive LDPC reconciliation (one-way syndrome plus incremental reveals).
 
-Per frame of k key bits (a key is cut into near-equal frames of at most ``frame_bits``):
+Per frame of k key bits (a key is cut into near-equal frames of at least ``frame_bits`` and
+fewer than 2 ``frame_bits`` bits, a shorter key into one frame: f falls with the frame length):
 
 * Code: a quasi-cyclic code (``_qc.build``): kb information and mb staircase base columns
   lifted by z (a multiple of 8, chosen so that nb = kb + mb is about ``BASE_COLUMNS``, but
@@ -78,6 +79,11 @@ PUNCTURED_STEPS = ((0.02, 7), (0.05, 4), (0.08, 4))
 # step"; 3 %, 40 frames: iterations 60 -> 47, f 1.0803 -> 1.0848).  5-8 % decode mostly at
 # the first attempt: none.
 PRE_STEPS = ((0.02, 1), (0.05, 0), (0.08, 0))
+# Blind step in f by frame length: 0.01 from 10^5 key bits up, growing as 1 / sqrt(k) below, as
+# the spread of the f a frame needs does (its error count's): with 0.01 the 30 retries of a
+# 10^4-bit frame at 2 % reached f ~1.37 and 11 % of the frames failed; with 0.0316 none of 200,
+# mean f 1.22 (docs/BENCHMARKS.md, "LDPC: short frames").
+STEP_F, STEP_BITS, STEP_F_MAX = 0.01, 100_000, 0.05
 DECODERS = ("sp", "amin")
 _CODES: dict[tuple[int, int, int, int], _qc.QCCode] = {}
 POOL_BYTES = 64 << 20   # decoder buffers kept per thread between calls (``_Buffers``)
@@ -124,23 +130,31 @@ def punctured_steps(qber: float) -> int:
     return int(round(float(np.interp(qber, q, n))))
 
 
+def step_efficiency(k: int) -> float:
+    """Return the default blind step (in f) of a frame of k key bits: STEP_F from STEP_BITS
+    up, STEP_F sqrt(STEP_BITS / k) below (at most STEP_F_MAX)."""
+    return min(STEP_F * math.sqrt(max(1.0, STEP_BITS / k)), STEP_F_MAX)
+
+
 def pre_steps(qber: float) -> int:
     """Return the default number of blind steps disclosed with the syndrome at design QBER ``qber``."""
     q, n = zip(*PRE_STEPS)
     return int(math.floor(float(np.interp(qber, q, n)) + 0.5))
 
 
-def plan_frame(k: int, qber: float, f_start: float | None = None, step_f: float = 0.01,
+def plan_frame(k: int, qber: float, f_start: float | None = None, step_f: float | None = None,
                steps: int | None = None) -> FramePlan:
     """Return the code sizes for k key bits at design QBER ``qber``.
 
     The first attempt leaks m - p >= ceil(f_start k h(qber)) syndrome bits (rounded up to
-    whole circulants); each blind retry discloses delta = ceil(step_f k h(qber)) bits;
+    whole circulants); each blind retry discloses delta = ceil(step_f k h(qber)) bits (step_f
+    None: from the frame length, ``step_efficiency``);
     p >= steps x delta staircase variables are punctured, s < z information variables
     shortened (zeros known to both) to fill the lifted code.  f_start None: from the
     QBER (``start_efficiency``); steps None: from the QBER (``punctured_steps``).
     """
     f_start = start_efficiency(qber) if f_start is None else f_start
+    step_f = step_efficiency(k) if step_f is None else step_f
     steps = punctured_steps(qber) if steps is None else steps
     if k < 64:
         raise ValueError(f"an LDPC frame needs at least 64 key bits, got {k}")
@@ -268,14 +282,16 @@ def syndrome(c: _qc.QCCode, word: np.ndarray) -> np.ndarray:
 
 
 def _frames(n_bits: int, frame_bits: int) -> list[tuple[int, int]]:
-    count = -(-n_bits // frame_bits)
+    # near-equal frames of frame_bits .. 2 frame_bits - 1 bits (one frame if n_bits is less):
+    # cutting 1.2 x 10^5 bits into two frames of 6 x 10^4 would cost ~0.01-0.02 of f at 2 %
+    count = max(1, n_bits // frame_bits)
     edges = np.linspace(0, n_bits, count + 1).round().astype(int)
     return list(zip(edges[:-1], edges[1:]))
 
 
 def ldpc(alice_bits: np.ndarray, bob_bits: np.ndarray, qber: float, channel: Channel, *,
          seed: int = 0, frame_bits: int = 100_000, f_start: float | None = None,
-         step_f: float = 0.01, steps: int | None = None, max_retries: int = 30, max_iter: int = 100,
+         step_f: float | None = None, steps: int | None = None, max_retries: int = 30, max_iter: int = 100,
          stall: int = 5, warm: bool = True, decoder: str = "amin", pre: int | None = None,
          rng: np.random.Generator | None = None) -> tuple[np.ndarray, int]:
     """Reconcile over ``channel``; return (Bob's corrected key, number of failed frames).

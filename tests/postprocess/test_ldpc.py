@@ -339,8 +339,9 @@ def test_every_message_is_consumed_and_retries_converge(warm):
 
 @pytest.mark.parametrize("decoder", ["sp", "amin"])
 def test_key_bit_reveals_after_the_punctured_bits_correct_the_frame(decoder):
-    # one punctured step from f 1.0: the retries run out of punctured bits and disclose key bits
-    a, b = _pair(8, 6000, 0.05)
+    # one punctured step from f 1.0, on a frame with more errors than the design QBER (5.5 %
+    # against 5 %: it needs f > 1.07): the retries run out of punctured bits and disclose key bits
+    a, b = _pair(8, 6000, 0.055)
     ch = RecordingChannel()
     fixed, failed = ldpc.ldpc(a, b, 0.05, ch, seed=8, f_start=1.0, step_f=0.01, steps=1, decoder=decoder,
                               rng=np.random.default_rng(8))
@@ -442,3 +443,26 @@ def test_bench_runs_either_decoder(decoder):
     assert bench_reconcile.run(["--method", "ldpc", "--bits", "5000", "--frames", "1"])["decoder"] == "amin"
     with pytest.raises(SystemExit):
         bench_reconcile.run(["--method", "cascade", "--decoder", decoder])
+
+
+@pytest.mark.parametrize("n,frame_bits", [(64, 100_000), (99_999, 100_000), (100_000, 100_000),
+                                          (199_999, 100_000), (200_000, 100_000), (1_234_567, 100_000),
+                                          (6000, 2000), (7999, 2000)])
+def test_frames_are_near_equal_and_at_least_frame_bits(n, frame_bits):
+    bounds = ldpc._frames(n, frame_bits)
+    sizes = np.array([hi - lo for lo, hi in bounds])
+    assert bounds[0][0] == 0 and bounds[-1][1] == n
+    assert all(b[1] == c[0] for b, c in zip(bounds, bounds[1:]))
+    assert sizes.max() - sizes.min() <= 1
+    if n < frame_bits:
+        assert len(bounds) == 1
+    else:
+        assert sizes.min() >= frame_bits and sizes.max() < 2 * frame_bits, sizes
+
+
+def test_blind_step_grows_for_short_frames():
+    assert ldpc.step_efficiency(100_000) == ldpc.step_efficiency(1_000_000) == ldpc.STEP_F
+    assert ldpc.step_efficiency(10_000) == pytest.approx(ldpc.STEP_F * math.sqrt(10))
+    assert ldpc.step_efficiency(100) == ldpc.STEP_F_MAX
+    hk = 10_000 * h2(0.02)
+    assert ldpc.plan_frame(10_000, 0.02).delta == math.ceil(ldpc.step_efficiency(10_000) * hk)

@@ -52,13 +52,13 @@ def test_optimise_refuses_a_rate_no_profile_reaches():
         de.optimise(0.05, 10.0, [1, 3])
 
 
-@pytest.mark.parametrize("k,qber,cycles", [(100_000, 0.02, 0), (100_000, 0.05, 0), (100_000, 0.08, 0),
-                                           (30_000, 0.02, 0), (30_000, 0.08, 0), (10_000, 0.02, 1),
-                                           (10_000, 0.05, 0), (10_000, 0.08, 0)])
-def test_default_codes_have_the_profile_and_no_four_cycles(k, qber, cycles):
+@pytest.mark.parametrize("k,qber", [(100_000, 0.02), (100_000, 0.05), (100_000, 0.08), (30_000, 0.02),
+                                    (30_000, 0.08), (10_000, 0.02), (10_000, 0.05), (10_000, 0.08),
+                                    (40_000, 0.02), (47_500, 0.02)])
+def test_default_codes_have_the_profile_and_no_four_cycles(k, qber):
     plan = ldpc.plan_frame(k, qber)
     code = _qc.build(plan.kb, plan.mb, plan.z, ldpc.CODE_SEED)
-    assert code.four_cycles <= cycles, f"k {k} qber {qber}: {code.four_cycles} base 4-cycles"
+    assert code.four_cycles == 0, f"k {k} qber {qber}: {code.four_cycles} base 4-cycles"
     col_deg = np.bincount(code.cols, minlength=code.nb)
     assert np.all(col_deg[code.kb:] == 2)
     profile = _qc.profile_for(plan.kb, plan.mb)
@@ -86,3 +86,19 @@ def test_codes_are_determined_by_the_seed(seed):
     other = _qc.build(120, 30, 64, seed + 1)
     assert np.array_equal(one.cols, two.cols) and np.array_equal(one.shifts, two.shifts)
     assert not (np.array_equal(one.cols, other.cols) and np.array_equal(one.shifts, other.shifts))
+
+
+def test_build_keeps_the_first_draw_without_four_cycles():
+    # (kb, mb, Z) = (299, 57, 128): the 2 % code of 45 000-bit frames with blind steps of 0.01,
+    # whose first draw closes 4-cycles (a frame error rate of 12 % was measured at 2 % on such a
+    # code, 50 000 bits in (332, 65, 128)); (332, 63, 256):
+    # the 2 % code of 10^5-bit frames, whose first draw closes none and is kept as it was
+    seed = ldpc.CODE_SEED
+    first = _qc._draw(299, 57, 128, np.random.default_rng([seed, 299, 57, 128]), _qc.profile_for(299, 57))
+    assert first.four_cycles > 0
+    code = _qc.build(299, 57, 128, seed)
+    assert code.four_cycles == 0 and not np.array_equal(code.shifts, first.shifts)
+    first = _qc._draw(332, 63, 256, np.random.default_rng([seed, 332, 63, 256]), _qc.profile_for(332, 63))
+    code = _qc.build(332, 63, 256, seed)
+    assert first.four_cycles == 0 and np.array_equal(code.shifts, first.shifts)
+    assert np.array_equal(code.cols, first.cols)
