@@ -551,7 +551,8 @@ def _layer_sp(row_ptr, cols, shifts, r, ssign, post, msg, ebuf, st):
 
 
 @njit(cache=True, fastmath=True, error_model="numpy")
-def decode(row_ptr, cols, shifts, z_lift, ssign, post, msg, max_iter, stall, approx=False):
+def decode(row_ptr, cols, shifts, z_lift, ssign, post, msg, max_iter, stall, approx=False,
+           window=0, horizon=0):
     """Run layered sum-product on (``post``, ``msg``) in place; return (iterations, converged).
 
     ``ssign`` (float32, mb * Z) is +1 where the syndrome bit is 0, -1 where it is 1.  A
@@ -563,7 +564,10 @@ def decode(row_ptr, cols, shifts, z_lift, ssign, post, msg, max_iter, stall, app
     processed in order, each updating its variables' posteriors at once.  Stops when an
     iteration saw every check satisfied by the posteriors it left and the full syndrome
     test agrees, or gives up when the count of such unsatisfied checks has made no new low
-    for ``stall`` iterations.
+    for ``stall`` iterations, or (``window`` > 0) when its trend says it will not reach zero:
+    after iteration i > ``window``, with b(i) the lowest count up to iteration i, when
+    b(i) (b(i) / b(i - window))^(horizon / window) >= 1, i.e. at the rate the lowest count
+    fell over the last ``window`` iterations it would still be >= 1 after ``horizon`` more.
     """
     if z_lift % _W != 0 or z_lift <= 0:
         raise ValueError("the decoder needs a lift Z that is a positive multiple of 8")
@@ -575,6 +579,8 @@ def decode(row_ptr, cols, shifts, z_lift, ssign, post, msg, max_iter, stall, app
     st = np.empty((z_lift // _W, _ROWS, _W), dtype=np.float32)
     best = mb * z_lift + 1
     best_it = 0
+    lows = np.empty(max_iter + 1 if window > 0 else 0, dtype=np.int64)     # b(i), the lowest count
+    power = horizon / window if window > 0 else 0.0
     for it in range(1, max_iter + 1):
         unsat = 0
         for r in range(mb):
@@ -588,4 +594,8 @@ def decode(row_ptr, cols, shifts, z_lift, ssign, post, msg, max_iter, stall, app
             best, best_it = unsat, it
         elif it - best_it >= stall:
             return it, False
+        if window > 0:
+            lows[it] = best
+            if it > window and best > 0 and best * (best / lows[it - window]) ** power >= 1.0:
+                return it, False
     return max_iter, False

@@ -63,8 +63,10 @@ MAX_CODES = 16
 # lowest mean f of short scans on 10^5-bit frames (docs/BENCHMARKS.md, "LDPC codes"; about
 # half the frames decode at the first attempt).  5 % and 8 %: traded f for speed, 1.075 in
 # place of 1.05 (mean f ~1.065 -> ~1.08 and ~1.054 -> ~1.077, 2.3 -> 1.4 and 1.3 -> 1.0
-# attempts, half or less the iterations; docs/BENCHMARKS.md, "LDPC decoder: approximate check update").
-F_START = ((0.02, 1.065), (0.05, 1.075), (0.08, 1.075))
+# attempts, half or less the iterations; docs/BENCHMARKS.md, "LDPC decoder: approximate check
+# update"), then 1.08 (80 frames each: 5 % f 1.0820 -> 1.0828, attempts 1.49 -> 1.06,
+# iterations 45 -> 35; 8 % f 1.0768 -> 1.0815, iterations 37 -> 30; "LDPC: giving up earlier").
+F_START = ((0.02, 1.065), (0.05, 1.08), (0.08, 1.08))
 # Blind steps that disclose punctured bits (each worth a whole bit; key-bit reveals follow) by
 # design QBER (nearest integer of the linear interpolation, flat outside): f_start + 0.01 x
 # steps covers frames whose error count is > 3 sigma above the mean (sigma of the f a frame
@@ -84,6 +86,13 @@ PRE_STEPS = ((0.02, 1), (0.05, 0), (0.08, 0))
 # 10^4-bit frame at 2 % reached f ~1.37 and 11 % of the frames failed; with 0.0316 none of 200,
 # mean f 1.22 (docs/BENCHMARKS.md, "LDPC: short frames").
 STEP_F, STEP_BITS, STEP_F_MAX = 0.01, 100_000, 0.05
+# An attempt also gives up when the trend of its unmet checks says it will not converge
+# (``_ldpc_core.decode``'s window and horizon): at the rate their lowest count fell over the
+# last TREND_WINDOW iterations, it would still be >= 1 after TREND_HORIZON more.  40 frames each
+# of seeds 21 / 31 / 41 / 51 at 2 %: iterations per frame 64.0 -> 52.6, mean f 1.0923 -> 1.0944
+# (a failed attempt gives up ~10 iterations earlier; warm retries go on from its messages);
+# 5-8 % mostly decode at the first attempt (docs/BENCHMARKS.md, "LDPC: giving up earlier").
+TREND_WINDOW, TREND_HORIZON = 10, 150
 DECODERS = ("sp", "amin")
 _CODES: dict[tuple[int, int, int, int], _qc.QCCode] = {}
 POOL_BYTES = 64 << 20   # decoder buffers kept per thread between calls (``_Buffers``)
@@ -292,13 +301,14 @@ def _frames(n_bits: int, frame_bits: int) -> list[tuple[int, int]]:
 def ldpc(alice_bits: np.ndarray, bob_bits: np.ndarray, qber: float, channel: Channel, *,
          seed: int = 0, frame_bits: int = 100_000, f_start: float | None = None,
          step_f: float | None = None, steps: int | None = None, max_retries: int = 30, max_iter: int = 100,
-         stall: int = 5, warm: bool = True, decoder: str = "amin", pre: int | None = None,
+         stall: int = 5, window: int = TREND_WINDOW, horizon: int = TREND_HORIZON, warm: bool = True,
+         decoder: str = "amin", pre: int | None = None,
          rng: np.random.Generator | None = None) -> tuple[np.ndarray, int]:
     """Reconcile over ``channel``; return (Bob's corrected key, number of failed frames).
 
     seed: public randomness (frame layouts).  rng: Alice's private randomness for the
-    punctured bits and hash points (OS entropy if None).  max_iter, stall: decoder limits
-    per attempt; warm: a retry continues from the failed attempt's messages (else it
+    punctured bits and hash points (OS entropy if None).  max_iter, stall, window, horizon:
+    decoder limits per attempt (``_ldpc_core.decode``; window 0: no trend test); warm: a retry continues from the failed attempt's messages (else it
     restarts from the priors); decoder: the check update, "amin" (exact sum-product
     messages to each check's two least reliable inputs, a bounded tangent to the others;
     ``_ldpc_core._scatter_am``) or "sp" (exact sum-product); pre: blind steps Alice discloses
@@ -313,6 +323,8 @@ def ldpc(alice_bits: np.ndarray, bob_bits: np.ndarray, qber: float, channel: Cha
     if n_bits < 64:
         raise ValueError(f"LDPC reconciliation needs a key of at least 64 bits, got {n_bits}; "
                          f"use Cascade for short keys")
+    if window < 0 or (window > 0 and horizon <= 0):
+        raise ValueError(f"need window >= 0 and, with a window, horizon > 0; got {window}, {horizon}")
     pre = pre_steps(qber) if pre is None else pre
     if pre < 0 or pre > max_retries:
         raise ValueError(f"pre must be in 0..max_retries = {max_retries}, got {pre}")
@@ -323,13 +335,13 @@ def ldpc(alice_bits: np.ndarray, bob_bits: np.ndarray, qber: float, channel: Cha
     held: list[np.ndarray] = []     # pooled arrays of this call (``_Buffers``), given back at the end
     try:
         return _ldpc(alice_bits, bob_bits, qber, channel, seed, rng, bounds, plans, pre,
-                     max_retries, max_iter, stall, warm, approx, held)
+                     max_retries, (max_iter, stall, approx, window, horizon), warm, held)
     finally:
         _BUFFERS.give(held)
 
 
 def _ldpc(alice_bits, bob_bits, qber, channel, seed, rng, bounds, plans, pre, max_retries,
-          max_iter, stall, warm, approx, held):
+          limits, warm, held):
     # the protocol of ``ldpc`` after its argument checks; arrays of _BUFFERS go to ``held``
     n_bits = alice_bits.size
     frame_seeds = np.random.default_rng(seed).integers(0, 2**62, len(plans))
@@ -399,7 +411,7 @@ def _ldpc(alice_bits, bob_bits, qber, channel, seed, rng, bounds, plans, pre, ma
         for i in range(count):
             _learn(frames[i], False, 0, b_pre[ends[i] - b_first[i]:ends[i]])
     return _attempts(channel, frames, bounds, out, plans, a_state, b_points, b_tags, revealed,
-                     started, pre, max_retries, max_iter, stall, warm, approx)
+                     started, pre, max_retries, limits, warm)
 
 
 def _disclosed(a_state, r: int, end: int) -> np.ndarray:
@@ -427,10 +439,11 @@ def _learn(frame, started: bool, r: int, vals: np.ndarray) -> None:
 
 
 def _attempts(channel, frames, bounds, out, plans, a_state, b_points, b_tags, revealed, started,
-              pre, max_retries, max_iter, stall, warm, approx):
+              pre, max_retries, limits, warm):
     # the decoding attempts and Alice's reveals of ``ldpc`` (``pre`` steps already disclosed:
     # the attempts count from there); frames: Bob's (plan, layout, syndrome signs, priors,
-    # (posteriors, messages)) per frame; revealed: blind positions disclosed so far per frame
+    # (posteriors, messages)) per frame; revealed: blind positions disclosed so far per frame;
+    # limits: ``decode``'s (max_iter, stall, approx, window, horizon)
     count = len(frames)
     pending = list(range(count))
     for attempt in range(pre, max_retries + 1):
@@ -442,8 +455,7 @@ def _attempts(channel, frames, bounds, out, plans, a_state, b_points, b_tags, re
                 np.copyto(post, llr)
                 msg.fill(0.0)
                 started[i] = True
-            _, converged = core.decode(c.row_ptr, c.cols, c.shifts, c.z, ssign, post, msg,
-                                       max_iter, stall, approx)
+            _, converged = core.decode(c.row_ptr, c.cols, c.shifts, c.z, ssign, post, msg, *limits)
             lo, hi = bounds[i]
             guess = host.hard(post, lay.key_pos)
             if converged and tag(guess, b_points)[0] == b_tags[i]:
