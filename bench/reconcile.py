@@ -53,10 +53,8 @@ def _parse(argv):
 
 
 def _default_decoder() -> str:
-    import inspect
-
-    from controller.postprocess.ldpc import ldpc
-    return inspect.signature(ldpc).parameters["decoder"].default
+    from controller.postprocess.ldpc import Options
+    return Options.decoder
 
 
 def run(argv: list[str]) -> dict:

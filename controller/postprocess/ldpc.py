@@ -34,13 +34,16 @@ fewer than 2 ``frame_bits`` bits, a shorter key into one frame: f falls with the
 
 A frame still failing after ``max_retries`` keeps Bob's bits and is counted in the
 returned number of failed frames (reported by ``reconcile``).
+
+``LdpcAlice`` and ``LdpcBob`` are the two parties, each using only what crossed the channel
+(two processes run one each); ``ldpc`` runs both in one process.
 """
 
 from __future__ import annotations
 
 import math
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 from functools import cached_property
 
 import numpy as np
@@ -298,120 +301,264 @@ def _frames(n_bits: int, frame_bits: int) -> list[tuple[int, int]]:
     return list(zip(edges[:-1], edges[1:]))
 
 
+@dataclass(frozen=True)
+class Options:
+    """The settings both parties of an LDPC reconciliation must share (``ldpc``'s keyword
+    arguments but Alice's rng), checked once by ``Options.of``."""
+
+    seed: int = 0
+    frame_bits: int = 100_000
+    f_start: float | None = None
+    step_f: float | None = None
+    steps: int | None = None
+    max_retries: int = 30
+    max_iter: int = 100
+    stall: int = 5
+    window: int = TREND_WINDOW
+    horizon: int = TREND_HORIZON
+    warm: bool = True
+    decoder: str = "amin"
+    pre: int | None = None
+
+    @classmethod
+    def of(cls, n_bits: int, qber: float, **options) -> "Options":
+        """Return the options for an ``n_bits`` key at design QBER ``qber`` (``pre`` None
+        resolved), or raise ValueError naming what is wrong."""
+        unknown = sorted(set(options) - {f.name for f in fields(cls)})
+        if unknown:
+            raise TypeError(f"unknown LDPC options {unknown}")
+        o = cls(**options)
+        if o.decoder not in DECODERS:
+            raise ValueError(f"decoder must be one of {DECODERS}, got {o.decoder!r}")
+        if o.frame_bits < 64:
+            raise ValueError(f"frame_bits must be >= 64, got {o.frame_bits}")
+        if n_bits < 64:
+            raise ValueError(f"LDPC reconciliation needs a key of at least 64 bits, got {n_bits}; "
+                             f"use Cascade for short keys")
+        if o.window < 0 or (o.window > 0 and o.horizon <= 0):
+            raise ValueError(f"need window >= 0 and, with a window, horizon > 0; got {o.window}, {o.horizon}")
+        pre = pre_steps(qber) if o.pre is None else o.pre
+        if pre < 0 or pre > o.max_retries:
+            raise ValueError(f"pre must be in 0..max_retries = {o.max_retries}, got {pre}")
+        return replace(o, pre=pre)
+
+    def plans(self, n_bits: int, qber: float) -> tuple[list[tuple[int, int]], list[FramePlan]]:
+        """Return the frames (bounds) of an n_bits key and their plans (public, both parties)."""
+        bounds = _frames(n_bits, self.frame_bits)
+        return bounds, [plan_frame(hi - lo, qber, self.f_start, self.step_f, self.steps) for lo, hi in bounds]
+
+
 def ldpc(alice_bits: np.ndarray, bob_bits: np.ndarray, qber: float, channel: Channel, *,
-         seed: int = 0, frame_bits: int = 100_000, f_start: float | None = None,
-         step_f: float | None = None, steps: int | None = None, max_retries: int = 30, max_iter: int = 100,
-         stall: int = 5, window: int = TREND_WINDOW, horizon: int = TREND_HORIZON, warm: bool = True,
-         decoder: str = "amin", pre: int | None = None,
-         rng: np.random.Generator | None = None) -> tuple[np.ndarray, int]:
-    """Reconcile over ``channel``; return (Bob's corrected key, number of failed frames).
+         rng: np.random.Generator | None = None, **options) -> tuple[np.ndarray, int]:
+    """Reconcile over ``channel``, both parties in one process; return (Bob's corrected key,
+    number of failed frames).  The parties are ``LdpcAlice`` and ``LdpcBob``, which two
+    processes run one each (the node does).
 
-    seed: public randomness (frame layouts).  rng: Alice's private randomness for the
-    punctured bits and hash points (OS entropy if None).  max_iter, stall, window, horizon:
-    decoder limits per attempt (``_ldpc_core.decode``; window 0: no trend test); warm: a retry continues from the failed attempt's messages (else it
-    restarts from the priors); decoder: the check update, "amin" (exact sum-product
-    messages to each check's two least reliable inputs, a bounded tangent to the others;
-    ``_ldpc_core._scatter_am``) or "sp" (exact sum-product); pre: blind steps Alice discloses
-    with the syndrome, before Bob's first attempt (None: ``pre_steps(qber)``).
+    options (``Options``): seed: public randomness (frame layouts); frame_bits, f_start,
+    step_f, steps: the frame plans (``plan_frame``); max_retries: blind retries after the
+    first attempt; max_iter, stall, window, horizon: decoder limits per attempt
+    (``_ldpc_core.decode``; window 0: no trend test); warm: a retry continues from the
+    failed attempt's messages (else it restarts from the priors); decoder: the check update,
+    "amin" (exact sum-product messages to each check's two least reliable inputs, a bounded
+    tangent to the others; ``_ldpc_core._scatter_am``) or "sp" (exact sum-product); pre: blind
+    steps Alice discloses with the syndrome, before Bob's first attempt (None:
+    ``pre_steps(qber)``).  rng: Alice's private randomness for the punctured bits and hash
+    points (OS entropy if None).
     """
-    n_bits = alice_bits.size
-    if decoder not in DECODERS:
-        raise ValueError(f"decoder must be one of {DECODERS}, got {decoder!r}")
-    approx = decoder == "amin"
-    if frame_bits < 64:
-        raise ValueError(f"frame_bits must be >= 64, got {frame_bits}")
-    if n_bits < 64:
-        raise ValueError(f"LDPC reconciliation needs a key of at least 64 bits, got {n_bits}; "
-                         f"use Cascade for short keys")
-    if window < 0 or (window > 0 and horizon <= 0):
-        raise ValueError(f"need window >= 0 and, with a window, horizon > 0; got {window}, {horizon}")
-    pre = pre_steps(qber) if pre is None else pre
-    if pre < 0 or pre > max_retries:
-        raise ValueError(f"pre must be in 0..max_retries = {max_retries}, got {pre}")
-    rng = rng if rng is not None else np.random.default_rng()
-    bounds = _frames(n_bits, frame_bits)
-    # ---- Alice: plan, syndromes, pads, tags (one flight)
-    plans = [plan_frame(hi - lo, qber, f_start, step_f, steps) for lo, hi in bounds]
-    held: list[np.ndarray] = []     # pooled arrays of this call (``_Buffers``), given back at the end
-    try:
-        return _ldpc(alice_bits, bob_bits, qber, channel, seed, rng, bounds, plans, pre,
-                     max_retries, (max_iter, stall, approx, window, horizon), warm, held)
-    finally:
-        _BUFFERS.give(held)
+    with LdpcAlice(alice_bits, qber, rng=rng, **options) as alice:
+        alice.open(channel)
+        with LdpcBob(bob_bits, qber, channel, **options) as bob:
+            while bob.attempt(channel):
+                alice.reveal(channel)
+                bob.learn(channel)
+            alice.reveal(channel)
+            return bob.key, bob.failed
 
 
-def _ldpc(alice_bits, bob_bits, qber, channel, seed, rng, bounds, plans, pre, max_retries,
-          limits, warm, held):
-    # the protocol of ``ldpc`` after its argument checks; arrays of _BUFFERS go to ``held``
-    n_bits = alice_bits.size
-    frame_seeds = np.random.default_rng(seed).integers(0, 2**62, len(plans))
-    points = rng.integers(0, P61, size=1, dtype=np.uint64)
-    leaky, pads, tags, a_state = [], [], [], []     # a_state: (punctured bits, key, layout)
-    for (lo, hi), plan, fs in zip(bounds, plans, frame_seeds):
-        lay = layout(plan, int(fs), _BUFFERS, held)
-        secret = rng.integers(0, 2, plan.p, dtype=np.uint8)
-        s = syndrome(code(plan), host.word(plan.n, lay.key_pos, alice_bits[lo:hi], lay.punct, secret))
-        part, pad = host.alice_parts(s, lay.rest, lay.pair_a, lay.pair_b)
-        leaky.append(part)
-        pads.append(pad)
-        tags.append(tag(alice_bits[lo:hi], points)[0])
-        a_state.append((secret, alice_bits[lo:hi], lay))
-    header = np.array([[p.k, p.z, p.kb, p.mb, p.p, p.s, p.delta] for p in plans], dtype=np.int64)
-    channel.send("alice", np.concatenate([[len(plans)], frame_seeds, header.ravel()]).astype(np.int64),
-                 tag="ec")
-    channel.send("alice", np.concatenate(leaky), leaks_key=True, tag="ec")
-    channel.send("alice", np.concatenate(pads), tag="ec")
-    channel.send("alice", points, tag="ec")
-    channel.send("alice", np.array(tags, dtype=np.uint64), bits=61 * len(tags), leaks_key=True, tag="ec")
-    # the first ``pre`` blind steps of every frame, before any attempt (punctured, then key bits)
-    revealed = np.array([min(pre * p.delta, p.p + p.k) for p in plans], dtype=np.int64)
-    if pre:
-        channel.send("alice", np.concatenate([_disclosed(st, 0, r) for st, r in zip(a_state, revealed)]),
+class LdpcAlice:
+    """Alice's half of the LDPC reconciliation: ``open`` sends the syndromes, pads, hash tags
+    (and the first ``pre`` reveals) in one flight; each ``reveal`` reads Bob's list of failed
+    frames and, while frames fail and retries are left, sends their next blind bits.  Returns
+    of ``reveal``: True when it sent reveals (Bob will try again), False when done (``failed``
+    then holds Bob's count of failed frames).  A context manager, as ``LdpcBob``."""
+
+    def __init__(self, key: np.ndarray, qber: float, *, rng: np.random.Generator | None = None,
+                 **options) -> None:
+        self.opts = Options.of(key.size, qber, **options)
+        self.key, self.qber = key, qber
+        self.rng = rng if rng is not None else np.random.default_rng()
+        self.bounds, self.plans = self.opts.plans(key.size, qber)
+        self.attempt = self.opts.pre
+        self.failed = 0
+        self.held: list[np.ndarray] = []     # pooled arrays of the layouts, given back by ``close``
+
+    def __enter__(self) -> "LdpcAlice":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Give the layouts' arrays back to the pool (zeroed); the object is spent."""
+        _BUFFERS.give(self.held)
+        self.held = []
+
+    def open(self, channel: Channel) -> None:
+        """Send the first flight: frame header, syndromes, pads, hash point, tags, first reveals."""
+        plans, key = self.plans, self.key
+        frame_seeds = np.random.default_rng(self.opts.seed).integers(0, 2**62, len(plans))
+        points = self.rng.integers(0, P61, size=1, dtype=np.uint64)
+        leaky, pads, tags, self.state = [], [], [], []     # state: (punctured bits, key, layout)
+        for (lo, hi), plan, fs in zip(self.bounds, plans, frame_seeds):
+            lay = layout(plan, int(fs), _BUFFERS, self.held)
+            secret = self.rng.integers(0, 2, plan.p, dtype=np.uint8)
+            s = syndrome(code(plan), host.word(plan.n, lay.key_pos, key[lo:hi], lay.punct, secret))
+            part, pad = host.alice_parts(s, lay.rest, lay.pair_a, lay.pair_b)
+            leaky.append(part)
+            pads.append(pad)
+            tags.append(tag(key[lo:hi], points)[0])
+            self.state.append((secret, key[lo:hi], lay))
+        header = np.array([[p.k, p.z, p.kb, p.mb, p.p, p.s, p.delta] for p in plans], dtype=np.int64)
+        channel.send("alice", np.concatenate([[len(plans)], frame_seeds, header.ravel()]).astype(np.int64),
+                     tag="ec")
+        channel.send("alice", np.concatenate(leaky), leaks_key=True, tag="ec")
+        channel.send("alice", np.concatenate(pads), tag="ec")
+        channel.send("alice", points, tag="ec")
+        channel.send("alice", np.array(tags, dtype=np.uint64), bits=61 * len(tags), leaks_key=True, tag="ec")
+        # the first ``pre`` blind steps of every frame, before any attempt (punctured, then key bits)
+        self.revealed = _first_reveals(plans, self.opts.pre)
+        if self.opts.pre:
+            channel.send("alice", np.concatenate([_disclosed(st, 0, r) for st, r in zip(self.state, self.revealed)]),
+                         leaks_key=True, tag="ec")
+
+    def reveal(self, channel: Channel) -> bool:
+        """Read Bob's failed frames; send the next delta bits of each (punctured first, then
+        key bits) and return True, or return False when none failed or no retry is left."""
+        plans = self.plans
+        failed = np.flatnonzero(peer_bits(channel.recv("alice"), "Bob's failed LDPC frames", len(plans)))
+        self.failed = int(failed.size)
+        if failed.size == 0 or self.attempt == self.opts.max_retries:
+            return False
+        self.attempt += 1
+        ends = [min(int(self.revealed[i]) + plans[i].delta, plans[i].p + plans[i].k) for i in failed]
+        channel.send("alice", np.concatenate([_disclosed(self.state[i], int(self.revealed[i]), end)
+                                              for i, end in zip(failed, ends)]),
                      leaks_key=True, tag="ec")
-    # ---- Bob: everything below uses only what came through the channel
-    # (received values are checked before they size anything: the frame plans are public,
-    # Bob computes the same from n, frame_bits, qber and the options; see peer.py)
-    count = len(plans)
-    hdr = peer_array(channel.recv("bob"), "Alice's LDPC frame header", size=1 + 8 * count)
-    b_seeds = peer_array(hdr[1:1 + count], "Alice's LDPC frame seeds", lo=0)
-    b_plans = [FramePlan(*map(int, row)) for row in hdr[1 + count:].reshape(count, 7)]
-    if hdr[0] != count or b_plans != plans:
-        raise PeerInputError(f"Alice's LDPC frame plans {hdr[0]} x {b_plans[:1]}... are not the "
-                             f"{count} frames of {n_bits} bits at QBER {qber}")
-    b_leaky = peer_bits(channel.recv("bob"), "Alice's LDPC syndromes", sum(p.m - p.p for p in plans))
-    b_pads = peer_bits(channel.recv("bob"), "Alice's LDPC padded syndromes", sum(p.p for p in plans))
-    b_points = peer_array(channel.recv("bob"), "Alice's LDPC hash point", kinds="u", size=1, hi=P61 - 1)
-    b_tags = peer_array(channel.recv("bob"), "Alice's LDPC frame tags", kinds="u", size=count)
-    b_first = np.array([min(pre * p.delta, p.p + p.k) for p in b_plans], dtype=np.int64)
-    b_pre = peer_bits(channel.recv("bob"), "Alice's LDPC first reveals", int(b_first.sum())) if pre else None
-    l0 = np.float32(math.log((1.0 - qber) / qber))
-    out = np.array(bob_bits, dtype=np.uint8)
-    ends = np.cumsum([0] + [p.k for p in b_plans])
-    if ends[-1] != out.size:
-        raise ValueError(f"Alice's frames cover {ends[-1]} bits, Bob holds {out.size}")
-    bounds = list(zip(ends[:-1], ends[1:]))
-    # per frame: syndrome signs, priors, posteriors, messages (float32, filled before use)
-    bufs = _BUFFERS.take([(size, np.float32) for p in b_plans
-                          for size in (p.m, p.n, p.n, _edges(p))])
-    held += bufs
-    frames, lo_leak, lo_pad = [], 0, 0
-    for i, ((lo, hi), plan, fs) in enumerate(zip(bounds, b_plans, b_seeds)):
-        ssign, llr, post, msg = bufs[4 * i:4 * i + 4]
-        lay = layout(plan, int(fs), _BUFFERS, held)
-        nl = plan.m - plan.p
-        host.bob_frame(lay.key_pos, lay.short, lay.rest, lay.pair_a, lay.pair_b, out[lo:hi],
-                       b_leaky[lo_leak:lo_leak + nl], b_pads[lo_pad:lo_pad + plan.p], l0,
-                       core.LLR_KNOWN, ssign, llr)
-        lo_leak += nl
-        lo_pad += plan.p
-        frames.append((plan, lay, ssign, llr, (post, msg)))
-    started = np.zeros(count, dtype=bool)           # a frame's decoder state holds an attempt
-    if pre:
-        ends = np.cumsum(b_first)
-        for i in range(count):
-            _learn(frames[i], False, 0, b_pre[ends[i] - b_first[i]:ends[i]])
-    return _attempts(channel, frames, bounds, out, plans, a_state, b_points, b_tags, revealed,
-                     started, pre, max_retries, limits, warm)
+        self.revealed[failed] = ends
+        return True
+
+
+class LdpcBob:
+    """Bob's half of the LDPC reconciliation: reads Alice's first flight (every value checked
+    against the frame plans he computes from the key length, QBER and options: see peer.py);
+    each ``attempt`` decodes the failing frames and sends the list of those still failing,
+    returning True when Alice will reveal more (then ``learn`` reads them).  ``key``: his
+    corrected key (frames that failed keep his bits), ``failed``: their number.  A context
+    manager: leaving it gives the decoder buffers back to the per-thread pool (zeroed)."""
+
+    def __init__(self, key: np.ndarray, qber: float, channel: Channel, **options) -> None:
+        self.opts = o = Options.of(key.size, qber, **options)
+        self.held: list[np.ndarray] = []     # pooled arrays (``_Buffers``), given back by ``close``
+        bounds, plans = o.plans(key.size, qber)
+        count = len(plans)
+        hdr = peer_array(channel.recv("bob"), "Alice's LDPC frame header", size=1 + 8 * count)
+        seeds = peer_array(hdr[1:1 + count], "Alice's LDPC frame seeds", lo=0)
+        got = [FramePlan(*map(int, row)) for row in hdr[1 + count:].reshape(count, 7)]
+        if hdr[0] != count or got != plans:
+            raise PeerInputError(f"Alice's LDPC frame plans {hdr[0]} x {got[:1]}... are not the "
+                                 f"{count} frames of {key.size} bits at QBER {qber}")
+        leaky = peer_bits(channel.recv("bob"), "Alice's LDPC syndromes", sum(p.m - p.p for p in plans))
+        pads = peer_bits(channel.recv("bob"), "Alice's LDPC padded syndromes", sum(p.p for p in plans))
+        self.points = peer_array(channel.recv("bob"), "Alice's LDPC hash point", kinds="u", size=1, hi=P61 - 1)
+        self.tags = peer_array(channel.recv("bob"), "Alice's LDPC frame tags", kinds="u", size=count)
+        self.revealed = _first_reveals(plans, o.pre)
+        first = (peer_bits(channel.recv("bob"), "Alice's LDPC first reveals", int(self.revealed.sum()))
+                 if o.pre else None)
+        l0 = np.float32(math.log((1.0 - qber) / qber))
+        self.key = np.array(key, dtype=np.uint8)
+        self.bounds, self.plans = bounds, plans
+        # per frame: syndrome signs, priors, posteriors, messages (float32, filled before use)
+        try:
+            bufs = _BUFFERS.take([(size, np.float32) for p in plans for size in (p.m, p.n, p.n, _edges(p))])
+            self.held += bufs
+            self.frames, lo_leak, lo_pad = [], 0, 0
+            for i, ((lo, hi), plan, fs) in enumerate(zip(bounds, plans, seeds)):
+                ssign, llr, post, msg = bufs[4 * i:4 * i + 4]
+                lay = layout(plan, int(fs), _BUFFERS, self.held)
+                nl = plan.m - plan.p
+                host.bob_frame(lay.key_pos, lay.short, lay.rest, lay.pair_a, lay.pair_b, self.key[lo:hi],
+                               leaky[lo_leak:lo_leak + nl], pads[lo_pad:lo_pad + plan.p], l0,
+                               core.LLR_KNOWN, ssign, llr)
+                lo_leak += nl
+                lo_pad += plan.p
+                self.frames.append((plan, lay, ssign, llr, (post, msg)))
+            self.started = np.zeros(count, dtype=bool)   # a frame's decoder state holds an attempt
+            if o.pre:
+                ends = np.cumsum(self.revealed)
+                for i in range(count):
+                    _learn(self.frames[i], False, 0, first[ends[i] - self.revealed[i]:ends[i]])
+        except BaseException:
+            self.close()
+            raise
+        self.limits = (o.max_iter, o.stall, o.decoder == "amin", o.window, o.horizon)
+        self.pending = list(range(count))
+        self.attempts = o.pre
+        self.failed = count
+
+    def __enter__(self) -> "LdpcBob":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Give the decoder buffers back to the pool (zeroed); the object is spent."""
+        _BUFFERS.give(self.held)
+        self.held = []
+
+    def attempt(self, channel: Channel) -> bool:
+        """Decode every failing frame once, send which still fail; return True when Alice
+        will reveal more bits (frames fail and retries are left)."""
+        still = []
+        for i in self.pending:
+            plan, lay, ssign, llr, (post, msg) = self.frames[i]
+            c = code(plan)
+            if not self.started[i] or not self.opts.warm:
+                np.copyto(post, llr)
+                msg.fill(0.0)
+                self.started[i] = True
+            _, converged = core.decode(c.row_ptr, c.cols, c.shifts, c.z, ssign, post, msg, *self.limits)
+            lo, hi = self.bounds[i]
+            guess = host.hard(post, lay.key_pos)
+            if converged and tag(guess, self.points)[0] == self.tags[i]:
+                self.key[lo:hi] = guess
+            else:
+                still.append(i)
+        answer = np.zeros(len(self.frames), dtype=bool)
+        answer[still] = True
+        channel.send("bob", answer, tag="ec")
+        self.pending, self.failed = still, len(still)
+        if not still or self.attempts == self.opts.max_retries:
+            return False
+        self.attempts += 1
+        return True
+
+    def learn(self, channel: Channel) -> None:
+        """Read Alice's reveals for the failing frames and set their priors (and posteriors)."""
+        plans = self.plans
+        takes = [min(plans[i].delta, plans[i].p + plans[i].k - int(self.revealed[i])) for i in self.pending]
+        got = peer_bits(channel.recv("bob"), "Alice's LDPC reveals", sum(takes))
+        at = 0
+        for i, take in zip(self.pending, takes):
+            r = int(self.revealed[i])
+            _learn(self.frames[i], bool(self.started[i]), r, got[at:at + take])
+            at += take
+            self.revealed[i] = r + take
+
+
+def _first_reveals(plans: list[FramePlan], pre: int) -> np.ndarray:
+    """Return the blind positions of each frame disclosed with the syndrome (``pre`` steps)."""
+    return np.array([min(pre * p.delta, p.p + p.k) for p in plans], dtype=np.int64)
 
 
 def _disclosed(a_state, r: int, end: int) -> np.ndarray:
@@ -436,52 +583,3 @@ def _learn(frame, started: bool, r: int, vals: np.ndarray) -> None:
     if started:
         post[pos] += known - llr[pos]
     llr[pos] = known
-
-
-def _attempts(channel, frames, bounds, out, plans, a_state, b_points, b_tags, revealed, started,
-              pre, max_retries, limits, warm):
-    # the decoding attempts and Alice's reveals of ``ldpc`` (``pre`` steps already disclosed:
-    # the attempts count from there); frames: Bob's (plan, layout, syndrome signs, priors,
-    # (posteriors, messages)) per frame; revealed: blind positions disclosed so far per frame;
-    # limits: ``decode``'s (max_iter, stall, approx, window, horizon)
-    count = len(frames)
-    pending = list(range(count))
-    for attempt in range(pre, max_retries + 1):
-        still = []
-        for i in pending:
-            plan, lay, ssign, llr, (post, msg) = frames[i]
-            c = code(plan)
-            if not started[i] or not warm:
-                np.copyto(post, llr)
-                msg.fill(0.0)
-                started[i] = True
-            _, converged = core.decode(c.row_ptr, c.cols, c.shifts, c.z, ssign, post, msg, *limits)
-            lo, hi = bounds[i]
-            guess = host.hard(post, lay.key_pos)
-            if converged and tag(guess, b_points)[0] == b_tags[i]:
-                out[lo:hi] = guess
-            else:
-                still.append(i)
-        answer = np.zeros(count, dtype=bool)
-        answer[still] = True
-        channel.send("bob", answer, tag="ec")
-        failed = np.flatnonzero(peer_bits(channel.recv("alice"), "Bob's failed LDPC frames", count))
-        if failed.size == 0 or attempt == max_retries:
-            return out, int(failed.size)
-        # ---- Alice: the next delta bits of every failed frame (punctured first, then key)
-        ends = [min(int(revealed[i]) + plans[i].delta, plans[i].p + plans[i].k) for i in failed]
-        channel.send("alice", np.concatenate([_disclosed(a_state[i], int(revealed[i]), end)
-                                              for i, end in zip(failed, ends)]),
-                     leaks_key=True, tag="ec")
-        got = peer_bits(channel.recv("bob"), "Alice's LDPC reveals",
-                        sum(min(plans[i].delta, plans[i].p + plans[i].k - int(revealed[i])) for i in failed))
-        at = 0
-        for i in failed:
-            plan = frames[i][0]
-            r = int(revealed[i])
-            take = min(plan.delta, plan.p + plan.k - r)
-            _learn(frames[i], bool(started[i]), r, got[at:at + take])
-            at += take
-            revealed[i] = r + take
-        pending = [int(i) for i in failed]
-    raise AssertionError("unreachable")
