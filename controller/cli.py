@@ -177,6 +177,9 @@ def demo_cmd(
                                                 "model_key_rate_bps again."),
     serve: bool = typer.Option(False, "--serve", help="Keep both KMEs up afterwards (until Ctrl-C) and "
                                "print their URLs and the SAE certificate paths."),
+    reconciliation: str = typer.Option("cascade", "--reconciliation", help="Error correction of "
+                                       "both nodes ([protocol] reconciliation): cascade (low-round "
+                                       "mode) or ldpc (one way, a few round trips per block)."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as one JSON object."),
 ):
     """Run two nodes over a simulated 25 km link, fetch keys through ETSI 014 and compare them."""
@@ -188,6 +191,9 @@ def demo_cmd(
         fail(f"--alice {alice}: expected model or rtl.")
     if alice == "rtl" and board != "rtl":
         fail("--alice rtl runs Alice's twin with Bob's: add --board rtl.")
+    from controller.node.protocol import RECONCILIATIONS, Protocol
+    if reconciliation not in RECONCILIATIONS:
+        fail(f"--reconciliation {reconciliation}: expected one of {', '.join(RECONCILIATIONS)}.")
     try:
         fraction = parse_eve(eve)
     except ValueError as exc:
@@ -214,7 +220,7 @@ def demo_cmd(
         result = run_demo(distance_km=distance_km, eve_fraction=fraction, block_size=block_size,
                           seconds=seconds, blocks=blocks, seed=seed, keys=keys, serve=serve,
                           progress=progress, board=board, alice=alice if rtl else None,
-                          model_params=model_params)
+                          model_params=model_params, proto=Protocol(reconciliation=reconciliation))
     except KeyboardInterrupt:
         fail("interrupted")
     except (ValueError, RuntimeError, OSError) as exc:

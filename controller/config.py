@@ -7,7 +7,7 @@ expected and what to do; :class:`ConfigError` carries all of them at once.  Sect
 its UART rate is the link's), baud (overrides), slot_period, frame_slots, random_source,
 timeout_s (link reply timeout); ``[peer]`` listen or connect (HOST:PORT), psk (the pre-shared secret file);
 ``[protocol]`` block_slots, intensities, probabilities, p_x, max_qber,
-min_single_photon_fraction, eps_sec, eps_cor, cascade_mode; ``[kme]`` id, peer_id, host, port,
+min_single_photon_fraction, eps_sec, eps_cor, cascade_mode, reconciliation; ``[kme]`` id, peer_id, host, port,
 local_saes, remote_saes, cert, key, ca, key_size, hybrid; ``[metrics]`` port, host;
 ``[instruments]`` VISA resources by name (attenuator, powermeter, laser, detector).
 Relative paths are relative to the file.  An example is in docs/operations.md.
@@ -19,7 +19,7 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
-from controller.node.protocol import Protocol
+from controller.node.protocol import RECONCILIATIONS, Protocol
 
 ROLES = ("alice", "bob")
 
@@ -256,6 +256,9 @@ def parse_config(data: dict, path: Path = Path("node.toml")) -> NodeConfig:
         cascade_mode=r.get(pr, "protocol", "cascade_mode", str, dflt.cascade_mode,
                            check=lambda v: None if v in ("standard", "low-round") else
                            "must be 'standard' or 'low-round'"),
+        reconciliation=r.get(pr, "protocol", "reconciliation", str, dflt.reconciliation,
+                             check=lambda v: None if v in RECONCILIATIONS else
+                             f"must be one of {', '.join(map(repr, RECONCILIATIONS))}"),
         method="two-decoy" if len(intensities) == 3 else "one-decoy")
     block_slots = r.get(pr, "protocol", "block_slots", int, 50_000_000,
                         check=lambda v: None if v >= 10_000 and v % 2 == 0 else

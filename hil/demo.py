@@ -360,7 +360,7 @@ def link_plan(proto: Protocol, optics, slot_hz: float, block_size: float):
     counts, pulses = expected_counts(params, distance_km, block_size, settings)
     qber = sum(counts.m_key) / sum(counts.n_key)
     f = reconciliation_efficiency(int(block_size), qber, mode=proto.cascade_mode,
-                                  eps_cor=proto.eps_cor)
+                                  eps_cor=proto.eps_cor, method=proto.reconciliation)
     params = params.with_(f_ec=f)
     # the same call `qkdnode model rate --params` makes on these inputs
     rate = plan(params, distance_km, proto.method, block_size, settings=settings)

@@ -37,3 +37,5 @@ def test_demo_cli_refuses_bad_options():
     assert board.exit_code != 0 and "model" in board.output and "rtl" in board.output
     alice = runner.invoke(app, ["demo", "--alice", "rtl"])
     assert alice.exit_code != 0 and "--board rtl" in alice.output
+    ec = runner.invoke(app, ["demo", "--reconciliation", "turbo"])
+    assert ec.exit_code != 0 and "cascade, ldpc" in ec.output

@@ -9,8 +9,11 @@ The steps and messages are those of the two-party functions, in the same order:
 2. estimate: Bob -> his test-basis (X) bits; Alice -> errors per class.
 3. verdict: Alice -> ``{"abort": reason | null, figures}``: QBER or decoy statistics over the
    thresholds end the block here (no key, an alarm).
-4. reconcile (Cascade, Bob drives): Alice -> seed and block parities; Bob -> queries, Alice ->
-   parities, ...; Bob -> an empty query list when done.
+4. reconcile, by ``Protocol.reconciliation``: Cascade (Bob drives): Alice -> seed and block
+   parities; Bob -> queries, Alice -> parities, ...; Bob -> an empty query list when done.
+   Or LDPC (one way, blind): Alice -> frame header, syndromes, pads, hash tags; Bob -> the
+   frames he could not decode, Alice -> their next blind bits, ... until none fails or no
+   retry is left (``controller.postprocess.ldpc.LdpcAlice`` / ``LdpcBob``).
 5. verify: Alice -> points and tag; Bob -> ok.
 6. Bob -> key-basis errors per class (public: the positions stay with Bob).
 7. finite-key length: both compute it from the same counts and the leak both ends metered.
@@ -37,6 +40,7 @@ from controller.postprocess.amplify import draw_seed, hash_key, peer_seed
 from controller.postprocess.cascade import CascadeAlice, CascadeBob, block_schedule
 from controller.postprocess.estimate import BasisCounts, count_by_class, x_errors_by_class
 from controller.postprocess.finite_key import secret_key_length
+from controller.postprocess.ldpc import LdpcAlice, LdpcBob, design_qber
 from controller.postprocess.peer import (INTS, PeerInputError, peer_array, peer_bits, peer_counts,
                                          peer_json)
 from controller.postprocess.sift import (BASIS_X, BASIS_Z, AliceRecord, BobDetections, Sifted,
@@ -46,6 +50,8 @@ from controller.postprocess.verify import P61, bob_matches, peer_verdict, points
 ALICE, BOB = "alice", "bob"
 EC_PASSES = 20          # Cascade passes asked of block_schedule (low-round mode adds one)
 VERDICTS = (None, "empty", "qber")      # Alice's verdicts that Bob may receive (see _verdict)
+RECONCILIATIONS = ("cascade", "ldpc")
+LDPC_MIN_BITS = 64      # a shorter key ends the block as "short" (LDPC needs 64 key bits)
 
 
 @dataclass(frozen=True)
@@ -56,7 +62,9 @@ class Protocol:
     p_x: probability of the test basis X. max_qber: abort when the test-basis error rate is
     above it. min_single_photon_fraction: abort when the decoy bound on single-photon key-basis
     detections falls below this fraction of them (a photon-number attack or a broken source).
-    eps_sec/eps_cor: security parameters. cascade_mode: "standard" or "low-round".
+    eps_sec/eps_cor: security parameters. reconciliation: "cascade" (interactive, ~40-50
+    rounds in low-round mode) or "ldpc" (one way and blind: a few rounds, for links whose
+    round trip is long). cascade_mode: "standard" or "low-round".
     """
 
     intensities: tuple[float, ...] = (0.5, 0.1, 0.0002)
@@ -68,6 +76,7 @@ class Protocol:
     eps_cor: float = 1e-15
     cascade_mode: str = "low-round"
     method: str = "two-decoy"
+    reconciliation: str = "cascade"
     alarm_min_detections: int = 10_000
 
     def to_json(self) -> dict:
@@ -120,12 +129,23 @@ def _ec_schedule(n: int, figures: dict, mode: str) -> list[int]:
     return block_schedule(n, qber, EC_PASSES, mode)
 
 
-def _bob_setup(setup, n: int, figures: dict, mode: str) -> np.ndarray:
-    """Check Alice's Cascade setup (seed, block sizes): the sizes must be the schedule both
-    compute from the verdict's QBER (Bob sizes his caches from them)."""
+def _verdict_qber(figures: dict) -> float:
+    """Return the verdict's test-basis QBER, checked (Bob sizes work from it)."""
     qber = figures.get("qber_x")
     if isinstance(qber, bool) or not isinstance(qber, (int, float)) or not 0 <= qber <= 1:
         raise PeerInputError(f"Alice's verdict: qber_x must be a number in [0, 1], got {qber!r}")
+    return float(qber)
+
+
+def _ldpc_qber(figures: dict) -> float:
+    """Return LDPC's design QBER from the verdict (both parties compute the same)."""
+    return design_qber(_verdict_qber(figures))
+
+
+def _bob_setup(setup, n: int, figures: dict, mode: str) -> np.ndarray:
+    """Check Alice's Cascade setup (seed, block sizes): the sizes must be the schedule both
+    compute from the verdict's QBER (Bob sizes his caches from them)."""
+    qber = _verdict_qber(figures)
     ks = _ec_schedule(n, figures, mode)
     setup = peer_array(setup, "Alice's Cascade setup", kinds="u", size=len(ks) + 1)
     if setup[1:].tolist() != ks:
@@ -167,6 +187,46 @@ def _finish(proto, counts, m_key, leak, figures):
     return int(fk.length), None
 
 
+def _alice_cascade(ch, key, figures, proto, rng) -> None:
+    """Alice's side of Cascade: the opening, then the parities of Bob's queries until he is done."""
+    ks = _ec_schedule(key.size, figures, proto.cascade_mode)
+    seed = int(rng.integers(0, 2**63))
+    casc = CascadeAlice(key, ks, seed, proto.cascade_mode)
+    setup, tops = casc.opening()
+    ch.send(ALICE, setup, tag="ec")
+    ch.send(ALICE, tops, leaks_key=True, tag="ec")
+    while True:
+        queries = peer_array(ch.recv(ALICE), "Bob's Cascade queries", kinds=INTS, ndim=2, cols=3)
+        if queries.shape[0] == 0:
+            break
+        ch.send(ALICE, casc.answer(queries), leaks_key=True, tag="ec")
+
+
+def _bob_cascade(ch, raw, figures, proto) -> np.ndarray:
+    """Bob's side of Cascade; return his corrected key."""
+    setup = _bob_setup(ch.recv(BOB), raw.size, figures, proto.cascade_mode)
+    tops = peer_bits(ch.recv(BOB), "Alice's Cascade block parities")
+    casc = CascadeBob(raw, setup, tops, proto.cascade_mode)
+    answers = None
+    while True:
+        queries = casc.next_queries(answers)
+        if queries is None:
+            ch.send(BOB, np.zeros((0, 3), dtype=np.int32), bits=0, tag="ec")
+            break
+        ch.send(BOB, queries.astype(np.int32), bits=32 * len(queries), tag="ec")
+        answers = peer_bits(ch.recv(BOB), "Alice's Cascade parities", size=len(queries))
+    return casc.y
+
+
+def _bob_ldpc(ch, raw, figures) -> np.ndarray:
+    """Bob's side of LDPC; return his corrected key (frames he could not decode keep his bits,
+    and verification then fails)."""
+    with LdpcBob(raw, _ldpc_qber(figures), ch) as ec:
+        while ec.attempt(ch):
+            ec.learn(ch)
+        return ec.key
+
+
 def alice_block(ch, record: AliceRecord, proto: Protocol, rng: np.random.Generator) -> BlockOutcome:
     """Run Alice's half of one block over ``ch``; ``rng`` must be CSPRNG-seeded."""
     n_classes = len(proto.intensities)
@@ -197,17 +257,15 @@ def alice_block(ch, record: AliceRecord, proto: Protocol, rng: np.random.Generat
     z = mine.select(BASIS_Z)
     key = mine.bits[z]
     # 4. reconcile
-    ks = _ec_schedule(key.size, figures, proto.cascade_mode)
-    seed = int(rng.integers(0, 2**63))
-    casc = CascadeAlice(key, ks, seed, proto.cascade_mode)
-    setup, tops = casc.opening()
-    ch.send(ALICE, setup, tag="ec")
-    ch.send(ALICE, tops, leaks_key=True, tag="ec")
-    while True:
-        queries = peer_array(ch.recv(ALICE), "Bob's Cascade queries", kinds=INTS, ndim=2, cols=3)
-        if queries.shape[0] == 0:
-            break
-        ch.send(ALICE, casc.answer(queries), leaks_key=True, tag="ec")
+    if proto.reconciliation == "ldpc":
+        if key.size < LDPC_MIN_BITS:
+            return BlockOutcome(None, figures, "short")
+        with LdpcAlice(key, _ldpc_qber(figures), rng=rng, seed=int(rng.integers(0, 2**62))) as ec:
+            ec.open(ch)
+            while ec.reveal(ch):
+                pass
+    else:
+        _alice_cascade(ch, key, figures, proto, rng)
     # 5. verify
     t = points_needed(key.size, proto.eps_cor)
     points = rng.integers(0, P61, size=t, dtype=np.uint64)
@@ -245,18 +303,12 @@ def bob_block(ch, det: BobDetections, proto: Protocol) -> BlockOutcome:
         return BlockOutcome(None, figures, abort)
     z = mine.select(BASIS_Z)
     raw = mine.bits[z]
-    setup = _bob_setup(ch.recv(BOB), raw.size, figures, proto.cascade_mode)
-    tops = peer_bits(ch.recv(BOB), "Alice's Cascade block parities")
-    casc = CascadeBob(raw, setup, tops, proto.cascade_mode)
-    answers = None
-    while True:
-        queries = casc.next_queries(answers)
-        if queries is None:
-            ch.send(BOB, np.zeros((0, 3), dtype=np.int32), bits=0, tag="ec")
-            break
-        ch.send(BOB, queries.astype(np.int32), bits=32 * len(queries), tag="ec")
-        answers = peer_bits(ch.recv(BOB), "Alice's Cascade parities", size=len(queries))
-    fixed = casc.y
+    if proto.reconciliation == "ldpc":
+        if raw.size < LDPC_MIN_BITS:
+            return BlockOutcome(None, figures, "short")
+        fixed = _bob_ldpc(ch, raw, figures)
+    else:
+        fixed = _bob_cascade(ch, raw, figures, proto)
     ok = bob_matches(fixed, ch.recv(BOB), ch.recv(BOB), proto.eps_cor)
     ch.send(BOB, np.array([ok]), tag="verify")
     if not ok:

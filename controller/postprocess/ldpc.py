@@ -89,6 +89,10 @@ PRE_STEPS = ((0.02, 1), (0.05, 0), (0.08, 0))
 # 10^4-bit frame at 2 % reached f ~1.37 and 11 % of the frames failed; with 0.0316 none of 200,
 # mean f 1.22 (docs/BENCHMARKS.md, "LDPC: short frames").
 STEP_F, STEP_BITS, STEP_F_MAX = 0.01, 100_000, 0.05
+# Design QBERs a measured QBER is clamped to (``design_qber``): the codes decode from ~1 % (10
+# frames of 10^5 bits: f 1.117 at 1 %, 1.100 at 1.5 %; at 0.5 % 1 frame in 5 failed) and are
+# checked up to 15 % (docs/postprocess.md, "Reconciliation in the node").
+DESIGN_QBER = (0.01, 0.15)
 # An attempt also gives up when the trend of its unmet checks says it will not converge
 # (``_ldpc_core.decode``'s window and horizon): at the rate their lowest count fell over the
 # last TREND_WINDOW iterations, it would still be >= 1 after TREND_HORIZON more.  40 frames each
@@ -140,6 +144,12 @@ def punctured_steps(qber: float) -> int:
     """Return the default number of punctured blind steps at design QBER ``qber``."""
     q, n = zip(*PUNCTURED_STEPS)
     return int(round(float(np.interp(qber, q, n))))
+
+
+def design_qber(qber: float) -> float:
+    """Return the design QBER for a measured one: ``qber`` within ``DESIGN_QBER`` (the codes
+    decode from ~1 %: below, the 1 % design leaks more than the key needs)."""
+    return min(max(float(qber), DESIGN_QBER[0]), DESIGN_QBER[1])
 
 
 def step_efficiency(k: int) -> float:

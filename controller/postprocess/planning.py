@@ -71,10 +71,11 @@ def finite_rate(params: LinkParameters, distance_km: float, block_size: float,
 
 
 def reconciliation_efficiency(n_bits: int, qber: float, *, mode: str = "low-round",
-                              eps_cor: float = 1e-15, seeds=(1, 2, 3)) -> float:
+                              eps_cor: float = 1e-15, seeds=(1, 2, 3), method: str = "cascade") -> float:
     """Return f = leak / (n h(QBER)) of the node's reconciliation, measured (median over seeds).
 
-    Runs this project's Cascade (``mode``, the node's schedule for that QBER) on ``n_bits``
+    method "ldpc": the node's LDPC (design QBER ``ldpc.design_qber(qber)``, default options)
+    instead of Cascade.  Runs this project's Cascade (``mode``, the node's schedule for that QBER) on ``n_bits``
     random bits with independent errors at rate ``qber`` over a metering channel and adds the
     verification tag the node discloses (61 bits per point, ``points_needed(n, eps_cor)``):
     the same leak the node meters per block.  Feed it to the model as ``f_ec`` so the planned
@@ -82,18 +83,24 @@ def reconciliation_efficiency(n_bits: int, qber: float, *, mode: str = "low-roun
     """
     from .cascade import block_schedule, cascade
     from .channel import LocalChannel
+    from .ldpc import design_qber, ldpc
     from .verify import points_needed
     n = int(n_bits)
     if n < 1 or not 0.0 < qber < 0.5:
         raise ValueError(f"need n_bits >= 1 and 0 < qber < 0.5, got {n_bits}, {qber}")
-    ks = block_schedule(n, min(max(qber, 0.005), 0.25), 20, mode)
+    if method not in ("cascade", "ldpc"):
+        raise ValueError(f"method must be 'cascade' or 'ldpc', got {method!r}")
+    ks = block_schedule(n, min(max(qber, 0.005), 0.25), 20, mode) if method == "cascade" else None
     fs = []
     for seed in seeds:
         rng = np.random.default_rng(seed)
         x = rng.integers(0, 2, n, dtype=np.uint8)
         y = x ^ (rng.random(n) < qber).astype(np.uint8)
         ch = LocalChannel()
-        cascade(x, y, qber, ch, seed=seed, mode=mode, schedule=ks)
+        if method == "ldpc":
+            ldpc(x, y, design_qber(qber), ch, seed=seed, rng=np.random.default_rng([seed, 1]))
+        else:
+            cascade(x, y, qber, ch, seed=seed, mode=mode, schedule=ks)
         leak = ch.stats.leaked_bits + 61 * points_needed(n, eps_cor)
         fs.append(leak / (n * h2(qber)))
     return float(np.median(fs))

@@ -46,6 +46,9 @@ def test_good_config_loads_with_paths_relative_to_the_file(tmp_path):
     assert cfg.peer.psk == tmp_path / "channel.psk" and cfg.data_dir == tmp_path / "data"
     assert cfg.protocol.max_qber == 0.05 and cfg.protocol.method == "two-decoy"
     assert cfg.block_slots == 2_000_000 and cfg.metrics_port == 9100 and cfg.kme is None
+    assert cfg.protocol.reconciliation == "cascade"
+    cfg = load_config(_write(tmp_path, GOOD.replace("max_qber = 0.05", 'max_qber = 0.05\nreconciliation = "ldpc"')))
+    assert cfg.protocol.reconciliation == "ldpc"
 
 
 @pytest.mark.parametrize("change, expect", [
@@ -56,6 +59,8 @@ def test_good_config_loads_with_paths_relative_to_the_file(tmp_path):
     (("probabilities = [0.4, 0.4, 0.2]", "probabilities = [0.5, 0.4, 0.2]"), "must sum to 1"),
     (("max_qber = 0.05", "max_qber = 0.7"), "[protocol] max_qber: must be between 0 and 0.5"),
     (("block_slots = 2000000", "block_slots = 12"), "[protocol] block_slots"),
+    (("max_qber = 0.05", 'max_qber = 0.05\nreconciliation = "turbo"'),
+     "[protocol] reconciliation: must be one of 'cascade', 'ldpc'"),
     (("slot_period = 6", 'slot_period = "fast"'), "[board] slot_period: expected int"),
     (("[metrics]", "[metrix]"), "[metrix]: unknown section"),
     (("slot_period = 6", 'slot_period = 6\nname = "icebraker"'),

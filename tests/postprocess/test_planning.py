@@ -131,3 +131,25 @@ def test_cli_rate_finite_key_plain_output():
     assert "bit/pulse" in r.output
     rate = float(r.output.split("key rate: ")[1].split()[0])
     assert rate > 0.0 and math.isfinite(rate)
+
+
+def test_reconciliation_efficiency_measures_the_method_the_node_runs():
+    import numpy as np
+
+    from controller.postprocess import ldpc
+    from controller.postprocess.channel import LocalChannel
+    from controller.postprocess.infotheory import h2
+    from controller.postprocess.planning import reconciliation_efficiency
+    from controller.postprocess.verify import points_needed
+
+    n, q = 20_000, 0.004            # LDPC's design QBER is clamped up to 1 % (ldpc.design_qber)
+    f = reconciliation_efficiency(n, q, method="ldpc", seeds=(3,))
+    rng = np.random.default_rng(3)
+    x = rng.integers(0, 2, n, dtype=np.uint8)
+    y = x ^ (rng.random(n) < q).astype(np.uint8)
+    ch = LocalChannel()
+    ldpc.ldpc(x, y, 0.01, ch, seed=3, rng=np.random.default_rng([3, 1]))
+    assert f == (ch.stats.leaked_bits + 61 * points_needed(n, 1e-15)) / (n * h2(q))
+    assert f > reconciliation_efficiency(n, q, seeds=(3,)) > 1.0     # the 1 % design leaks more
+    with pytest.raises(ValueError, match="method must be 'cascade' or 'ldpc'"):
+        reconciliation_efficiency(n, q, method="turbo")
