@@ -74,11 +74,12 @@ def reconciliation_efficiency(n_bits: int, qber: float, *, mode: str = "low-roun
                               eps_cor: float = 1e-15, seeds=(1, 2, 3), method: str = "cascade") -> float:
     """Return f = leak / (n h(QBER)) of the node's reconciliation, measured (median over seeds).
 
-    method "ldpc": the node's LDPC (design QBER ``ldpc.design_qber(qber)``, default options)
-    instead of Cascade.  Runs this project's Cascade (``mode``, the node's schedule for that QBER) on ``n_bits``
-    random bits with independent errors at rate ``qber`` over a metering channel and adds the
-    verification tag the node discloses (61 bits per point, ``points_needed(n, eps_cor)``):
-    the same leak the node meters per block.  Feed it to the model as ``f_ec`` so the planned
+    Runs the node's reconciliation ``method`` on ``n_bits`` random bits: "cascade", this
+    project's Cascade (``mode``, the node's schedule for that QBER), or "ldpc", its LDPC
+    (design QBER ``ldpc.design_qber(qber)``, default options).  The bits have independent
+    errors at rate ``qber`` and cross a metering channel; the verification tag the node
+    discloses (61 bits per point, ``points_needed(n, eps_cor)``) is added: the same leak the
+    node meters per block.  Feed it to the model as ``f_ec`` so the planned
     rate uses the reconciliation actually run, not a textbook f.
     """
     from .cascade import block_schedule, cascade
