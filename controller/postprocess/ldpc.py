@@ -385,7 +385,25 @@ def ldpc(alice_bits: np.ndarray, bob_bits: np.ndarray, qber: float, channel: Cha
             return bob.key, bob.failed
 
 
-class LdpcAlice:
+class _Party:
+    """A party holding arrays of the per-thread pool (``held``); a context manager whose exit
+    gives them back (zeroed), after which the object is spent."""
+
+    held: list[np.ndarray]
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Give the pooled arrays back (zeroed)."""
+        _BUFFERS.give(self.held)
+        self.held = []
+
+
+class LdpcAlice(_Party):
     """Alice's half of the LDPC reconciliation: ``open`` sends the syndromes, pads, hash tags
     (and the first ``pre`` reveals) in one flight; each ``reveal`` reads Bob's list of failed
     frames and, while frames fail and retries are left, sends their next blind bits.  Returns
@@ -401,17 +419,6 @@ class LdpcAlice:
         self.attempt = self.opts.pre
         self.failed = 0
         self.held: list[np.ndarray] = []     # pooled arrays of the layouts, given back by ``close``
-
-    def __enter__(self) -> "LdpcAlice":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-    def close(self) -> None:
-        """Give the layouts' arrays back to the pool (zeroed); the object is spent."""
-        _BUFFERS.give(self.held)
-        self.held = []
 
     def open(self, channel: Channel) -> None:
         """Send the first flight: frame header, syndromes, pads, hash point, tags, first reveals."""
@@ -458,7 +465,7 @@ class LdpcAlice:
         return True
 
 
-class LdpcBob:
+class LdpcBob(_Party):
     """Bob's half of the LDPC reconciliation: reads Alice's first flight (every value checked
     against the frame plans he computes from the key length, QBER and options: see peer.py);
     each ``attempt`` decodes the failing frames and sends the list of those still failing,
@@ -514,17 +521,6 @@ class LdpcBob:
         self.pending = list(range(count))
         self.attempts = o.pre
         self.failed = count
-
-    def __enter__(self) -> "LdpcBob":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-    def close(self) -> None:
-        """Give the decoder buffers back to the pool (zeroed); the object is spent."""
-        _BUFFERS.give(self.held)
-        self.held = []
 
     def attempt(self, channel: Channel) -> bool:
         """Decode every failing frame once, send which still fail; return True when Alice

@@ -1,44 +1,18 @@
 """A block reconciled by LDPC (``Protocol.reconciliation = "ldpc"``): the two halves over the
 node's authenticated TCP channel agree on the key and on the leak, in a handful of rounds."""
 
-import threading
-
 import numpy as np
 import pytest
 
-from controller.channel import open_pair
-from controller.node.protocol import LDPC_MIN_BITS, Protocol, alice_block, bob_block
-from tests.node.test_block_leak import _block
-
-
-def _run(p, record, det, seed):
-    alice, bob = open_pair(b"\x6b" * 4096, timeout=60)
-    out = {}
-
-    def run_alice():
-        try:
-            out["alice"] = alice_block(alice, record, p, np.random.default_rng(seed + 100))
-        except Exception as exc:  # noqa: BLE001 - reported below
-            out["error"] = exc
-
-    t = threading.Thread(target=run_alice)
-    t.start()
-    try:
-        out["bob"] = bob_block(bob, det, p)
-    finally:
-        t.join(120)
-        rounds = alice.stats.rounds
-        alice.close()
-        bob.close()
-    assert "error" not in out, out.get("error")
-    return out["alice"], out["bob"], rounds
+from controller.node.protocol import LDPC_MIN_BITS, Protocol
+from tests.node.test_block_leak import _block, run_block
 
 
 @pytest.mark.parametrize("seed,qber", [(5, 0.02), (6, 0.03)])
 def test_ldpc_block_gives_both_ends_the_same_key(seed, qber):
     p0, record, det = _block(seed, qber=qber)
     p = Protocol(**{**p0.to_json(), "reconciliation": "ldpc"})
-    a, b, rounds = _run(p, record, det, seed)
+    a, b, rounds = run_block(p, record, det, seed)
     assert a.abort is None and b.abort is None, (seed, a.abort, b.abort)
     assert a.figures["n_key"] >= 50_000, a.figures          # one or more LDPC frames
     assert a.figures["leak_ec_bits"] == b.figures["leak_ec_bits"] > 0, (seed, a.figures, b.figures)
@@ -52,6 +26,6 @@ def test_ldpc_block_gives_both_ends_the_same_key(seed, qber):
 def test_a_key_too_short_for_ldpc_ends_the_block_as_short():
     p0, record, det = _block(7, n_slots=600, qber=0.0)
     p = Protocol(**{**p0.to_json(), "reconciliation": "ldpc"})
-    a, b, _ = _run(p, record, det, 7)
+    a, b, _ = run_block(p, record, det, 7)
     assert 0 < a.figures["n_key"] < LDPC_MIN_BITS, a.figures
     assert a.abort == b.abort == "short" and a.key is None and b.key is None

@@ -37,10 +37,35 @@ def _block(seed: int, n_slots: int = 2_000_000, eta: float = 0.5, dark: float = 
     return p, record, BobDetections(slots.astype(np.int64), bob_bases, bob_bits)
 
 
+def run_block(p, record, det, seed):
+    """Run Alice's half in a thread and Bob's here over the authenticated TCP channel; return
+    (Alice's outcome, Bob's outcome, round trips on Alice's end)."""
+    alice, bob = open_pair(b"\x5a" * 4096, timeout=60)
+    out = {}
+
+    def run_alice():
+        try:
+            out["alice"] = alice_block(alice, record, p, np.random.default_rng(seed + 100))
+        except Exception as exc:  # noqa: BLE001 - raised below
+            out["error"] = exc
+
+    t = threading.Thread(target=run_alice)
+    t.start()
+    try:
+        out["bob"] = bob_block(bob, det, p)
+    finally:
+        t.join(120)
+        rounds = alice.stats.rounds
+        alice.close()
+        bob.close()
+    if "error" in out:
+        raise out["error"]
+    return out["alice"], out["bob"], rounds
+
+
 @pytest.mark.parametrize("seed", [3, 4])
 def test_both_ends_meter_the_same_leak_when_bob_reads_late(seed, monkeypatch):
     p, record, det = _block(seed)
-    alice, bob = open_pair(b"\x5a" * 4096, timeout=60)
     real_recv_json = proto_mod._recv_json
 
     def late_recv_json(ch, who):
@@ -48,20 +73,7 @@ def test_both_ends_meter_the_same_leak_when_bob_reads_late(seed, monkeypatch):
         return real_recv_json(ch, who)
 
     monkeypatch.setattr(proto_mod, "_recv_json", late_recv_json)
-    out = {}
-
-    def run_alice():
-        out["alice"] = alice_block(alice, record, p, np.random.default_rng(seed + 100))
-
-    t = threading.Thread(target=run_alice)
-    t.start()
-    try:
-        out["bob"] = bob_block(bob, det, p)
-    finally:
-        t.join(60)
-        alice.close()
-        bob.close()
-    a, b = out["alice"], out["bob"]
+    a, b, _ = run_block(p, record, det, seed)
     assert a.abort is None and b.abort is None, (seed, a.abort, b.abort)
     assert a.figures["leak_ec_bits"] == b.figures["leak_ec_bits"] > 0, (seed, a.figures, b.figures)
     assert a.figures["secret_bits"] == b.figures["secret_bits"], seed
