@@ -10,6 +10,10 @@ Figures (over ``--frames`` frames of ``--bits`` bits with i.i.d. errors at ``--q
 * ``cpu_seconds_per_frame``, ``mbit_per_s_cpu``: the same from the process CPU time, which
   a machine shared with other jobs does not inflate (both parties, one thread).
 * ``decoder``: the LDPC check update used (``--decoder``, default the library's).
+* ``threads``: (ldpc) frames Bob decodes at once (``--threads``, default 1).  A "frame" of
+  this benchmark is one key of ``--bits`` bits, which LDPC cuts into frames of 10^5 to
+  2 x 10^5 bits; with more than one thread the wall figures use several cores and the CPU
+  figures count them all.
 * ``checks``: (cascade) the BICONF checks begun after Bob's last correction that end a frame
   (``--checks C``, default the library's CHECKS = 18).  ``--checks C`` also cuts the schedule
   to 2 + C passes (the two block passes and C checks; more are asked for when corrections
@@ -40,6 +44,8 @@ def _parse(argv):
     parser.add_argument("--method", choices=("cascade", "ldpc"), default="cascade")
     parser.add_argument("--mode", choices=("standard", "low-round"), default="standard",
                         help="cascade mode")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="ldpc: frames Bob decodes at once (default 1)")
     parser.add_argument("--decoder", choices=DECODERS, default=None,
                         help="ldpc check update (default: the library's, amin)")
     parser.add_argument("--checks", type=int, default=None,
@@ -69,6 +75,12 @@ def run(argv: list[str]) -> dict:
         if args.method != "ldpc":
             raise SystemExit("--decoder is an ldpc option")
         options["decoder"] = args.decoder
+    if args.threads is not None:
+        if args.method != "ldpc":
+            raise SystemExit("--threads is an ldpc option")
+        if args.threads < 1:
+            raise SystemExit(f"--threads must be >= 1, got {args.threads}")
+        options["threads"] = args.threads
     if args.checks is not None:
         if args.method != "cascade":
             raise SystemExit("--checks is a cascade option")
@@ -99,6 +111,7 @@ def run(argv: list[str]) -> dict:
         "method": args.method, "mode": args.mode if args.method == "cascade" else None,
         "decoder": options.get("decoder", _default_decoder()) if args.method == "ldpc" else None,
         "checks": options.get("checks", CHECKS) if args.method == "cascade" else None,
+        "threads": options.get("threads", 1) if args.method == "ldpc" else None,
         "qber": args.qber, "bits": args.bits, "frames": args.frames, "seed": args.seed,
         "efficiency": statistics.fmean(effs), "efficiency_max": max(effs),
         "frame_error_rate": failures / args.frames,

@@ -550,7 +550,7 @@ def _layer_sp(row_ptr, cols, shifts, r, ssign, post, msg, ebuf, st):
     return _unmet(st, ssign, r * z, z)
 
 
-@njit(cache=True, fastmath=True, error_model="numpy")
+@njit(cache=True, fastmath=True, error_model="numpy", nogil=True)
 def decode(row_ptr, cols, shifts, z_lift, ssign, post, msg, max_iter, stall, approx=False,
            window=0, horizon=0):
     """Run layered sum-product on (``post``, ``msg``) in place; return (iterations, converged).

@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import math
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, fields, replace
 from functools import cached_property
 
@@ -329,6 +330,7 @@ class Options:
     warm: bool = True
     decoder: str = "amin"
     pre: int | None = None
+    threads: int = 1        # Bob's decoding threads (local: frames decode in parallel; no effect on results)
 
     @classmethod
     def of(cls, n_bits: int, qber: float, **options) -> "Options":
@@ -345,6 +347,8 @@ class Options:
         if n_bits < 64:
             raise ValueError(f"LDPC reconciliation needs a key of at least 64 bits, got {n_bits}; "
                              f"use Cascade for short keys")
+        if o.threads < 1:
+            raise ValueError(f"threads must be >= 1, got {o.threads}")
         if o.window < 0 or (o.window > 0 and o.horizon <= 0):
             raise ValueError(f"need window >= 0 and, with a window, horizon > 0; got {o.window}, {o.horizon}")
         pre = pre_steps(qber) if o.pre is None else o.pre
@@ -372,7 +376,8 @@ def ldpc(alice_bits: np.ndarray, bob_bits: np.ndarray, qber: float, channel: Cha
     "amin" (exact sum-product messages to each check's two least reliable inputs, a bounded
     tangent to the others; ``_ldpc_core._scatter_am``) or "sp" (exact sum-product); pre: blind
     steps Alice discloses with the syndrome, before Bob's first attempt (None:
-    ``pre_steps(qber)``).  rng: Alice's private randomness for the punctured bits and hash
+    ``pre_steps(qber)``); threads: frames Bob decodes at once (threads of one process; the
+    results do not depend on it).  rng: Alice's private randomness for the punctured bits and hash
     points (OS entropy if None).
     """
     with LdpcAlice(alice_bits, qber, rng=rng, **options) as alice:
@@ -526,14 +531,14 @@ class LdpcBob(_Party):
         """Decode every failing frame once, send which still fail; return True when Alice
         will reveal more bits (frames fail and retries are left)."""
         still = []
-        for i in self.pending:
-            plan, lay, ssign, llr, (post, msg) = self.frames[i]
-            c = code(plan)
-            if not self.started[i] or not self.opts.warm:
-                np.copyto(post, llr)
-                msg.fill(0.0)
-                self.started[i] = True
-            _, converged = core.decode(c.row_ptr, c.cols, c.shifts, c.z, ssign, post, msg, *self.limits)
+        workers = min(self.opts.threads, len(self.pending))
+        if workers > 1:     # frames are independent: the same results in any order
+            with ThreadPoolExecutor(workers) as pool:
+                results = list(pool.map(self._decode, self.pending))
+        else:
+            results = [self._decode(i) for i in self.pending]
+        for i, converged in zip(self.pending, results):
+            lay, post = self.frames[i][1], self.frames[i][4][0]
             lo, hi = self.bounds[i]
             guess = host.hard(post, lay.key_pos)
             if converged and tag(guess, self.points)[0] == self.tags[i]:
@@ -548,6 +553,16 @@ class LdpcBob(_Party):
             return False
         self.attempts += 1
         return True
+
+    def _decode(self, i: int) -> bool:
+        """Run one decoding attempt on frame i (its own buffers; the kernel releases the GIL)."""
+        plan, lay, ssign, llr, (post, msg) = self.frames[i]
+        c = code(plan)
+        if not self.started[i] or not self.opts.warm:
+            np.copyto(post, llr)
+            msg.fill(0.0)
+            self.started[i] = True
+        return core.decode(c.row_ptr, c.cols, c.shifts, c.z, ssign, post, msg, *self.limits)[1]
 
     def learn(self, channel: Channel) -> None:
         """Read Alice's reveals for the failing frames and set their priors (and posteriors)."""

@@ -36,6 +36,18 @@ def test_bench_reconcile_checks_option_sets_the_stopping_rule():
             bench_reconcile.run(["--bits", "2000", "--frames", "1"] + bad)
 
 
+def test_bench_reconcile_threads_option_keeps_the_figures():
+    # --threads decodes an LDPC key's frames at once: same f, rounds and failures (seed 4)
+    common = ["--method", "ldpc", "--qber", "0.05", "--bits", "250000", "--frames", "1", "--seed", "4"]
+    one, two = bench_reconcile.run(common), bench_reconcile.run(common + ["--threads", "2"])
+    assert one["threads"] == 1 and two["threads"] == 2
+    for key in ("efficiency", "rounds", "frame_error_rate"):
+        assert one[key] == two[key], key
+    for bad, msg in ((["--method", "ldpc", "--threads", "0"], "must be >= 1"), (["--threads", "2"], "ldpc option")):
+        with pytest.raises(SystemExit, match=msg):
+            bench_reconcile.run(["--bits", "2000", "--frames", "1"] + bad)
+
+
 def test_bench_amplify_reports_figures():
     out = bench_amplify.run(["--bits", "50000", "--repeats", "1", "--baseline", "toeplitz"])
     assert out["output_bits"] == 25000 and out["mbit_per_s"] > 0.0

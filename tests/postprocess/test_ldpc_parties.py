@@ -96,3 +96,18 @@ def test_unknown_and_bad_options_are_refused():
         ldpc.ldpc(a, a, 0.05, LocalChannel(), decoder="minsum")
     with pytest.raises(ValueError, match="pre must be in 0..max_retries = 3"):
         ldpc.ldpc(a, a, 0.05, LocalChannel(), pre=4, max_retries=3)
+
+
+def test_frames_decoded_in_parallel_give_the_same_results():
+    # three frames, two decoding threads: the same key, message log, leak and rounds
+    a, b = _pair(45, 330_000, 0.03)
+    runs = []
+    for threads in (1, 2):
+        ch = _Log()
+        key, failed = ldpc.ldpc(a, b, 0.03, ch, seed=45, rng=np.random.default_rng(45), threads=threads)
+        runs.append((key, failed, ch.sent, ch.stats.leaked_bits, ch.stats.rounds))
+    (k1, f1, log1, leak1, r1), (k2, f2, log2, leak2, r2) = runs
+    assert f1 == f2 == 0 and np.array_equal(k1, a) and np.array_equal(k2, k1), "seed 45"
+    assert log1 == log2 and leak1 == leak2 and r1 == r2
+    with pytest.raises(ValueError, match="threads must be >= 1"):
+        ldpc.ldpc(a, b, 0.03, LocalChannel(), threads=0)
