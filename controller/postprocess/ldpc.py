@@ -314,8 +314,9 @@ def _frames(n_bits: int, frame_bits: int) -> list[tuple[int, int]]:
 
 @dataclass(frozen=True)
 class Options:
-    """The settings both parties of an LDPC reconciliation must share (``ldpc``'s keyword
-    arguments but Alice's rng), checked once by ``Options.of``."""
+    """The settings of an LDPC reconciliation (``ldpc``'s keyword arguments but Alice's rng),
+    checked by ``Options.of``.  Both parties must use the same, but for ``threads`` (Bob's own:
+    Alice's frame header carries the plans, which Bob checks against his)."""
 
     seed: int = 0
     frame_bits: int = 100_000
@@ -335,7 +336,7 @@ class Options:
     @classmethod
     def of(cls, n_bits: int, qber: float, **options) -> "Options":
         """Return the options for an ``n_bits`` key at design QBER ``qber`` (``pre`` None
-        resolved), or raise ValueError naming what is wrong."""
+        resolved); raise TypeError for an unknown option, ValueError naming a bad value."""
         unknown = sorted(set(options) - {f.name for f in fields(cls)})
         if unknown:
             raise TypeError(f"unknown LDPC options {unknown}")
