@@ -71,22 +71,17 @@ def run(argv: list[str]) -> dict:
 
     args = _parse(argv)
     options = {"mode": args.mode} if args.method == "cascade" else {}
-    if args.decoder is not None:
-        if args.method != "ldpc":
-            raise SystemExit("--decoder is an ldpc option")
-        options["decoder"] = args.decoder
-    if args.threads is not None:
-        if args.method != "ldpc":
-            raise SystemExit("--threads is an ldpc option")
-        if args.threads < 1:
-            raise SystemExit(f"--threads must be >= 1, got {args.threads}")
-        options["threads"] = args.threads
-    if args.checks is not None:
-        if args.method != "cascade":
-            raise SystemExit("--checks is a cascade option")
-        if args.checks < 1:
-            raise SystemExit(f"--checks must be >= 1, got {args.checks}")
-        options.update(checks=args.checks, passes=2 + args.checks)
+    for name, method, low in (("decoder", "ldpc", None), ("threads", "ldpc", 1), ("checks", "cascade", 1)):
+        value = getattr(args, name)
+        if value is None:
+            continue
+        if args.method != method:
+            raise SystemExit(f"--{name} is {'an' if method == 'ldpc' else 'a'} {method} option")
+        if low is not None and value < low:
+            raise SystemExit(f"--{name} must be >= {low}, got {value}")
+        options[name] = value
+    if "checks" in options:
+        options["passes"] = 2 + options["checks"]
     rng = np.random.default_rng(args.seed)
     warm = rng.integers(0, 2, 2000, dtype=np.uint8)
     reconcile(warm, warm ^ (rng.random(2000) < args.qber).astype(np.uint8), args.qber,
