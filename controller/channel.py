@@ -490,9 +490,13 @@ class AuthChannel:
         n = payload_bits(payload) if bits is None else int(bits)
         if n < 0:
             raise ValueError(f"declared bit count must be >= 0, got {n}")
-        self._send_frame(KIND_DATA, LANE_BLOCK, encode_payload(payload), bits=n, leaks=leaks_key,
-                         tag=tag, checkpoint=checkpoint)
+        data = encode_payload(payload)
+        # metered before the frame leaves: the peer's reply can be metered by the reader thread
+        # as soon as it is sent, and metered after it this message would join the reply's
+        # flight (one round lost from the count; the leak was unaffected)
         self._meter(self.party, n, leaks_key, tag)
+        self._send_frame(KIND_DATA, LANE_BLOCK, data, bits=n, leaks=leaks_key, tag=tag,
+                         checkpoint=checkpoint)
 
     def recv(self, receiver: str, timeout: float | None = None, *,
              checkpoint: bool = False) -> Payload:
