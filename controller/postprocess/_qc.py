@@ -25,13 +25,13 @@ import numpy as np
 # Information-column degrees (node fractions) by base-code rate kb / (kb + mb): the first row
 # whose minimum rate the code reaches.  Optimised by density evolution for the BSC
 # (``ldpc_design``, then the best on 10^5-bit frames: 2 % and 5 % the first, 8 % the second); docs/BENCHMARKS.md, LDPC.
+DEGREE_CAP = 70     # information degrees are capped at 70 % of the base rows (at least 3)
+PROFILES = ((0.62, {3: 0.64, 10: 0.28, 40: 0.08}),
+            (0.0, {3: 0.63, 10: 0.27, 30: 0.10}))
 # Draws of a code's shifts (and row choices) tried for one that closes no 4-cycle: with a small
 # lift (Z = 64-128) and columns of degree 40 some draws cannot avoid one, and a frame error
 # rate of 6-12 % at 2 % was measured on such codes (docs/BENCHMARKS.md, "LDPC: short frames").
 DRAWS = 16
-DEGREE_CAP = 70     # information degrees are capped at 70 % of the base rows (at least 3)
-PROFILES = ((0.62, {3: 0.64, 10: 0.28, 40: 0.08}),
-            (0.0, {3: 0.63, 10: 0.27, 30: 0.10}))
 
 
 @dataclass(frozen=True)
