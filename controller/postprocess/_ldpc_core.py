@@ -327,65 +327,62 @@ def _row_pass(name, body, doc):
     return intrinsic(typer)
 
 
-def _scatter_body(v, post_p, msg_p, ebuf_p, st_p, z, lane, circ):
-    """Pass 2 of sum-product on a few circulants of one row: the others' tanh product
-    P = (num / (1 - e)) / (den / (1 + e)) = b / a, message 2 atanh(P) = ln((a + b) / (a - b))
-    (a - b floored at 2^-25 (a + b): |message| <= 17.3) with the sign of the syndrome times
-    the others' signs; new posterior t + message back into post; sign product of the new
+def _scatter_with(rows, message):
+    """Pass 2 on a few circulants of one row, the message from ``message(v, state, t, e)``
+    (state: the per-check rows ``rows``, t the input kept by pass 1, e its e^-|t|): the message
+    into msg, the new posterior t + message back into post, and the sign product of the new
     posteriors per check."""
-    b = v.b
+    def body(v, post_p, msg_p, ebuf_p, st_p, z, lane, circ):
+        b = v.b
+        state = [_vload(b, st_p, _row(b, r, z, lane)) for r in rows]
+        ips = _row(b, R_PS, z, lane)
+        ps = _vload(b, st_p, ips)
+        for col0, a, m0, e0 in circ:
+            im = b.add(m0, lane)
+            t = _vload(b, msg_p, im)
+            e = _vload(b, ebuf_p, b.add(e0, lane))
+            r = message(v, state, t, e)
+            _vstore(b, r, msg_p, im)
+            p = v.add(t, r)
+            _rot_store(b, p, post_p, col0, a, z)
+            ps = v.copysign(_cv(1.0), v.mul(ps, p))
+        _vstore(b, ps, st_p, ips)
+    return body
+
+
+def _sp_message(v, state, t, e):
+    """Sum-product: the others' tanh product P = (num / (1 - e)) / (den / (1 + e)) = b / a,
+    message 2 atanh(P) = ln((a + b) / (a - b)) (a - b floored at 2^-25 (a + b): |message| <=
+    17.3) with the sign of the syndrome times the others' signs."""
+    num, den, sg = state
     one = _cv(1.0)
-
-    def load(r):
-        return _vload(b, st_p, _row(b, r, z, lane))
-    num, den, sg = load(R_NUM), load(R_DEN), load(R_SG)
-    ips = _row(b, R_PS, z, lane)
-    ps = _vload(b, st_p, ips)
-    for col0, a, m0, e0 in circ:
-        im = b.add(m0, lane)
-        t = _vload(b, msg_p, im)
-        e = _vload(b, ebuf_p, b.add(e0, lane))
-        aa = v.mul(den, v.max(v.sub(one, e), _cv(TINY)))
-        r = v.copysign(v.atanh2(aa, v.mul(num, v.add(one, e)))[0], v.mul(sg, t))
-        _vstore(b, r, msg_p, im)
-        p = v.add(t, r)
-        _rot_store(b, p, post_p, col0, a, z)
-        ps = v.copysign(one, v.mul(ps, p))
-    _vstore(b, ps, st_p, ips)
+    aa = v.mul(den, v.max(v.sub(one, e), _cv(TINY)))
+    return v.copysign(v.atanh2(aa, v.mul(num, v.add(one, e)))[0], v.mul(sg, t))
 
 
-def _scatter_am_body(v, post_p, msg_p, ebuf_p, st_p, z, lane, circ):
-    """Pass 2 of the approximate update on a few circulants of one row: messages from the
-    per-check state, new posteriors t + message back into post, and the sign product of
-    the new posteriors per check."""
+def _am_message(v, state, t, e):
+    """The approximate update: the exact messages to the two least reliable inputs, a
+    tangent capped at M2 to the others (``_row_am``)."""
+    m1, m2, mall, kk, x1, x2, sg = state
     b = v.b
+    mag = v.min(v.add(mall, v.mul(kk, e)), m2)
+    mag = b.select(v.eq(e, x2), m2, mag)
+    mag = b.select(v.eq(e, x1), m1, mag)
+    return v.copysign(mag, v.mul(sg, t))
 
-    def load(r):
-        return _vload(b, st_p, _row(b, r, z, lane))
-    m1, m2, mall, kk, x1, x2, sg = (load(r) for r in (R_M1, R_M2, R_MALL, R_K, R_E1, R_E2, R_SG))
-    ips = _row(b, R_PS, z, lane)
-    ps = _vload(b, st_p, ips)
-    for col0, a, m0, e0 in circ:
-        im = b.add(m0, lane)
-        t = _vload(b, msg_p, im)
-        e = _vload(b, ebuf_p, b.add(e0, lane))
-        mag = v.min(v.add(mall, v.mul(kk, e)), m2)
-        mag = b.select(v.eq(e, x2), m2, mag)
-        mag = b.select(v.eq(e, x1), m1, mag)
-        r = v.copysign(mag, v.mul(sg, t))
-        _vstore(b, r, msg_p, im)
-        p = v.add(t, r)
-        _rot_store(b, p, post_p, col0, a, z)
-        ps = v.copysign(_cv(1.0), v.mul(ps, p))
-    _vstore(b, ps, st_p, ips)
+
+_scatter_body = _scatter_with((R_NUM, R_DEN, R_SG), _sp_message)
+_scatter_am_body = _scatter_with((R_M1, R_M2, R_MALL, R_K, R_E1, R_E2, R_SG), _am_message)
 
 
 _gather = _row_pass("_gather", _gather_body(False),
                     "Pass 1 of sum-product on a few circulants of one row (``_gather_body``).")
 _gather_am = _row_pass("_gather_am", _gather_body(True), "Pass 1 of the approximate update on a "
                        "few circulants of one row (``_gather_body``).")
-_scatter = _row_pass("_scatter", _scatter_body, _scatter_body.__doc__)
-_scatter_am = _row_pass("_scatter_am", _scatter_am_body, _scatter_am_body.__doc__)
+_scatter = _row_pass("_scatter", _scatter_body, "Pass 2 of sum-product on a few circulants of one "
+                     "row (``_scatter_with``, ``_sp_message``).")
+_scatter_am = _row_pass("_scatter_am", _scatter_am_body, "Pass 2 of the approximate update on a "
+                        "few circulants of one row (``_scatter_with``, ``_am_message``).")
 
 
 @njit(cache=True)

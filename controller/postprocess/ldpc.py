@@ -524,9 +524,8 @@ class LdpcBob(_Party):
             self.close()
             raise
         self.limits = (o.max_iter, o.stall, o.decoder == "amin", o.window, o.horizon)
-        self.pending = list(range(count))
+        self.pending = list(range(count))     # frames not decoded yet
         self.attempts = o.pre
-        self.failed = count
 
     def attempt(self, channel: Channel) -> bool:
         """Decode every failing frame once, send which still fail; return True when Alice
@@ -549,11 +548,16 @@ class LdpcBob(_Party):
         answer = np.zeros(len(self.frames), dtype=bool)
         answer[still] = True
         channel.send("bob", answer, tag="ec")
-        self.pending, self.failed = still, len(still)
+        self.pending = still
         if not still or self.attempts == self.opts.max_retries:
             return False
         self.attempts += 1
         return True
+
+    @property
+    def failed(self) -> int:
+        """Return the number of frames not decoded (yet)."""
+        return len(self.pending)
 
     def _decode(self, i: int) -> bool:
         """Run one decoding attempt on frame i (its own buffers; the kernel releases the GIL)."""

@@ -28,7 +28,7 @@ def _unmet_counts(code, ssign, post, msg, iterations):
     decoder's own layer function; return the per-iteration counts of unmet checks."""
     dmax = int(np.diff(code.row_ptr).max())
     ebuf = np.empty(dmax * code.z, dtype=np.float32)
-    st = np.empty((code.z // 8, 10, 8), dtype=np.float32)
+    st = np.empty((code.z // core._W, core._ROWS, core._W), dtype=np.float32)
     counts = []
     for _ in range(iterations):
         counts.append(sum(int(core._layer_am(code.row_ptr, code.cols, code.shifts, r, ssign, post, msg,
