@@ -20,6 +20,16 @@ Figures (over ``--frames`` frames of ``--bits`` bits with i.i.d. errors at ``--q
   leave fewer than C clean), so a frame ends with errors with probability E[R] 2^-C (R: the
   runs of checks begun with errors left): lowering C measures that model where failures
   are frequent (docs/BENCHMARKS.md, "Cascade, standard mode").
+* ``decoder_iterations``: (ldpc) mean decoder iterations per frame of ``--bits`` bits, summed
+  over its LDPC frames and attempts; ``edge_iterations_per_bit``: their edge updates
+  (iterations x edges of each code) per key bit; ``ns_per_edge_iteration``: the decoding
+  threads' CPU time inside the kernel per edge update; ``decode_cpu_share``: the median over
+  frames of that CPU time over the process's (1 thread: the rest is host work on both sides;
+  the first frame of a new code size also builds the code).  10 Mbit/s is 100 ns per
+  key bit, so edge_iterations_per_bit x ns_per_edge_iteration is a floor of the time per bit.
+* ``options``: the method options set with ``--set NAME=VALUE`` (repeatable; any keyword of
+  ``reconcile`` for the method, e.g. ``--set f_start=1.10 --set steps=0 --set pre=0 --set
+  max_retries=0`` for single LDPC attempts at f 1.10).
 * ``load_average``: the 1-minute load average of the machine at the start and the end of
   the run (wall-clock figures on a loaded machine are lower bounds).
 
@@ -28,6 +38,7 @@ or ``python -m bench.reconcile ...``.  A small untimed frame first compiles the 
 """
 
 import argparse
+import ast
 import json
 import os
 import statistics
@@ -54,8 +65,24 @@ def _parse(argv):
     parser.add_argument("--bits", type=int, default=1_000_000, help="frame length N")
     parser.add_argument("--frames", type=int, default=10, help="number of frames K")
     parser.add_argument("--seed", type=int, default=1, help="seed of keys, errors and permutations")
+    parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
+                        help="a method option of reconcile (repeatable), e.g. f_start=1.10")
     parser.add_argument("--json", action="store_true", help="accepted for the qkdnode bench convention")
     return parser.parse_args(argv)
+
+
+def _settings(items: list[str]) -> dict:
+    # NAME=VALUE -> {NAME: value}, the value a Python literal (1.1, 0, True, None) or else a string
+    out = {}
+    for item in items:
+        name, sep, text = item.partition("=")
+        if not sep or not name.isidentifier():
+            raise SystemExit(f"--set takes NAME=VALUE with NAME an option name, got {item!r}")
+        try:
+            out[name] = ast.literal_eval(text)
+        except (ValueError, SyntaxError):
+            out[name] = text
+    return out
 
 
 def _default_decoder() -> str:
@@ -82,12 +109,20 @@ def run(argv: list[str]) -> dict:
         options[name] = value
     if "checks" in options:
         options["passes"] = 2 + options["checks"]
+    settings = _settings(args.set)
+    own = sorted(set(settings) & {"mode", "decoder", "threads", "checks", "seed", "rng", "stats"})
+    if own:
+        raise SystemExit(f"--set {own[0]}: use the benchmark's own flag for it (--{own[0]}), not --set")
+    options.update(settings)
     rng = np.random.default_rng(args.seed)
     warm = rng.integers(0, 2, 2000, dtype=np.uint8)
-    reconcile(warm, warm ^ (rng.random(2000) < args.qber).astype(np.uint8), args.qber,
-              args.method, seed=0, **options)
+    try:
+        reconcile(warm, warm ^ (rng.random(2000) < args.qber).astype(np.uint8), args.qber,
+                  args.method, seed=0, **options)
+    except (TypeError, ValueError) as exc:
+        raise SystemExit(f"bad option for {args.method}: {exc}") from exc
     load_start = os.getloadavg()[0]
-    effs, rounds, times, cpu, failures = [], [], [], [], 0
+    effs, rounds, times, cpu, failures, decoding = [], [], [], [], 0, []
     for frame in range(args.frames):
         a = rng.integers(0, 2, args.bits, dtype=np.uint8)
         b = a ^ (rng.random(args.bits) < args.qber).astype(np.uint8)
@@ -101,7 +136,15 @@ def run(argv: list[str]) -> dict:
         failures += int(not np.array_equal(fixed, a))
         effs.append(rep.leaked_bits / (args.bits * h2(args.qber)))
         rounds.append(rep.rounds)
+        decoding.append(rep.decoding)
     spf = statistics.median(times)
+    ldpc = {}
+    if args.method == "ldpc":
+        edge_its = sum(d.edge_iterations for d in decoding)
+        ldpc = {"decoder_iterations": statistics.fmean(d.iterations for d in decoding),
+                "edge_iterations_per_bit": edge_its / (args.bits * args.frames),
+                "ns_per_edge_iteration": sum(d.cpu_seconds for d in decoding) / edge_its * 1e9,
+                "decode_cpu_share": statistics.median(d.cpu_seconds / c for d, c in zip(decoding, cpu))}
     return {
         "method": args.method, "mode": args.mode if args.method == "cascade" else None,
         "decoder": options.get("decoder", _default_decoder()) if args.method == "ldpc" else None,
@@ -114,6 +157,7 @@ def run(argv: list[str]) -> dict:
         "seconds_per_frame": spf, "mbit_per_s": args.bits / spf / 1e6,
         "cpu_seconds_per_frame": statistics.median(cpu),
         "mbit_per_s_cpu": args.bits / statistics.median(cpu) / 1e6,
+        **ldpc, "options": settings,
         "load_average": [round(load_start, 2), round(os.getloadavg()[0], 2)],
     }
 

@@ -43,8 +43,9 @@ from __future__ import annotations
 
 import math
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from functools import cached_property
 
 import numpy as np
@@ -363,8 +364,26 @@ class Options:
         return bounds, [plan_frame(hi - lo, qber, self.f_start, self.step_f, self.steps) for lo, hi in bounds]
 
 
+@dataclass
+class DecodeStats:
+    """What Bob's decoding cost, summed over frames and attempts: decoder iterations, edge
+    iterations (iterations x edges of the frame's code) and the CPU seconds of the decoding
+    threads inside the kernel (``time.thread_time``; a measurement, left out of ==)."""
+
+    iterations: int = 0
+    edge_iterations: int = 0
+    cpu_seconds: float = field(default=0.0, compare=False)
+
+    def add(self, other: "DecodeStats") -> None:
+        """Add another's figures to these."""
+        self.iterations += other.iterations
+        self.edge_iterations += other.edge_iterations
+        self.cpu_seconds += other.cpu_seconds
+
+
 def ldpc(alice_bits: np.ndarray, bob_bits: np.ndarray, qber: float, channel: Channel, *,
-         rng: np.random.Generator | None = None, **options) -> tuple[np.ndarray, int]:
+         rng: np.random.Generator | None = None, stats: DecodeStats | None = None,
+         **options) -> tuple[np.ndarray, int]:
     """Reconcile over ``channel``, both parties in one process; return (Bob's corrected key,
     number of failed frames).  The parties are ``LdpcAlice`` and ``LdpcBob``, which two
     processes run one each (the node does).
@@ -379,7 +398,7 @@ def ldpc(alice_bits: np.ndarray, bob_bits: np.ndarray, qber: float, channel: Cha
     steps Alice discloses with the syndrome, before Bob's first attempt (None:
     ``pre_steps(qber)``); threads: frames Bob decodes at once (threads of one process; the
     results do not depend on it).  rng: Alice's private randomness for the punctured bits and hash
-    points (OS entropy if None).
+    points (OS entropy if None).  stats: when given, Bob's ``DecodeStats`` are added to it.
     """
     with LdpcAlice(alice_bits, qber, rng=rng, **options) as alice:
         alice.open(channel)
@@ -388,6 +407,8 @@ def ldpc(alice_bits: np.ndarray, bob_bits: np.ndarray, qber: float, channel: Cha
                 alice.reveal(channel)
                 bob.learn(channel)
             alice.reveal(channel)
+            if stats is not None:
+                stats.add(bob.stats)
             return bob.key, bob.failed
 
 
@@ -476,7 +497,8 @@ class LdpcBob(_Party):
     against the frame plans he computes from the key length, QBER and options: see peer.py);
     each ``attempt`` decodes the failing frames and sends the list of those still failing,
     returning True when Alice will reveal more (then ``learn`` reads them).  ``key``: his
-    corrected key (frames that failed keep his bits), ``failed``: their number.  A context
+    corrected key (frames that failed keep his bits), ``failed``: their number, ``stats``:
+    what his attempts cost (``DecodeStats``).  A context
     manager: leaving it gives the decoder buffers back to the per-thread pool (zeroed)."""
 
     def __init__(self, key: np.ndarray, qber: float, channel: Channel, **options) -> None:
@@ -526,6 +548,7 @@ class LdpcBob(_Party):
         self.limits = (o.max_iter, o.stall, o.decoder == "amin", o.window, o.horizon)
         self.pending = list(range(count))     # frames not decoded yet
         self.attempts = o.pre
+        self.stats = DecodeStats()
 
     def attempt(self, channel: Channel) -> bool:
         """Decode every failing frame once, send which still fail; return True when Alice
@@ -537,7 +560,8 @@ class LdpcBob(_Party):
                 results = list(pool.map(self._decode, self.pending))
         else:
             results = [self._decode(i) for i in self.pending]
-        for i, converged in zip(self.pending, results):
+        for i, (converged, cost) in zip(self.pending, results):
+            self.stats.add(cost)
             lay, post = self.frames[i][1], self.frames[i][4][0]
             lo, hi = self.bounds[i]
             guess = host.hard(post, lay.key_pos)
@@ -559,15 +583,18 @@ class LdpcBob(_Party):
         """Return the number of frames not decoded (yet)."""
         return len(self.pending)
 
-    def _decode(self, i: int) -> bool:
-        """Run one decoding attempt on frame i (its own buffers; the kernel releases the GIL)."""
+    def _decode(self, i: int) -> tuple[bool, DecodeStats]:
+        """Run one decoding attempt on frame i (its own buffers; the kernel releases the GIL);
+        return whether it converged and what it cost."""
         plan, lay, ssign, llr, (post, msg) = self.frames[i]
         c = code(plan)
         if not self.started[i] or not self.opts.warm:
             np.copyto(post, llr)
             msg.fill(0.0)
             self.started[i] = True
-        return core.decode(c.row_ptr, c.cols, c.shifts, c.z, ssign, post, msg, *self.limits)[1]
+        t0 = time.thread_time()
+        its, converged = core.decode(c.row_ptr, c.cols, c.shifts, c.z, ssign, post, msg, *self.limits)
+        return converged, DecodeStats(its, its * c.cols.size * c.z, time.thread_time() - t0)
 
     def learn(self, channel: Channel) -> None:
         """Read Alice's reveals for the failing frames and set their priors (and posteriors)."""

@@ -8,11 +8,15 @@ meter (what Alice disclosed), never from the algorithm's own bookkeeping.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .channel import Channel, LocalChannel
 from .infotheory import h2
+
+if TYPE_CHECKING:
+    from .ldpc import DecodeStats
 
 METHODS = ("cascade", "ldpc")
 
@@ -29,6 +33,7 @@ class ReconcileReport:
     wire_bits: int
     qber: float
     failed_frames: int = 0      # ldpc: frames Bob could not decode (their bits left uncorrected)
+    decoding: DecodeStats | None = None     # ldpc: Bob's decoder iterations and CPU time
 
     @property
     def efficiency(self) -> float:
@@ -43,8 +48,8 @@ def reconcile(alice_bits: np.ndarray, bob_bits: np.ndarray, qber: float, method:
     qber: the error rate to design for (from parameter estimation), 0 < qber < 0.5.
     method: ``cascade`` (options: mode="standard"|"low-round", passes, schedule, limit,
     checks, interleave) or ``ldpc`` (options: frame_bits, f_start, step_f, steps, max_retries,
-    max_iter, stall, window, horizon, warm, decoder="amin"|"sp", pre, threads, rng; ``failed_frames`` in
-    the report);
+    max_iter, stall, window, horizon, warm, decoder="amin"|"sp", pre, threads, rng; ``failed_frames`` and
+    ``decoding`` in the report);
     docs/postprocess.md says what each does.  seed: public randomness.
     """
     alice_bits = np.asarray(alice_bits, dtype=np.uint8)
@@ -57,13 +62,14 @@ def reconcile(alice_bits: np.ndarray, bob_bits: np.ndarray, qber: float, method:
         raise ValueError(f"unknown reconciliation method {method!r}; expected one of {METHODS}")
     channel = channel if channel is not None else LocalChannel()
     before = channel.stats.snapshot()
-    failed = 0
+    failed, decoding = 0, None
     if method == "cascade":
         from .cascade import cascade
         corrected = cascade(alice_bits, bob_bits, qber, channel, seed=seed, **options)
     else:
-        from .ldpc import ldpc
-        corrected, failed = ldpc(alice_bits, bob_bits, qber, channel, seed=seed, **options)
+        from .ldpc import DecodeStats, ldpc
+        decoding = DecodeStats()
+        corrected, failed = ldpc(alice_bits, bob_bits, qber, channel, seed=seed, stats=decoding, **options)
     used = channel.stats.since(before)
     return corrected, ReconcileReport(method, int(alice_bits.size), used.leaked_bits, used.rounds,
-                                      used.messages, used.bits, float(qber), failed)
+                                      used.messages, used.bits, float(qber), failed, decoding)

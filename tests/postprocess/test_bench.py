@@ -41,11 +41,35 @@ def test_bench_reconcile_threads_option_keeps_the_figures():
     common = ["--method", "ldpc", "--qber", "0.05", "--bits", "250000", "--frames", "1", "--seed", "4"]
     one, two = bench_reconcile.run(common), bench_reconcile.run(common + ["--threads", "2"])
     assert one["threads"] == 1 and two["threads"] == 2
-    for key in ("efficiency", "rounds", "frame_error_rate"):
+    for key in ("efficiency", "rounds", "frame_error_rate", "decoder_iterations", "edge_iterations_per_bit"):
         assert one[key] == two[key], key
     for bad, msg in ((["--method", "ldpc", "--threads", "0"], "must be >= 1"), (["--threads", "2"], "ldpc option")):
         with pytest.raises(SystemExit, match=msg):
             bench_reconcile.run(["--bits", "2000", "--frames", "1"] + bad)
+
+
+def test_bench_reconcile_set_option_and_decoder_figures():
+    # --set passes method options through: single LDPC attempts at f_start 1.10 (one round, f just
+    # above 1.10 from rounding and the 61-bit tag); the decoder figures follow from the iterations
+    # and the code's edges (seed 6)
+    from controller.postprocess import ldpc
+
+    out = bench_reconcile.run(["--method", "ldpc", "--qber", "0.05", "--bits", "100000", "--frames", "2",
+                               "--seed", "6", "--set", "f_start=1.10", "--set", "steps=0", "--set", "pre=0",
+                               "--set", "max_retries=0"])
+    assert out["options"] == {"f_start": 1.1, "steps": 0, "pre": 0, "max_retries": 0}
+    assert out["rounds"] == 1.0 and out["frame_error_rate"] == 0.0, out
+    assert 1.10 <= out["efficiency"] < 1.10 + 0.005, out
+    edges = ldpc._edges(ldpc.plan_frame(100000, 0.05, f_start=1.10, steps=0))
+    assert out["decoder_iterations"] >= 1
+    assert out["edge_iterations_per_bit"] == pytest.approx(out["decoder_iterations"] * edges / 100000)
+    assert out["ns_per_edge_iteration"] > 0.0 and 0.0 < out["decode_cpu_share"] <= 1.0
+    assert "decoder_iterations" not in bench_reconcile.run(["--bits", "2000", "--frames", "1"])
+    for bad, msg in ((["--set", "bogus=1"], "bad option for ldpc: unknown LDPC options"),
+                     (["--set", "f_start"], "NAME=VALUE"), (["--set", "threads=2"], "own flag"),
+                     (["--set", "f_start=0.5"], "bad option for ldpc: need f_start >= 1")):
+        with pytest.raises(SystemExit, match=msg):
+            bench_reconcile.run(["--method", "ldpc", "--bits", "2000", "--frames", "1"] + bad)
 
 
 def test_bench_amplify_reports_figures():

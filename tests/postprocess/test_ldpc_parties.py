@@ -104,10 +104,15 @@ def test_frames_decoded_in_parallel_give_the_same_results():
     runs = []
     for threads in (1, 2):
         ch = _Log()
-        key, failed = ldpc.ldpc(a, b, 0.03, ch, seed=45, rng=np.random.default_rng(45), threads=threads)
-        runs.append((key, failed, ch.sent, ch.stats.leaked_bits, ch.stats.rounds))
-    (k1, f1, log1, leak1, r1), (k2, f2, log2, leak2, r2) = runs
+        stats = ldpc.DecodeStats()
+        key, failed = ldpc.ldpc(a, b, 0.03, ch, seed=45, rng=np.random.default_rng(45), threads=threads,
+                                stats=stats)
+        runs.append((key, failed, ch.sent, ch.stats.leaked_bits, ch.stats.rounds, stats))
+    (k1, f1, log1, leak1, r1, s1), (k2, f2, log2, leak2, r2, s2) = runs
     assert f1 == f2 == 0 and np.array_equal(k1, a) and np.array_equal(k2, k1), "seed 45"
     assert log1 == log2 and leak1 == leak2 and r1 == r2
+    # the decoding cost is summed over the three frames and their attempts, whichever thread ran them
+    assert (s1.iterations, s1.edge_iterations) == (s2.iterations, s2.edge_iterations), "seed 45"
+    assert s1.iterations >= 3 and s1.cpu_seconds > 0.0 and s2.cpu_seconds > 0.0
     with pytest.raises(ValueError, match="threads must be >= 1"):
         ldpc.ldpc(a, b, 0.03, LocalChannel(), threads=0)

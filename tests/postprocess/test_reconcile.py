@@ -25,6 +25,7 @@ def test_cascade_corrects_every_error(qber, mode):
         fixed, rep = reconcile(a, b, qber, seed=seed, mode=mode)
         assert np.array_equal(fixed, a), f"seed {seed} qber {qber} mode {mode}"
         assert rep.leaked_bits > 0 and rep.rounds > 0
+        assert rep.decoding is None        # an LDPC figure
 
 
 def test_leak_is_what_the_channel_metered():
