@@ -594,7 +594,7 @@ class LdpcBob(_Party):
             self.started[i] = True
         t0 = time.thread_time()
         its, converged = core.decode(c.row_ptr, c.cols, c.shifts, c.z, ssign, post, msg, *self.limits)
-        return converged, DecodeStats(its, its * c.cols.size * c.z, time.thread_time() - t0)
+        return converged, DecodeStats(int(its), int(its) * int(c.cols.size) * int(c.z), time.thread_time() - t0)
 
     def learn(self, channel: Channel) -> None:
         """Read Alice's reveals for the failing frames and set their priors (and posteriors)."""
