@@ -381,17 +381,22 @@ class CascadeBob:
     each with probability exactly 1/2.  When the schedule's checks do not give that many,
     he asks Alice for the parities of new checks (passes after the schedule's).
     ``interleave`` defaults to :func:`interleaved` of the key's length and ``mode``.
+
+    ``observer`` (for measurements, e.g. bench/cascade_fer.py): called as ``observer(bob,
+    first, last)`` each time Bob starts the passes [first, last) (one stage), before he
+    computes their parities; ``bob.y`` is then his key as it goes into them, ``bob.started[1]``
+    his corrections so far and ``bob.check[p]`` whether pass p is a check.  It must not
+    change Bob; None (the default) costs one test per stage.
     """
 
     def __init__(self, bits: np.ndarray, setup: np.ndarray, tops: np.ndarray,
                  mode: str = "standard", limit: int | None = None, checks: int = CHECKS,
-                 interleave: bool | None = None):
+                 interleave: bool | None = None, observer=None):
         if mode not in MODES:
             raise ValueError(f"unknown cascade mode {mode!r}; expected one of {MODES}")
         if checks < 0:
             raise ValueError(f"checks must be >= 0, got {checks}")
         self.y = np.array(bits, dtype=np.uint8)
-        self.y0 = self.y.copy()          # before any correction (see core.drop_known)
         n = self.y.size
         self.n = n
         setup = peer_array(setup, "Alice's Cascade setup (seed, block sizes)", kinds=INTS)
@@ -434,6 +439,9 @@ class CascadeBob:
             at += sent[p]
         self.active = np.zeros(lay.blocks, dtype=np.bool_)
         self.load = SYNDROME_LOAD[mode]
+        # Bob's key before any correction, for the one-bit lookups (core.drop_known), which only
+        # standard-mode frames shorter than ORDERED_BELOW make; None where they are skipped
+        self.y0 = self.y.copy() if not self.load and n < ORDERED_BELOW else None
         self.odd_first = 0                              # pass 1's odd blocks (see _expected_errors)
         self.expect = self._expected_errors(tops[:sent[0]]) if self.load else 0.0
         self._size_work()
@@ -452,6 +460,7 @@ class CascadeBob:
         self._stage = 0
         self._answers = np.zeros(0, dtype=np.bool_)
         self._pending = 0
+        self.observer = observer
 
     def _order(self, p: int, k: int) -> None:
         if p >= self.perm.shape[0]:               # more check passes than room: grow
@@ -550,7 +559,7 @@ class CascadeBob:
             if nq < 0:
                 raise ValueError(f"Alice's parities contradict each other: {self.started[1]} "
                                  f"corrections in a key of {self.n} bits")
-            if nq and not self.load and self.n < ORDERED_BELOW:   # see core.drop_known
+            if nq and self.y0 is not None:              # see core.drop_known
                 nq = int(core.drop_known(self.q, self.q_cidx, nq, self.perm, self.pos, lay.k, self.cache,
                                          lay.coff, lay.tsz, lay.nrev, len(self.keff), self.n, self.y, self.y0))
             if nq:
@@ -569,6 +578,8 @@ class CascadeBob:
             self._stage += 1
             for p in range(first, last):
                 self.flips_at_start[p] = int(self.started[1])
+            if self.observer is not None:
+                self.observer(self, first, last)
             lay = self.lay
             core.start_passes(first, last, self.y, self.perm, self.fen, lay.k, self.cache,
                               lay.coff, lay.tsz, lay.nrev, self.active,
@@ -578,14 +589,15 @@ class CascadeBob:
 def cascade(alice_bits: np.ndarray, bob_bits: np.ndarray, qber: float, channel: Channel, *,
             seed: int = 0, mode: str = "standard", passes: int = 2 + CHECKS,
             schedule: list[int] | None = None, limit: int | None = None,
-            checks: int = CHECKS, interleave: bool | None = None) -> np.ndarray:
+            checks: int = CHECKS, interleave: bool | None = None, observer=None) -> np.ndarray:
     """Run Cascade between the two keys over ``channel``; return Bob's corrected key.
 
     ``schedule`` overrides the block sizes (one per pass), ``limit`` how many blocks of
     a later pass are bisected at once (0 = all; default :func:`bisection_limit`),
     ``checks`` how many BICONF checks after the last correction end it (0: the schedule's
     passes only), ``interleave`` whether pass 2 reads pass 1's blocks column by column
-    (default :func:`interleaved`).  Both parties run here in lockstep but exchange data only
+    (default :func:`interleaved`), ``observer`` a watcher of Bob's stages (see
+    :class:`CascadeBob`; it changes nothing).  Both parties run here in lockstep but exchange data only
     through the channel.
     """
     if alice_bits.shape != bob_bits.shape:
@@ -600,7 +612,8 @@ def cascade(alice_bits: np.ndarray, bob_bits: np.ndarray, qber: float, channel: 
     setup, tops = alice.opening()
     channel.send("alice", setup, tag="ec")
     channel.send("alice", tops, leaks_key=True, tag="ec")
-    bob = CascadeBob(bob_bits, channel.recv("bob"), channel.recv("bob"), mode, limit, checks, interleave)
+    bob = CascadeBob(bob_bits, channel.recv("bob"), channel.recv("bob"), mode, limit, checks, interleave,
+                     observer)
     answers = None
     while True:
         queries = bob.next_queries(answers)
