@@ -1,0 +1,70 @@
+"""ctypes wrappers of the fixed-point kernel (amin_i16.c): ``decoder(vector)`` has the
+signature and return value of ``controller.postprocess._ldpc_core.decode`` (float32 state in
+and out, converted to Q6 int16 on each call), ``raw(vector)`` works on int16 state."""
+
+from __future__ import annotations
+
+import ctypes
+
+import numpy as np
+
+import rig
+
+_LIB = None
+
+
+def _lib():
+    global _LIB
+    if _LIB is None:
+        lib = rig.build("amin_i16")
+        i64, i32p = ctypes.c_int64, ctypes.POINTER(ctypes.c_int32)
+        lib.decode_i16.restype = i64
+        lib.decode_i16.argtypes = [rig._I64P, rig._I64P, rig._I64P, i64, i64, rig._F32P, rig._F32P, rig._F32P,
+                                   i64, i64, i64, i64, i64, i32p, ctypes.c_int32]
+        lib.decode_i16_raw.restype = i64
+        lib.decode_i16_raw.argtypes = [rig._I64P, rig._I64P, rig._I64P, i64, i64, rig._I16P, rig._I16P, rig._I16P,
+                                       i64, i64, i64, i64, i32p, ctypes.c_int32]
+        _LIB = lib
+    return _LIB
+
+
+def decoder(vector: bool = True):
+    """Return decode(row_ptr, cols, shifts, z, ssign, post, msg, max_iter, stall, approx=True,
+    window=0, horizon=0) -> (iterations, converged), as _ldpc_core.decode (approx must be True:
+    this kernel has the amin structure only)."""
+    lib = _lib()
+
+    def decode(row_ptr, cols, shifts, z_lift, ssign, post, msg, max_iter, stall, approx=True,
+               window=0, horizon=0):
+        if not approx:
+            raise ValueError("the fixed-point kernel has the amin update only")
+        conv = ctypes.c_int32(0)
+        it = lib.decode_i16(row_ptr, cols, shifts, row_ptr.size - 1, int(z_lift), ssign, post, msg, post.size,
+                            int(max_iter), int(stall), int(window), int(horizon), ctypes.byref(conv),
+                            int(vector))
+        if it < 0:
+            raise ValueError(f"fixed-point kernel: Z = {z_lift} must be a positive multiple of 16, "
+                             f"row degrees <= 128, max_iter >= 1")
+        return int(it), bool(conv.value)
+    return decode
+
+
+def raw(vector: bool = True):
+    """Return decode on int16 state: (row_ptr, cols, shifts, z, ss16, post16, msg16, max_iter,
+    stall, window, horizon) -> (iterations, converged); ss16 is 0 / -32768 per check."""
+    lib = _lib()
+
+    def decode(row_ptr, cols, shifts, z_lift, ss16, post16, msg16, max_iter, stall, window=0, horizon=0):
+        conv = ctypes.c_int32(0)
+        it = lib.decode_i16_raw(row_ptr, cols, shifts, row_ptr.size - 1, int(z_lift), ss16, post16, msg16,
+                                int(max_iter), int(stall), int(window), int(horizon), ctypes.byref(conv),
+                                int(vector))
+        if it < 0:
+            raise ValueError("fixed-point kernel: bad arguments")
+        return int(it), bool(conv.value)
+    return decode
+
+
+def to_q6(x: np.ndarray) -> np.ndarray:
+    """float32 LLRs to Q6 int16 as the kernel converts them (round half even, +-32767)."""
+    return np.clip(np.rint(x.astype(np.float32) * np.float32(64.0)), -32767, 32767).astype(np.int16)
