@@ -85,6 +85,22 @@ def _settings(items: list[str]) -> dict:
     return out
 
 
+# The untimed first frame (compiles the numba kernels), drawn from the run's rng before the frames.
+WARM_BITS = 2000
+
+
+def draw(rng: np.random.Generator, bits: int, qber: float) -> tuple[np.ndarray, np.ndarray]:
+    """Return one frame from ``rng``: Alice's key of ``bits`` uniform bits and Bob's, with i.i.d.
+    errors at ``qber`` (bench/cascade_fer.py draws the same frames)."""
+    a = rng.integers(0, 2, bits, dtype=np.uint8)
+    return a, a ^ (rng.random(bits) < qber).astype(np.uint8)
+
+
+def frame_seed(seed: int, frame: int) -> int:
+    """Return the public seed (Cascade's permutations) of frame ``frame`` of a run with ``seed``."""
+    return seed * 1_000_003 + frame
+
+
 def _default_decoder() -> str:
     from controller.postprocess.ldpc import Options
     return Options.decoder
@@ -115,22 +131,18 @@ def run(argv: list[str]) -> dict:
         raise SystemExit(f"--set {own[0]}: use the benchmark's own flag for it (--{own[0]}), not --set")
     options.update(settings)
     rng = np.random.default_rng(args.seed)
-    warm = rng.integers(0, 2, 2000, dtype=np.uint8)
     try:
-        reconcile(warm, warm ^ (rng.random(2000) < args.qber).astype(np.uint8), args.qber,
-                  args.method, seed=0, **options)
+        reconcile(*draw(rng, WARM_BITS, args.qber), args.qber, args.method, seed=0, **options)
     except (TypeError, ValueError) as exc:
         raise SystemExit(f"bad option for {args.method}: {exc}") from exc
     load_start = os.getloadavg()[0]
     effs, rounds, times, cpu, failures, decoding = [], [], [], [], 0, []
     for frame in range(args.frames):
-        a = rng.integers(0, 2, args.bits, dtype=np.uint8)
-        b = a ^ (rng.random(args.bits) < args.qber).astype(np.uint8)
+        a, b = draw(rng, args.bits, args.qber)
         t0, c0 = time.perf_counter(), time.process_time()
         if args.method == "ldpc":     # Alice's private bits (punctured values, hash points)
             options["rng"] = np.random.default_rng([args.seed, frame])
-        fixed, rep = reconcile(a, b, args.qber, args.method, seed=args.seed * 1_000_003 + frame,
-                               **options)
+        fixed, rep = reconcile(a, b, args.qber, args.method, seed=frame_seed(args.seed, frame), **options)
         times.append(time.perf_counter() - t0)
         cpu.append(time.process_time() - c0)
         failures += int(not np.array_equal(fixed, a))
