@@ -141,20 +141,6 @@ static int64_t layer_ref(const int64_t *row_ptr, const int64_t *cols, const int6
 
 /* ---- AVX2: 16 checks per vector */
 
-static inline __m256i rot_load(const int16_t *post, int64_t col0, int64_t a, int64_t z) {
-    if (a + V <= z) return _mm256_loadu_si256((const __m256i *)(post + col0 + a));
-    int16_t t[V];
-    for (int k = 0; k < V; k++) { int64_t i = a + k; if (i >= z) i -= z; t[k] = post[col0 + i]; }
-    return _mm256_loadu_si256((const __m256i *)t);
-}
-
-static inline void rot_store(__m256i v, int16_t *post, int64_t col0, int64_t a, int64_t z) {
-    if (a + V <= z) { _mm256_storeu_si256((__m256i *)(post + col0 + a), v); return; }
-    int16_t t[V];
-    _mm256_storeu_si256((__m256i *)t, v);
-    for (int k = 0; k < V; k++) { int64_t i = a + k; if (i >= z) i -= z; post[col0 + i] = t[k]; }
-}
-
 /* table[idx] for 16 u16 indices, the tables' low 16 bits (or all 32 bits as two halves) */
 static inline void lookup(const int32_t *table, __m256i idx, __m256i *lo8, __m256i *hi8) {
     __m256i i0 = _mm256_cvtepu16_epi32(_mm256_castsi256_si128(idx));
@@ -193,20 +179,37 @@ static inline __m256i phi_avx(__m256i x) {
     return _mm256_blendv_epi8(ua, ub, _mm256_cmpgt_epi16(x, _mm256_set1_epi16(127)));
 }
 
+/* lanes k >= w of a wrapping block (w = Z - a < 16) come from the column's start */
+static const int16_t IOTA[V] = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15};
+
 static int64_t layer_avx(const int64_t *row_ptr, const int64_t *cols, const int64_t *shifts, int64_t r,
                          const int16_t *ss, int16_t *post, int16_t *msg, int64_t z) {
     int64_t e0 = row_ptr[r], d = row_ptr[r + 1] - e0, unmet = 0;
     __m256i tb[DMAX], ub[DMAX];
+    int16_t *col[DMAX], *mp[DMAX], *pa[DMAX];
+    int64_t sh[DMAX];
+    for (int64_t g = 0; g < d; g++) {
+        col[g] = post + cols[e0 + g] * z;
+        mp[g] = msg + (e0 + g) * z;
+        sh[g] = shifts[e0 + g];
+    }
     const __m256i xmax = _mm256_set1_epi16(XMAX - 1), ntm = _mm256_set1_epi16(NT - 1);
-    const __m256i one = _mm256_set1_epi16(1);
+    const __m256i one = _mm256_set1_epi16(1), iota = _mm256_loadu_si256((const __m256i *)IOTA);
     for (int64_t lane = 0; lane < z; lane += V) {
         __m256i s = _mm256_setzero_si256(), u1 = s, u2 = s, ps = s;
         __m256i sg = _mm256_loadu_si256((const __m256i *)(ss + r * z + lane));
         for (int64_t g = 0; g < d; g++) {
-            int64_t e = e0 + g, a = lane + shifts[e];
-            if (a >= z) a -= z;
-            __m256i t = _mm256_subs_epi16(rot_load(post, cols[e] * z, a, z),
-                                          _mm256_loadu_si256((const __m256i *)(msg + e * z + lane)));
+            int64_t a = lane + sh[g];
+            a = a >= z ? a - z : a;
+            int16_t *p0 = col[g] + a;
+            pa[g] = p0;
+            __m256i pv = _mm256_loadu_si256((const __m256i *)p0);    /* the post buffer has 16 spare at its end */
+            if (__builtin_expect(a + V > z, 0)) {
+                __m256i w = _mm256_set1_epi16((short)(z - a));
+                pv = _mm256_blendv_epi8(pv, _mm256_loadu_si256((const __m256i *)(p0 - z)),
+                                        _mm256_cmpgt_epi16(iota, _mm256_sub_epi16(w, one)));
+            }
+            __m256i t = _mm256_subs_epi16(pv, _mm256_loadu_si256((const __m256i *)(mp[g] + lane)));
             __m256i u = phi_avx(_mm256_min_epu16(_mm256_abs_epi16(t), xmax));
             tb[g] = t;
             ub[g] = u;
@@ -224,16 +227,22 @@ static int64_t layer_avx(const int64_t *row_ptr, const int64_t *cols, const int6
         lookup(TINV, _mm256_min_epu16(_mm256_srli_epi16(_mm256_subs_epu16(s, u2), 2), ntm), &a0, &a1);
         m2 = pack_lo16(a0, a1);
         for (int64_t g = 0; g < d; g++) {
-            int64_t e = e0 + g, a = lane + shifts[e];
-            if (a >= z) a -= z;
             __m256i t = tb[g], u = ub[g];
             __m256i mag = _mm256_min_epu16(_mm256_adds_epu16(mall, _mm256_mulhi_epu16(u, kq)), m2);
             mag = _mm256_blendv_epi8(mag, m2, _mm256_cmpeq_epi16(u, u2));
             mag = _mm256_blendv_epi8(mag, m1, _mm256_cmpeq_epi16(u, u1));
             __m256i rr = _mm256_sign_epi16(mag, _mm256_or_si256(_mm256_xor_si256(t, sg), one));
-            _mm256_storeu_si256((__m256i *)(msg + e * z + lane), rr);
+            _mm256_storeu_si256((__m256i *)(mp[g] + lane), rr);
             __m256i p = _mm256_adds_epi16(t, rr);
-            rot_store(p, post, cols[e] * z, a, z);
+            int16_t *p0 = pa[g];
+            int64_t w = col[g] + z - p0;
+            if (__builtin_expect(w >= V, 1)) {
+                _mm256_storeu_si256((__m256i *)p0, p);
+            } else {
+                int16_t tmp[V];
+                _mm256_storeu_si256((__m256i *)tmp, p);
+                for (int k = 0; k < V; k++) (k < w ? p0 : p0 - z)[k] = tmp[k];
+            }
             ps = _mm256_xor_si256(ps, p);
         }
         __m256i bad = _mm256_xor_si256(ps, _mm256_loadu_si256((const __m256i *)(ss + r * z + lane)));

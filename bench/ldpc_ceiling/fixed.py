@@ -51,10 +51,14 @@ def decoder(vector: bool = True):
 
 def raw(vector: bool = True):
     """Return decode on int16 state: (row_ptr, cols, shifts, z, ss16, post16, msg16, max_iter,
-    stall, window, horizon) -> (iterations, converged); ss16 is 0 / -32768 per check."""
+    stall, window, horizon) -> (iterations, converged); ss16 is 0 / -32768 per check; post16
+    holds 16 spare entries after the n posteriors (the kernel's vector loads read past a
+    column's end), see ``to_q6``."""
     lib = _lib()
 
     def decode(row_ptr, cols, shifts, z_lift, ss16, post16, msg16, max_iter, stall, window=0, horizon=0):
+        if post16.size < (int(cols.max()) + 1) * z_lift + 16 or msg16.size != cols.size * z_lift:
+            raise ValueError("post16 needs n + 16 entries (to_q6(post, spare=16)), msg16 one per edge")
         conv = ctypes.c_int32(0)
         it = lib.decode_i16_raw(row_ptr, cols, shifts, row_ptr.size - 1, int(z_lift), ss16, post16, msg16,
                                 int(max_iter), int(stall), int(window), int(horizon), ctypes.byref(conv),
@@ -65,6 +69,8 @@ def raw(vector: bool = True):
     return decode
 
 
-def to_q6(x: np.ndarray) -> np.ndarray:
-    """float32 LLRs to Q6 int16 as the kernel converts them (round half even, +-32767)."""
-    return np.clip(np.rint(x.astype(np.float32) * np.float32(64.0)), -32767, 32767).astype(np.int16)
+def to_q6(x: np.ndarray, spare: int = 0) -> np.ndarray:
+    """float32 LLRs to Q6 int16 as the kernel converts them (round half even, +-32767), with
+    ``spare`` zeros appended."""
+    q = np.clip(np.rint(x.astype(np.float32) * np.float32(64.0)), -32767, 32767).astype(np.int16)
+    return np.concatenate([q, np.zeros(spare, np.int16)])
