@@ -2,6 +2,7 @@
 same frames), once per kernel, kernels alternating; prints one JSON object per run.
 
 python bench/ldpc_ceiling/protocol.py --qber 0.02 --frames 40 --seed 1 --rounds 2 [--kernels numba,i16]
+    [--set NAME=VALUE ...]
 
 numba: controller's _ldpc_core.decode (the library default, amin); i16: the fixed-point
 kernel (amin_i16.c, AVX2) through its float32 wrapper (fixed.decoder), monkeypatched over
@@ -50,6 +51,9 @@ def main(argv):
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--rounds", type=int, default=1)
     ap.add_argument("--kernels", default="numba,i16")
+    ap.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
+                    help="passed to bench/reconcile.py (e.g. --set f_start=1.10 --set steps=0 "
+                         "--set pre=0 --set max_retries=0: single attempts at f 1.10)")
     args = ap.parse_args(argv)
     import fixed
     kernels = {"numba": NUMBA, "i16": fixed.decoder(vector=True), "i16ref": fixed.decoder(vector=False)}
@@ -60,7 +64,8 @@ def main(argv):
             ldpc.core.decode = dec
             try:
                 out = reconcile.run(["--method", "ldpc", "--qber", str(args.qber), "--bits", str(args.bits),
-                                     "--frames", str(args.frames), "--seed", str(args.seed)])
+                                     "--frames", str(args.frames), "--seed", str(args.seed)]
+                                    + [x for item in args.set for x in ("--set", item)])
             finally:
                 ldpc.core.decode = NUMBA
             out.update(kernel=name, round=rnd, attempts_per_frame=stats["calls"] / args.frames,
