@@ -19,7 +19,8 @@ Figures (over ``--frames`` frames of ``--bits`` bits with i.i.d. errors at ``--q
   to 2 + C passes (the two block passes and C checks; more are asked for when corrections
   leave fewer than C clean), so a frame ends with errors with probability E[R] 2^-C (R: the
   runs of checks begun with errors left): lowering C measures that model where failures
-  are frequent (docs/BENCHMARKS.md, "Cascade, standard mode").
+  are frequent; ``bench cascade_fer`` runs the same frames and also gives E[R]
+  (docs/BENCHMARKS.md, "Cascade, standard mode").
 * ``decoder_iterations``: (ldpc) mean decoder iterations per frame of ``--bits`` bits, summed
   over its LDPC frames and attempts; ``edge_iterations_per_bit``: their edge updates
   (iterations x edges of each code) per key bit; ``ns_per_edge_iteration``: the decoding
