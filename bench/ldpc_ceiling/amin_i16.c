@@ -35,9 +35,14 @@
 #include <string.h>
 
 #define V 16
-#define QL 64.0          /* LLR scale (Q6) */
+#ifndef LB
+#define LB 6             /* LLR fractional bits (Q6) */
+#endif
+#define QL ((double)(1 << LB))   /* LLR scale */
+#define SA (LB - 3)      /* region A: segments of 1/8 */
+#define SB (LB - 4)      /* region B: steps of 1/16 */
 #define QP 4096.0        /* phi scale (Q12) */
-#define XMAX 640         /* PHI entries: |t| in Q6 below 10.0 */
+#define XMAX (10 << LB)  /* |t| clamped below 10.0 */
 #define NT 10241         /* TINV entries: y >> 2 for y (Q12) up to 10.0 */
 #define DMAX 128         /* largest row degree */
 
@@ -45,6 +50,9 @@
  * the 16 entries twice: one copy per 128-bit lane) */
 static uint16_t TAB[16], TAS[16], TH[16], TL[16];
 static uint8_t PLANES[4][2][32];     /* TAB, TAS, TH, TL x (low, high) */
+#ifdef PHI_EXACT
+static int32_t PHIX[XMAX];  /* PHI_EXACT: phi(x) rounded to Q12 for every x (two gathers per 16 inputs) */
+#endif
 static int32_t TINV[NT];    /* low 16 bits: phi(y) in Q6; high 16 bits: 1024 / sinh(y) */
 static int ready = 0;
 
@@ -54,12 +62,18 @@ static double rnd(double x) { return floor(x + 0.5); }
 static void init_tables(void) {
     if (ready) return;
     for (int i = 0; i < 16; i++) {
-        double a = rnd(QP * phi((i > 0 ? 8.0 * i : 0.5) / QL)), b = rnd(QP * phi(8.0 * (i + 1) / QL));
+        double w = 1 << SA, a = rnd(QP * phi((i > 0 ? w * i : 0.5) / QL)), b = rnd(QP * phi(w * (i + 1) / QL));
         TAB[i] = (uint16_t)a;
-        TAS[i] = (uint16_t)rnd((a - b) / 8.0);
+        TAS[i] = (uint16_t)rnd((a - b) / w);
         TH[i] = (uint16_t)rnd(2.0 * QP * phi(i >= 2 ? i : 2));
         TL[i] = (uint16_t)rnd(32768.0 * exp(-i / 16.0));
     }
+#ifdef PHI_EXACT
+    for (int x = 0; x < XMAX; x++) {
+        double v = rnd(QP * phi((x > 0 ? x : 0.5) / QL));
+        PHIX[x] = (int32_t)(v > 65535 ? 65535 : v);
+    }
+#endif
     const uint16_t *tabs[4] = {TAB, TAS, TH, TL};
     for (int k = 0; k < 4; k++)
         for (int i = 0; i < 32; i++) {
@@ -68,7 +82,7 @@ static void init_tables(void) {
         }
     for (int j = 0; j < NT; j++) {
         double y = (4.0 * j + 2.0) / QP;
-        double m = floor(QL * phi(y) + 0.5), k = floor(1024.0 / sinh(y) + 0.5);
+        double m = floor(QL * phi(y) + 0.5), k = floor(16.0 * QL / sinh(y) + 0.5);
         if (m > 32767) m = 32767;
         if (k > 65535) k = 65535;
         TINV[j] = (int32_t)((uint32_t)m | ((uint32_t)k << 16));
@@ -85,12 +99,15 @@ static inline uint16_t absw(int16_t x) { return (uint16_t)(x < 0 ? -(int32_t)x :
 
 static inline uint16_t phi_ref(uint16_t a) {
     uint16_t x = a < XMAX - 1 ? a : XMAX - 1;
-    if (x < 128) {
-        int i = x >> 3;
-        return (uint16_t)(TAB[i] - (uint16_t)((x & 7) * TAS[i]));
+#ifdef PHI_EXACT
+    return (uint16_t)PHIX[x];
+#endif
+    if (x < (2 << LB)) {
+        int i = x >> SA;
+        return (uint16_t)(TAB[i] - (uint16_t)((x & ((1 << SA) - 1)) * TAS[i]));
     }
-    uint16_t u = (uint16_t)(((uint32_t)TH[x >> 6] * TL[(x >> 2) & 15]) >> 16);
-    return (uint16_t)(u - (uint16_t)(((uint32_t)u * ((x & 3) << 10)) >> 16));
+    uint16_t u = (uint16_t)(((uint32_t)TH[x >> LB] * TL[(x >> SB) & 15]) >> 16);
+    return (uint16_t)(u - (uint16_t)(((uint32_t)u * ((x & ((1 << SB) - 1)) << (16 - LB))) >> 16));
 }
 
 static int64_t layer_ref(const int64_t *row_ptr, const int64_t *cols, const int64_t *shifts, int64_t r,
@@ -168,15 +185,22 @@ static inline __m256i tab16(int k, __m256i i, __m256i i8) {
     return _mm256_blendv_epi8(lo, hi, hib);
 }
 
+static inline void lookup(const int32_t *table, __m256i idx, __m256i *lo8, __m256i *hi8);
+
 static inline __m256i phi_avx(__m256i x) {
-    __m256i i = _mm256_srli_epi16(x, 3), i8 = _mm256_slli_epi16(i, 8);
+#ifdef PHI_EXACT
+    __m256i g0, g1;
+    lookup(PHIX, x, &g0, &g1);
+    return _mm256_permute4x64_epi64(_mm256_packus_epi32(g0, g1), 0xD8);
+#endif
+    __m256i i = _mm256_srli_epi16(x, SA), i8 = _mm256_slli_epi16(i, 8);
     __m256i ua = _mm256_sub_epi16(tab16(0, i, i8),
-                                  _mm256_mullo_epi16(_mm256_and_si256(x, _mm256_set1_epi16(7)), tab16(1, i, i8)));
-    __m256i h = _mm256_srli_epi16(x, 6);
-    __m256i l = _mm256_and_si256(_mm256_srli_epi16(x, 2), _mm256_set1_epi16(15));
+                                  _mm256_mullo_epi16(_mm256_and_si256(x, _mm256_set1_epi16((1 << SA) - 1)), tab16(1, i, i8)));
+    __m256i h = _mm256_srli_epi16(x, LB);
+    __m256i l = _mm256_and_si256(_mm256_srli_epi16(x, SB), _mm256_set1_epi16(15));
     __m256i ub = _mm256_mulhi_epu16(tab16(2, h, _mm256_slli_epi16(h, 8)), tab16(3, l, _mm256_slli_epi16(l, 8)));
-    ub = _mm256_sub_epi16(ub, _mm256_mulhi_epu16(ub, _mm256_slli_epi16(_mm256_and_si256(x, _mm256_set1_epi16(3)), 10)));
-    return _mm256_blendv_epi8(ua, ub, _mm256_cmpgt_epi16(x, _mm256_set1_epi16(127)));
+    ub = _mm256_sub_epi16(ub, _mm256_mulhi_epu16(ub, _mm256_slli_epi16(_mm256_and_si256(x, _mm256_set1_epi16((1 << SB) - 1)), 16 - LB)));
+    return _mm256_blendv_epi8(ua, ub, _mm256_cmpgt_epi16(x, _mm256_set1_epi16((2 << LB) - 1)));
 }
 
 /* lanes k >= w of a wrapping block (w = Z - a < 16) come from the column's start */

@@ -1,6 +1,6 @@
 """Checks of the rig's kernels (exit status 1 on a failure, naming QBER and seed):
 
-1. the fixed-point kernel's AVX2 path matches its scalar reference bit for bit (posteriors,
+1. the fixed-point kernel's AVX2 path (the default Q6 build and the Q7 one) matches its scalar reference bit for bit (posteriors,
    messages, iterations, convergence) on 10^5-bit frames at 2 / 5 / 8 %, from the priors and
    then warm from that state, and its float32 wrapper returns exactly the raw kernel's state;
 2. the C port of the float32 amin kernel agrees with _ldpc_core.decode(..., approx=True) after
@@ -22,14 +22,14 @@ import rig
 from controller.postprocess import _ldpc_core
 
 
-def check_fixed(q, seed):
+def check_fixed(q, seed, lb):
     c, ssign, llr = rig.frame(q, seed)
     ss = np.where(ssign < 0, -32768, 0).astype(np.int16)
     edges = c.cols.size * c.z
     states = []
     for vector in (True, False):
-        dec = fixed.raw(vector)
-        p, m = fixed.to_q6(llr, spare=16), np.zeros(edges, np.int16)
+        dec = fixed.raw(vector, lb)
+        p, m = fixed.to_q(llr, spare=16, lb=lb), np.zeros(edges, np.int16)
         r1 = dec(c.row_ptr, c.cols, c.shifts, c.z, ss, p, m, 12, 1000)
         r2 = dec(c.row_ptr, c.cols, c.shifts, c.z, ss, p, m, 100, 5, 10, 150)
         states.append((p, m, r1, r2))
@@ -40,10 +40,10 @@ def check_fixed(q, seed):
                       f"{int(np.count_nonzero(p0 != p1))} posteriors, {int(np.count_nonzero(m0 != m1))} messages")
     # the float32 wrapper: same state as the raw kernel, in LLR units
     post, msg = llr.copy(), np.zeros(edges, np.float32)
-    w1 = fixed.decoder(True)(c.row_ptr, c.cols, c.shifts, c.z, ssign, post, msg, 12, 1000, True)
-    w2 = fixed.decoder(True)(c.row_ptr, c.cols, c.shifts, c.z, ssign, post, msg, 100, 5, True, 10, 150)
-    if (w1, w2) != (a1, a2) or not (np.array_equal(post * 64, p0[:post.size].astype(np.float32))
-                                    and np.array_equal(msg * 64, m0.astype(np.float32))):
+    w1 = fixed.decoder(True, lb)(c.row_ptr, c.cols, c.shifts, c.z, ssign, post, msg, 12, 1000, True)
+    w2 = fixed.decoder(True, lb)(c.row_ptr, c.cols, c.shifts, c.z, ssign, post, msg, 100, 5, True, 10, 150)
+    if (w1, w2) != (a1, a2) or not (np.array_equal(post * 2 ** lb, p0[:post.size].astype(np.float32))
+                                    and np.array_equal(msg * 2 ** lb, m0.astype(np.float32))):
         errors.append(f"float32 wrapper differs from the raw kernel: {w1} {w2} / {a1} {a2}")
     return errors, a1, a2
 
@@ -72,7 +72,8 @@ def main(argv):
     failed = 0
     for q in (0.02, 0.05, 0.08):
         for seed in seeds:
-            e1, a1, a2 = check_fixed(q, seed)
+            e1, a1, a2 = check_fixed(q, seed, fixed.LB)
+            e1 += check_fixed(q, seed, 7)[0]
             e2, d, scale, near0 = check_f32(q, seed)
             status = "FAIL" if e1 or e2 else "ok"
             print(f"qber {q} seed {seed}: {status}  fixed-point (iterations, converged) {a1} then warm {a2}; "

@@ -27,9 +27,9 @@ def kernel(name):
             KERNELS[name] = _ldpc_core.decode
         elif name == "f32":
             KERNELS[name] = rig.load_f32()
-        elif name in ("i16", "i16ref"):
+        elif name in ("i16", "i16ref", "i16q7"):
             import fixed
-            KERNELS[name] = fixed.decoder(vector=name == "i16")
+            KERNELS[name] = fixed.decoder(vector=name != "i16ref", lb=7 if name == "i16q7" else fixed.LB)
         else:
             raise SystemExit(f"unknown kernel {name!r}")
     return KERNELS[name]

@@ -51,12 +51,15 @@ def main(argv):
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--rounds", type=int, default=1)
     ap.add_argument("--kernels", default="numba,i16")
+    ap.add_argument("--decoder", default=None, help="passed to bench/reconcile.py (numba kernel: amin or sp)")
     ap.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
                     help="passed to bench/reconcile.py (e.g. --set f_start=1.10 --set steps=0 "
                          "--set pre=0 --set max_retries=0: single attempts at f 1.10)")
     args = ap.parse_args(argv)
     import fixed
-    kernels = {"numba": NUMBA, "i16": fixed.decoder(vector=True), "i16ref": fixed.decoder(vector=False)}
+    kernels = {"numba": NUMBA, "i16": fixed.decoder(vector=True), "i16ref": fixed.decoder(vector=False),
+               "i16q7": fixed.decoder(vector=True, lb=7),
+               "i16phix": fixed.decoder(vector=True, defines=("PHI_EXACT",))}
     z_main = ldpc.plan_frame(args.bits, args.qber).z
     for rnd in range(args.rounds):
         for name in args.kernels.split(","):
@@ -65,7 +68,8 @@ def main(argv):
             try:
                 out = reconcile.run(["--method", "ldpc", "--qber", str(args.qber), "--bits", str(args.bits),
                                      "--frames", str(args.frames), "--seed", str(args.seed)]
-                                    + [x for item in args.set for x in ("--set", item)])
+                                    + [x for item in args.set for x in ("--set", item)]
+                                    + (["--decoder", args.decoder] if args.decoder else []))
             finally:
                 ldpc.core.decode = NUMBA
             out.update(kernel=name, round=rnd, attempts_per_frame=stats["calls"] / args.frames,

@@ -27,13 +27,15 @@ _F32P = np.ctypeslib.ndpointer(np.float32, flags="C_CONTIGUOUS")
 _I16P = np.ctypeslib.ndpointer(np.int16, flags="C_CONTIGUOUS")
 
 
-def build(name: str) -> ctypes.CDLL:
-    """Compile HERE/name.c to a shared object in HERE/build (when older) and load it."""
+def build(name: str, defines: tuple[str, ...] = ()) -> ctypes.CDLL:
+    """Compile HERE/name.c (with -D ``defines``) to a shared object in HERE/build (when older)
+    and load it."""
     src = HERE / f"{name}.c"
-    out = HERE / "build" / f"{name}.so"
+    out = HERE / "build" / ("_".join([name, *defines]).replace("=", "") + ".so")
     out.parent.mkdir(exist_ok=True)
     if not out.exists() or out.stat().st_mtime < src.stat().st_mtime:
-        subprocess.run(["gcc", *CFLAGS, str(src), "-o", str(out), "-lm"], check=True)
+        subprocess.run(["gcc", *CFLAGS, *(f"-D{d}" for d in defines), str(src), "-o", str(out), "-lm"],
+                       check=True)
     return ctypes.CDLL(str(out))
 
 
