@@ -26,6 +26,10 @@
  * of one base row share no variable, so this is the two-pass order of _ldpc_core); stopping
  * rules of _ldpc_core.decode (unmet-check count, stall, trend window).
  *
+ * Build options: -DLB=7 (LLRs in Q7); -DPHI_EXACT (per-edge phi from a table rounded at every
+ * x, two vpgatherdd per 16 inputs: the accuracy experiment); timing only, wrong values:
+ * -DTIMING_NO_PHI (no per-edge phi), -DTIMING_NO_PERCHECK (no per-check table lookups).
+ *
  * gcc -O3 -mavx2 -mfma -shared -fPIC amin_i16.c -o amin_i16.so -lm
  */
 #include <immintrin.h>
@@ -234,7 +238,11 @@ static int64_t layer_avx(const int64_t *row_ptr, const int64_t *cols, const int6
                                         _mm256_cmpgt_epi16(iota, _mm256_sub_epi16(w, one)));
             }
             __m256i t = _mm256_subs_epi16(pv, _mm256_loadu_si256((const __m256i *)(mp[g] + lane)));
+#ifdef TIMING_NO_PHI    /* timing only, wrong values: a subtraction in place of phi */
+            __m256i u = _mm256_sub_epi16(_mm256_set1_epi16(XMAX), _mm256_min_epu16(_mm256_abs_epi16(t), xmax));
+#else
             __m256i u = phi_avx(_mm256_min_epu16(_mm256_abs_epi16(t), xmax));
+#endif
             tb[g] = t;
             ub[g] = u;
             s = _mm256_adds_epu16(s, u);
@@ -243,6 +251,11 @@ static int64_t layer_avx(const int64_t *row_ptr, const int64_t *cols, const int6
             u1 = _mm256_max_epu16(u1, u);
         }
         __m256i a0, a1, mall, kq, m1, m2;
+#ifdef TIMING_NO_PERCHECK   /* timing only, wrong values: shifts in place of the table lookups */
+        mall = _mm256_srli_epi16(s, 6); kq = _mm256_srli_epi16(s, 1);
+        m1 = _mm256_srli_epi16(_mm256_subs_epu16(s, u1), 5); m2 = _mm256_srli_epi16(_mm256_subs_epu16(s, u2), 5);
+        (void)a0; (void)a1; (void)ntm;
+#else
         lookup(TINV, _mm256_min_epu16(_mm256_srli_epi16(s, 2), ntm), &a0, &a1);
         mall = pack_lo16(a0, a1);
         kq = pack_hi16(a0, a1);
@@ -250,6 +263,7 @@ static int64_t layer_avx(const int64_t *row_ptr, const int64_t *cols, const int6
         m1 = pack_lo16(a0, a1);
         lookup(TINV, _mm256_min_epu16(_mm256_srli_epi16(_mm256_subs_epu16(s, u2), 2), ntm), &a0, &a1);
         m2 = pack_lo16(a0, a1);
+#endif
         for (int64_t g = 0; g < d; g++) {
             __m256i t = tb[g], u = ub[g];
             __m256i mag = _mm256_min_epu16(_mm256_adds_epu16(mall, _mm256_mulhi_epu16(u, kq)), m2);

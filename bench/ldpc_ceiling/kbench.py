@@ -3,7 +3,9 @@
 python bench/ldpc_ceiling/kbench.py QBER ITERS REPS SEED KERNEL [KERNEL ...]
 
 KERNEL: numba (controller's _ldpc_core.decode, amin), f32 (C port of it, amin_f32.c), i16
-(the fixed-point kernel, amin_i16.c, AVX2), i16ref (its scalar reference).  The first kernel
+(the fixed-point kernel, amin_i16.c, AVX2), i16ref (its scalar reference), i16q7 (LLRs in Q7),
+i16phix (per-edge phi from a rounded table by gathers), and, timing only with wrong values,
+i16-nophi, i16-nopc, i16-nophi-nopc (no per-edge phi / no per-check lookups / neither).  The first kernel
 is the reference of the agreement lines.  stall = 1000: every run does ITERS iterations
 unless the frame converges first (the iterations are printed).
 """
@@ -18,6 +20,12 @@ import numpy as np
 import rig
 
 KERNELS = {}
+VARIANTS = {        # fixed-point builds: (AVX2, LLR fractional bits, defines)
+    "i16": (True, 6, ()), "i16ref": (False, 6, ()), "i16q7": (True, 7, ()),
+    "i16phix": (True, 6, ("PHI_EXACT",)),
+    "i16-nophi": (True, 6, ("TIMING_NO_PHI",)), "i16-nopc": (True, 6, ("TIMING_NO_PERCHECK",)),
+    "i16-nophi-nopc": (True, 6, ("TIMING_NO_PHI", "TIMING_NO_PERCHECK")),
+}
 
 
 def kernel(name):
@@ -27,9 +35,10 @@ def kernel(name):
             KERNELS[name] = _ldpc_core.decode
         elif name == "f32":
             KERNELS[name] = rig.load_f32()
-        elif name in ("i16", "i16ref", "i16q7"):
+        elif name in VARIANTS:
             import fixed
-            KERNELS[name] = fixed.decoder(vector=name != "i16ref", lb=7 if name == "i16q7" else fixed.LB)
+            vector, lb, defines = VARIANTS[name]
+            KERNELS[name] = fixed.decoder(vector, lb, defines)
         else:
             raise SystemExit(f"unknown kernel {name!r}")
     return KERNELS[name]
