@@ -26,3 +26,14 @@ for q in 0.02 0.05 0.08; do
     $PY protocol.py --qber $q --frames 100 --seed 2 $SINGLE --set stall=100 --set window=0 > figures/single_nostop_${q}_s2.jsonl
 done
 { uptime; date -u; } >> figures/load.txt
+# added after the first run (04:02-04:05 UTC): the parts at 5 %, the phi variants' timing, and
+# the single-attempt failures at 8 % over more seeds and kernel variants
+$PY kbench.py 0.05 10 15 5 i16 i16-nophi i16-nopc i16-nophi-nopc > figures/kparts_0.05.txt
+$PY kbench.py 0.02 10 15 5 i16 i16phix i16q7 > figures/kvariants_0.02.txt
+$PY protocol.py --qber 0.08 --frames 40 --seed 1 $SINGLE > figures/single8_s1.jsonl
+$PY protocol.py --qber 0.08 --frames 100 --seed 3 $SINGLE > figures/single8_s3.jsonl
+for s in 2 3; do
+    $PY protocol.py --qber 0.08 --frames 100 --seed $s --kernels i16q7,i16phix $SINGLE > figures/single8_variants_s$s.jsonl
+    $PY protocol.py --qber 0.08 --frames 100 --seed $s --kernels numba --decoder sp $SINGLE > figures/single8_sp_s$s.jsonl
+done
+uptime >> figures/load.txt
