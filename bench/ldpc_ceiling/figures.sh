@@ -37,3 +37,8 @@ for s in 2 3; do
     $PY protocol.py --qber 0.08 --frames 100 --seed $s --kernels numba --decoder sp $SINGLE > figures/single8_sp_s$s.jsonl
 done
 uptime >> figures/load.txt
+# other QBERs (04:05 UTC): 40 frames each, seed 1
+for q in 0.01 0.03 0.11; do
+    $PY protocol.py --qber $q --frames 40 --seed 1 > figures/blind_other_${q}_s1.jsonl
+done
+uptime >> figures/load.txt
