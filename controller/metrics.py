@@ -67,6 +67,13 @@ class Metrics:
         self.sifted_bits = counter("sifted_bits", "Sifted bits, all blocks.")
         self.secret_bits = counter("secret_bits", "Secret (distilled) bits, all blocks.")
         self.blocks = counter("blocks", "Blocks processed, by outcome (key, aborted).", ["outcome"])
+        self.ec_efficiency = gauge("reconciliation_efficiency", "Reconciliation efficiency f of the "
+                                   "last reconciled block: leaked bits over n h(QBER_Z) (1 is the "
+                                   "Shannon limit).")
+        self.ec_leaked = counter("reconciliation_leaked_bits", "Bits disclosed about the key by "
+                                 "reconciliation and verification, all reconciled blocks.")
+        self.distill_seconds = gauge("distill_seconds", "Wall time of the last block's distillation "
+                                     "(sifting to amplification), seconds.")
         self.detector_rate = gauge("detector_count_rate_hz", "Detector count rate per channel, Hz.",
                                    ["channel"])
         self.disturbances = counter("disturbance_events", "Disturbance alarms (QBER or decoy "
@@ -116,13 +123,22 @@ class Metrics:
 
     def record_block(self, *, sifted_bits: int, secret_bits: int, duration_s: float,
                      qber_z: float | None = None, qber_x: float | None = None,
-                     aborted: bool = False, reason: str | None = None) -> None:
-        """Record one block: counts, the secret key rate over ``duration_s`` and QBER per basis.
+                     aborted: bool = False, reason: str | None = None,
+                     leaked_bits: int | None = None, ec_efficiency: float | None = None,
+                     distill_s: float | None = None) -> None:
+        """Record one block: counts, the secret key rate over ``duration_s``, QBER per basis and,
+        for a reconciled block, its leak and efficiency; ``distill_s`` the distillation's wall time.
 
         An aborted block yields no key and counts a disturbance event of kind ``reason``.
         """
         n = self.node
         self.sifted_bits.labels(n).inc(sifted_bits)
+        if leaked_bits is not None:
+            self.ec_leaked.labels(n).inc(leaked_bits)
+        if ec_efficiency is not None:
+            self.ec_efficiency.labels(n).set(ec_efficiency)
+        if distill_s is not None:
+            self.distill_seconds.labels(n).set(distill_s)
         if qber_z is not None:
             self.qber.labels(n, "Z").set(qber_z)
         if qber_x is not None:

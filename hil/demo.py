@@ -623,8 +623,8 @@ def _summarise(res: DemoResult, alice, bench) -> None:
         [h["qber_x"] for h in st.history if h.get("qber_x") is not None]
     res.qber = float(np.mean(q)) if q else None
     res.history = [{k: h.get(k) for k in ("block", "slots", "sifted_bits", "qber_x", "qber_z",
-                                          "secret_bits", "abort", "leak_ec_bits", "replenished_bits",
-                                          "auth_bits_used", "net_bits", "overrun_slots",
+                                          "secret_bits", "abort", "leak_ec_bits", "ec_efficiency",
+                                          "replenished_bits", "auth_bits_used", "net_bits", "overrun_slots",
                                           "acquire_wall_s", "distill_wall_s")} for h in st.history]
 
 

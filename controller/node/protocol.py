@@ -40,6 +40,7 @@ from controller.postprocess.amplify import draw_seed, hash_key, peer_seed
 from controller.postprocess.cascade import CascadeAlice, CascadeBob, block_schedule
 from controller.postprocess.estimate import BasisCounts, count_by_class, x_errors_by_class
 from controller.postprocess.finite_key import secret_key_length
+from controller.postprocess.infotheory import h2
 from controller.postprocess.ldpc import LdpcAlice, LdpcBob, design_qber
 from controller.postprocess.peer import (INTS, PeerInputError, peer_array, peer_bits, peer_counts,
                                          peer_json)
@@ -179,7 +180,10 @@ def _finish(proto, counts, m_key, leak, figures):
     """Return (length, abort reason) from the finite-key bound (both sides compute the same)."""
     fk = _length(proto, counts, m_key, leak)
     n_key = int(counts.n_key.sum())
-    figures.update({"qber_z": round(float(fk.qber_key), 6), "leak_ec_bits": int(leak),
+    q = float(fk.qber_key)
+    # reconciliation efficiency f = leak / (n h(Q)) at the key basis's QBER (none when Q = 0)
+    figures["ec_efficiency"] = round(leak / (n_key * float(h2(q))), 4) if n_key and 0.0 < q < 0.5 else None
+    figures.update({"qber_z": round(q, 6), "leak_ec_bits": int(leak),
                     "s1": round(float(fk.s1), 1), "phi": round(float(fk.phi), 6),
                     "secret_bits": int(fk.length)})
     if n_key >= proto.alarm_min_detections and fk.s1 < proto.min_single_photon_fraction * n_key:
@@ -224,6 +228,8 @@ def _bob_ldpc(ch, raw, figures) -> np.ndarray:
     with LdpcBob(raw, _ldpc_qber(figures), ch) as ec:
         while ec.attempt(ch):
             ec.learn(ch)
+        figures["ldpc_iterations"] = ec.stats.iterations
+        figures["ldpc_decode_cpu_s"] = round(ec.stats.cpu_seconds, 4)
         return ec.key
 
 

@@ -653,7 +653,10 @@ class Node:
             self.metrics.record_block(sifted_bits=int(fig.get("sifted_bits", 0)),
                                       secret_bits=outcome.secret_bits, duration_s=sim_s,
                                       qber_z=fig.get("qber_z"), qber_x=fig.get("qber_x"),
-                                      aborted=alarm, reason=outcome.abort if alarm else None)
+                                      aborted=alarm, reason=outcome.abort if alarm else None,
+                                      leaked_bits=fig.get("leak_ec_bits"),
+                                      ec_efficiency=fig.get("ec_efficiency"),
+                                      distill_s=fig.get("distill_wall_s"))
             self.metrics.update_store(self.store.status())
             self.metrics.update_channel(self.channel.figures())
             if self.kme is not None:

@@ -26,7 +26,8 @@ def clock():
 
 def test_scrape_every_figure(clock):
     m = Metrics("alice", clock=lambda: clock[0])
-    m.record_block(sifted_bits=10_000, secret_bits=2_000, duration_s=4.0, qber_z=0.021, qber_x=0.034)
+    m.record_block(sifted_bits=10_000, secret_bits=2_000, duration_s=4.0, qber_z=0.021, qber_x=0.034,
+                   leaked_bits=700, ec_efficiency=1.041, distill_s=0.35)
     m.record_block(sifted_bits=9_000, secret_bits=0, duration_s=4.0, qber_z=0.2, qber_x=0.25,
                    aborted=True, reason="qber")
     m.record_detector_rates({0: 1.5e4, 1: 1.2e4})
@@ -47,6 +48,9 @@ def test_scrape_every_figure(clock):
     assert s[("qkd_secure_key_rate_bps", ())] == 0.0             # the last block was aborted
     assert s[("qkd_sifted_bits_total", ())] == 19_000
     assert s[("qkd_secret_bits_total", ())] == 2_000
+    assert s[("qkd_reconciliation_leaked_bits_total", ())] == 700     # the aborted block leaked none
+    assert s[("qkd_reconciliation_efficiency", ())] == 1.041
+    assert s[("qkd_distill_seconds", ())] == 0.35
     assert s[("qkd_qber_ratio", (("basis", "Z"),))] == 0.2
     assert s[("qkd_qber_ratio", (("basis", "X"),))] == 0.25
     assert s[("qkd_blocks_total", (("outcome", "key"),))] == 1

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from controller.node.protocol import LDPC_MIN_BITS, Protocol
+from controller.postprocess.infotheory import h2
 from tests.node.test_block_leak import _block, run_block
 
 
@@ -18,6 +19,14 @@ def test_ldpc_block_gives_both_ends_the_same_key(seed, qber):
     assert a.figures["leak_ec_bits"] == b.figures["leak_ec_bits"] > 0, (seed, a.figures, b.figures)
     assert a.figures["secret_bits"] == b.figures["secret_bits"] > 0, seed
     assert a.key is not None and np.array_equal(a.key, b.key), seed
+    # both ends report the same reconciliation efficiency, leak / (n_key h(QBER_Z)); LDPC's is
+    # above Cascade's and below the 1.10 target plus the 61-bit tags at this size
+    f = a.figures["leak_ec_bits"] / (a.figures["n_key"] * float(h2(a.figures["qber_z"])))
+    assert a.figures["ec_efficiency"] == b.figures["ec_efficiency"] == pytest.approx(f, abs=1e-4), seed
+    assert 1.0 < f < 1.2, (seed, f)
+    # Bob's decoder work (his side only: Alice does not decode)
+    assert b.figures["ldpc_iterations"] >= 1 and b.figures["ldpc_decode_cpu_s"] > 0.0, b.figures
+    assert "ldpc_iterations" not in a.figures
     # the whole block, sifting to amplification, in a few round trips (Cascade's low-round
     # mode takes ~40-50 for its part alone)
     assert rounds <= 12, rounds

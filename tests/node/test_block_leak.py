@@ -78,3 +78,6 @@ def test_both_ends_meter_the_same_leak_when_bob_reads_late(seed, monkeypatch):
     assert a.figures["leak_ec_bits"] == b.figures["leak_ec_bits"] > 0, (seed, a.figures, b.figures)
     assert a.figures["secret_bits"] == b.figures["secret_bits"], seed
     assert a.key is not None and np.array_equal(a.key, b.key), seed
+    # and so the same reconciliation efficiency (Cascade's low-round mode, ~1e5 bits at ~2-3 %)
+    assert a.figures["ec_efficiency"] == b.figures["ec_efficiency"], seed
+    assert 1.0 < a.figures["ec_efficiency"] < 1.15, (seed, a.figures)

@@ -27,6 +27,7 @@ def test_keys_delivered_through_etsi014_match_on_both_sides(tmp_path, caplog):
     block = r.history[0]
     assert block["auth_bits_used"] == r.auth_bits_used == 5 * 128, (block, seed)
     assert block["net_bits"] == block["secret_bits"] - 5 * 128 > 0, (block, seed)
+    assert 1.0 < block["ec_efficiency"] < 1.15, (block, seed)     # Cascade, low-round mode
     from hil.demo import SimBench, link_plan
     demo = SimBench(distance_km=25.0, proto=PROTO, seed=seed)
     slots, rate, _ = link_plan(PROTO, demo.optics_model, demo.slot_hz, 100_000)
