@@ -59,6 +59,7 @@ of Bob -> Alice queries (permuted ranges, not secret) and Alice -> Bob parities 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -391,7 +392,8 @@ class CascadeBob:
 
     def __init__(self, bits: np.ndarray, setup: np.ndarray, tops: np.ndarray,
                  mode: str = "standard", limit: int | None = None, checks: int = CHECKS,
-                 interleave: bool | None = None, observer=None):
+                 interleave: bool | None = None,
+                 observer: Callable[[CascadeBob, int, int], None] | None = None):
         if mode not in MODES:
             raise ValueError(f"unknown cascade mode {mode!r}; expected one of {MODES}")
         if checks < 0:
@@ -589,7 +591,8 @@ class CascadeBob:
 def cascade(alice_bits: np.ndarray, bob_bits: np.ndarray, qber: float, channel: Channel, *,
             seed: int = 0, mode: str = "standard", passes: int = 2 + CHECKS,
             schedule: list[int] | None = None, limit: int | None = None,
-            checks: int = CHECKS, interleave: bool | None = None, observer=None) -> np.ndarray:
+            checks: int = CHECKS, interleave: bool | None = None,
+            observer: Callable[[CascadeBob, int, int], None] | None = None) -> np.ndarray:
     """Run Cascade between the two keys over ``channel``; return Bob's corrected key.
 
     ``schedule`` overrides the block sizes (one per pass), ``limit`` how many blocks of
