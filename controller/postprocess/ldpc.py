@@ -52,6 +52,7 @@ import numpy as np
 
 from . import _ldpc_core as core
 from . import _ldpc_host as host
+from . import _ldpc_q16 as q16
 from . import _qc
 from .channel import Channel
 from .infotheory import h2
@@ -102,7 +103,7 @@ DESIGN_QBER = (0.01, 0.15)
 # (a failed attempt gives up ~10 iterations earlier; warm retries go on from its messages);
 # 5-8 % mostly decode at the first attempt (docs/BENCHMARKS.md, "LDPC: giving up earlier").
 TREND_WINDOW, TREND_HORIZON = 10, 150
-DECODERS = ("sp", "amin")
+DECODERS = ("sp", "amin", "q16")
 _CODES: dict[tuple[int, int, int, int], _qc.QCCode] = {}
 POOL_BYTES = 64 << 20   # decoder buffers kept per thread between calls (``_Buffers``)
 
@@ -394,7 +395,9 @@ def ldpc(alice_bits: np.ndarray, bob_bits: np.ndarray, qber: float, channel: Cha
     (``_ldpc_core.decode``; window 0: no trend test); warm: a retry continues from the
     failed attempt's messages (else it restarts from the priors); decoder: the check update,
     "amin" (exact sum-product messages to each check's two least reliable inputs, a bounded
-    tangent to the others; ``_ldpc_core._scatter_am``) or "sp" (exact sum-product); pre: blind
+    tangent to the others; ``_ldpc_core._scatter_am``), "sp" (exact sum-product) or "q16" (the
+    amin structure in int16 fixed point, 16 lanes: ``_ldpc_q16``; a frame whose lift Z is not a
+    multiple of 16 is decoded by "amin" instead); pre: blind
     steps Alice discloses with the syndrome, before Bob's first attempt (None:
     ``pre_steps(qber)``); threads: frames Bob decodes at once (threads of one process; the
     results do not depend on it).  rng: Alice's private randomness for the punctured bits and hash
@@ -545,7 +548,7 @@ class LdpcBob(_Party):
         except BaseException:
             self.close()
             raise
-        self.limits = (o.max_iter, o.stall, o.decoder == "amin", o.window, o.horizon)
+        self.limits = (o.max_iter, o.stall, o.decoder != "sp", o.window, o.horizon)
         self.pending = list(range(count))     # frames not decoded yet
         self.attempts = o.pre
         self.stats = DecodeStats()
@@ -585,7 +588,8 @@ class LdpcBob(_Party):
 
     def _decode(self, i: int) -> tuple[bool, DecodeStats]:
         """Run one decoding attempt on frame i (its own buffers; the kernel releases the GIL);
-        return whether it converged and what it cost."""
+        return whether it converged and what it cost.  Decoder "q16" needs a lift Z that is a
+        multiple of 16 (``_ldpc_q16``): a frame with another Z is decoded by the "amin" kernel."""
         plan, lay, ssign, llr, (post, msg) = self.frames[i]
         c = code(plan)
         if not self.started[i] or not self.opts.warm:
@@ -593,7 +597,12 @@ class LdpcBob(_Party):
             msg.fill(0.0)
             self.started[i] = True
         t0 = time.thread_time()
-        its, converged = core.decode(c.row_ptr, c.cols, c.shifts, c.z, ssign, post, msg, *self.limits)
+        max_iter, stall, _, window, horizon = self.limits
+        if self.opts.decoder == "q16" and c.z % q16.W == 0:
+            its, converged = q16.decode(c.row_ptr, c.cols, c.shifts, c.z, ssign, post, msg, max_iter, stall,
+                                        window, horizon)
+        else:   # "q16" on a lift Z not a multiple of 16: the "amin" kernel
+            its, converged = core.decode(c.row_ptr, c.cols, c.shifts, c.z, ssign, post, msg, *self.limits)
         return converged, DecodeStats(int(its), int(its) * int(c.cols.size) * int(c.z), time.thread_time() - t0)
 
     def learn(self, channel: Channel) -> None:
