@@ -41,7 +41,7 @@ from controller.postprocess.cascade import CascadeAlice, CascadeBob, block_sched
 from controller.postprocess.estimate import BasisCounts, count_by_class, x_errors_by_class
 from controller.postprocess.finite_key import secret_key_length
 from controller.postprocess.infotheory import h2
-from controller.postprocess.ldpc import LdpcAlice, LdpcBob, design_qber
+from controller.postprocess.ldpc import LdpcAlice, LdpcBob, design_qber, plannable
 from controller.postprocess.peer import (INTS, PeerInputError, peer_array, peer_bits, peer_counts,
                                          peer_json)
 from controller.postprocess.sift import (BASIS_X, BASIS_Z, AliceRecord, BobDetections, Sifted,
@@ -52,7 +52,8 @@ ALICE, BOB = "alice", "bob"
 EC_PASSES = 20          # Cascade passes asked of block_schedule (low-round mode adds one)
 VERDICTS = (None, "empty", "qber")      # Alice's verdicts that Bob may receive (see _verdict)
 RECONCILIATIONS = ("cascade", "ldpc")
-LDPC_MIN_BITS = 64      # a shorter key ends the block as "short" (LDPC needs 64 key bits)
+LDPC_MIN_BITS = 64      # a shorter key ends the block as "short" (LDPC needs 64 key bits, and a
+                        # code that fits: ~80 at 1 %, ``_ldpc_fits``)
 
 
 @dataclass(frozen=True)
@@ -141,6 +142,12 @@ def _verdict_qber(figures: dict) -> float:
 def _ldpc_qber(figures: dict) -> float:
     """Return LDPC's design QBER from the verdict (both parties compute the same)."""
     return design_qber(_verdict_qber(figures))
+
+
+def _ldpc_fits(n_key: int, figures: dict) -> bool:
+    """Return True when LDPC has codes for a key of ``n_key`` bits (both parties compute the
+    same; a key without one ends the block as "short")."""
+    return n_key >= LDPC_MIN_BITS and plannable(n_key, _ldpc_qber(figures))
 
 
 def _bob_setup(setup, n: int, figures: dict, mode: str) -> np.ndarray:
@@ -264,7 +271,7 @@ def alice_block(ch, record: AliceRecord, proto: Protocol, rng: np.random.Generat
     key = mine.bits[z]
     # 4. reconcile
     if proto.reconciliation == "ldpc":
-        if key.size < LDPC_MIN_BITS:
+        if not _ldpc_fits(key.size, figures):
             return BlockOutcome(None, figures, "short")
         with LdpcAlice(key, _ldpc_qber(figures), rng=rng, seed=int(rng.integers(0, 2**62))) as ec:
             ec.open(ch)
@@ -310,7 +317,7 @@ def bob_block(ch, det: BobDetections, proto: Protocol) -> BlockOutcome:
     z = mine.select(BASIS_Z)
     raw = mine.bits[z]
     if proto.reconciliation == "ldpc":
-        if raw.size < LDPC_MIN_BITS:
+        if not _ldpc_fits(raw.size, figures):
             return BlockOutcome(None, figures, "short")
         fixed = _bob_ldpc(ch, raw, figures)
     else:

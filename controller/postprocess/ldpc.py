@@ -72,13 +72,17 @@ MAX_CODES = 16
 # attempts, half or less the iterations; docs/BENCHMARKS.md, "LDPC decoder: approximate check
 # update"), then 1.08 (80 frames each: 5 % f 1.0820 -> 1.0828, attempts 1.49 -> 1.06,
 # iterations 45 -> 35; 8 % f 1.0768 -> 1.0815, iterations 37 -> 30; "LDPC: giving up earlier").
-F_START = ((0.02, 1.065), (0.05, 1.08), (0.08, 1.08))
+# 1 %: the rate-0.91 code needs f ~1.14 on average, and 1.065 with 7 steps left 3-8 % of the
+# frames to the weak key-bit reveals, which failed them; 1.09 with 12 steps: 0 failures in 400
+# frames, mean f 1.145-1.150 (1.5 % keeps the 2 % values: f 1.103, 0/200; docs/BENCHMARKS.md,
+# "LDPC at 1 %").
+F_START = ((0.01, 1.09), (0.015, 1.065), (0.02, 1.065), (0.05, 1.08), (0.08, 1.08))
 # Blind steps that disclose punctured bits (each worth a whole bit; key-bit reveals follow) by
 # design QBER (nearest integer of the linear interpolation, flat outside): f_start + 0.01 x
 # steps covers frames whose error count is > 3 sigma above the mean (sigma of the f a frame
-# needs: ~0.019 at 2 %, ~0.011 at 5 %, ~0.008 at 8 %); each step punctured costs the first
-# attempt ~0.0015 in f at 2 % (docs/BENCHMARKS.md, LDPC codes).
-PUNCTURED_STEPS = ((0.02, 7), (0.05, 4), (0.08, 4))
+# needs: ~0.026 at 1 %, ~0.019 at 2 %, ~0.011 at 5 %, ~0.008 at 8 %); each step punctured
+# costs the first attempt ~0.0015 in f at 2 % (docs/BENCHMARKS.md, LDPC codes).
+PUNCTURED_STEPS = ((0.01, 12), (0.015, 7), (0.02, 7), (0.05, 4), (0.08, 4))
 # Blind steps disclosed with the syndrome, before Bob's first attempt, by design QBER (nearest
 # integer of the linear interpolation, flat outside).  2 %: 6 frames in 40 decoded at the
 # first attempt, the failed first attempts were 37 % of all iterations: 1 step up front took
@@ -176,11 +180,20 @@ def plan_frame(k: int, qber: float, f_start: float | None = None, step_f: float 
     None: from the frame length, ``step_efficiency``);
     p >= steps x delta staircase variables are punctured, s < z information variables
     shortened (zeros known to both) to fill the lifted code.  f_start None: from the
-    QBER (``start_efficiency``); steps None: from the QBER (``punctured_steps``).
+    QBER (``start_efficiency``); steps None: from the QBER (``punctured_steps``), fewer where
+    the staircase cannot hold them (keys of a few hundred bits at low QBER; both parties
+    compute the same plan).
     """
+    if steps is None:
+        for fewer in range(punctured_steps(qber), -1, -1):
+            try:
+                return plan_frame(k, qber, f_start, step_f, fewer)
+            except _TooManySteps as exc:
+                last = exc
+        raise ValueError(f"a frame of {k} key bits at QBER {qber} is too short for these LDPC codes "
+                         f"({last}); use Cascade") from None
     f_start = start_efficiency(qber) if f_start is None else f_start
     step_f = step_efficiency(k) if step_f is None else step_f
-    steps = punctured_steps(qber) if steps is None else steps
     if k < 64:
         raise ValueError(f"an LDPC frame needs at least 64 key bits, got {k}")
     if not 0.0 < qber < 0.5:
@@ -201,9 +214,13 @@ def plan_frame(k: int, qber: float, f_start: float | None = None, step_f: float 
         raise ValueError(f"QBER {qber} needs a code of rate {1 - mb / nb:.2f}; LDPC codes here "
                          f"work down to rate 0.2 (QBER ~ 0.2 at f 1.05), use Cascade")
     if p > (mb // 2) * z:
-        raise ValueError(f"{steps} blind steps of {delta} bits need {p} punctured staircase bits, "
+        raise _TooManySteps(f"{steps} blind steps of {delta} bits need {p} punctured staircase bits, "
                          f"a code with {mb} x {z} checks has {(mb // 2) * z}; lower steps or step_f")
     return FramePlan(k, z, kb, mb, p, nb * z - k - p, delta)
+
+
+class _TooManySteps(ValueError):
+    """``plan_frame``: more punctured steps than the staircase of the code can hold."""
 
 
 def code(plan: FramePlan, seed: int = CODE_SEED) -> _qc.QCCode:
@@ -304,6 +321,16 @@ def _edges(plan: FramePlan) -> int:
 def syndrome(c: _qc.QCCode, word: np.ndarray) -> np.ndarray:
     """Return H word (uint8, m) of a full word (uint8, n)."""
     return core.syndrome(c.row_ptr, c.cols, c.shifts, c.z, np.ascontiguousarray(word, dtype=np.uint8))
+
+
+def plannable(n_bits: int, qber: float, **options) -> bool:
+    """Return True when a key of ``n_bits`` bits at design QBER ``qber`` can be reconciled with
+    ``options`` (every frame has a code: keys of a few hundred bits at low QBER do not)."""
+    try:
+        Options.of(n_bits, qber, **options).plans(n_bits, qber)
+    except ValueError:
+        return False
+    return True
 
 
 def _frames(n_bits: int, frame_bits: int) -> list[tuple[int, int]]:

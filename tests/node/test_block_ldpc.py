@@ -38,3 +38,18 @@ def test_a_key_too_short_for_ldpc_ends_the_block_as_short():
     a, b, _ = run_block(p, record, det, 7)
     assert 0 < a.figures["n_key"] < LDPC_MIN_BITS, a.figures
     assert a.abort == b.abort == "short" and a.key is None and b.key is None
+
+
+def test_a_key_without_an_ldpc_code_ends_the_block_as_short():
+    # at QBER ~0 (design QBER 1 %) the smallest key with a code is 80 bits: a block of 74 key bits
+    # ends "short" before reconciliation at both ends (it raised in the frame plan before), one of
+    # 83 bits is reconciled (and gives no key at this size: finite-key length 0)
+    from controller.postprocess.ldpc import plannable
+
+    for n_slots, n_key, reconciled in ((1400, 74, False), (1500, 83, True)):
+        p0, record, det = _block(7, n_slots=n_slots, qber=0.0)
+        p = Protocol(**{**p0.to_json(), "reconciliation": "ldpc"})
+        a, b, _ = run_block(p, record, det, 7)
+        assert a.figures["n_key"] == n_key and plannable(n_key, 0.01) == reconciled, a.figures
+        assert a.abort == b.abort == "short" and a.key is None and b.key is None, (n_slots, a.abort, b.abort)
+        assert ("leak_ec_bits" in a.figures) == ("leak_ec_bits" in b.figures) == reconciled, (n_slots, a.figures)
