@@ -43,9 +43,10 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import llvmlite.binding as llvm
 from llvmlite import ir
 from numba import njit, types
-from numba.core import cgutils
+from numba.core import cgutils, config
 from numba.extending import intrinsic
 
 from . import _ldpc_core as core
@@ -58,6 +59,17 @@ SB = LB - 4                 # phi region B: steps of 1/16
 QP = 4096.0                 # phi scale (Q12)
 XMAX = 10 << LB             # |t| clamped below 10.0
 NT = 10241                  # TINV entries: y >> 2 for y (Q12) up to 10.0
+
+
+def _compiles_for_avx2() -> bool:
+    """Whether numba compiles for a CPU with AVX2 (``_row_q16``'s byte shuffles and gathers:
+    without it LLVM cannot select them and aborts the process)."""
+    if config.CPU_NAME in (None, "host"):
+        return bool(llvm.get_host_cpu_features().get("avx2", False))
+    return "+avx2" in (config.CPU_FEATURES or "")
+
+
+AVX2 = _compiles_for_avx2()
 
 
 def _phi(x: float) -> float:
@@ -439,13 +451,21 @@ def decode_raw(row_ptr, cols, shifts, z_lift, ss, post, msg, max_iter, stall, wi
     return max_iter, False
 
 
-@njit(cache=True, nogil=True)
 def decode(row_ptr, cols, shifts, z_lift, ssign, post, msg, max_iter, stall, window=0, horizon=0):
     """Run the fixed-point layered amin decoder on the float32 (``post``, ``msg``) in place;
     return (iterations, converged), the signature (without ``approx``), stopping rules and
     return value of ``_ldpc_core.decode``.  The state is converted to Q6 int16 on entry (round
     half even, saturated at +-32767 / 64) and back on exit (exact), so a warm call continues
-    from the previous call's state.  Z must be a positive multiple of 16 (ValueError)."""
+    from the previous call's state.  Z must be a positive multiple of 16 (ValueError); numba
+    must compile for AVX2 (``AVX2``, else RuntimeError).  The kernel releases the GIL."""
+    if not AVX2:
+        raise RuntimeError("the q16 decoder needs a CPU with AVX2 (numba compiles for one without)")
+    return _decode(row_ptr, cols, shifts, z_lift, ssign, post, msg, max_iter, stall, window, horizon)
+
+
+@njit(cache=True, nogil=True)
+def _decode(row_ptr, cols, shifts, z_lift, ssign, post, msg, max_iter, stall, window=0, horizon=0):
+    # ``decode`` (checked for AVX2)
     if z_lift <= 0 or z_lift % W != 0:
         raise ValueError("the q16 decoder needs a lift Z that is a positive multiple of 16")
     ss = np.empty(ssign.size, np.int16)

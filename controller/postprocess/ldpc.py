@@ -423,8 +423,8 @@ def ldpc(alice_bits: np.ndarray, bob_bits: np.ndarray, qber: float, channel: Cha
     failed attempt's messages (else it restarts from the priors); decoder: the check update,
     "amin" (exact sum-product messages to each check's two least reliable inputs, a bounded
     tangent to the others; ``_ldpc_core._scatter_am``), "sp" (exact sum-product) or "q16" (the
-    amin structure in int16 fixed point, 16 lanes: ``_ldpc_q16``; a frame whose lift Z is not a
-    multiple of 16 is decoded by "amin" instead); pre: blind
+    amin structure in int16 fixed point, 16 lanes, AVX2: ``_ldpc_q16``; a frame whose lift Z is
+    not a multiple of 16, or any frame without AVX2, is decoded by "amin" instead); pre: blind
     steps Alice discloses with the syndrome, before Bob's first attempt (None:
     ``pre_steps(qber)``); threads: frames Bob decodes at once (threads of one process; the
     results do not depend on it).  rng: Alice's private randomness for the punctured bits and hash
@@ -616,7 +616,8 @@ class LdpcBob(_Party):
     def _decode(self, i: int) -> tuple[bool, DecodeStats]:
         """Run one decoding attempt on frame i (its own buffers; the kernel releases the GIL);
         return whether it converged and what it cost.  Decoder "q16" needs a lift Z that is a
-        multiple of 16 (``_ldpc_q16``): a frame with another Z is decoded by the "amin" kernel."""
+        multiple of 16 and AVX2 (``_ldpc_q16``): a frame with another Z, or any frame where numba
+        does not compile for AVX2, is decoded by the "amin" kernel."""
         plan, lay, ssign, llr, (post, msg) = self.frames[i]
         c = code(plan)
         if not self.started[i] or not self.opts.warm:
@@ -625,10 +626,10 @@ class LdpcBob(_Party):
             self.started[i] = True
         t0 = time.thread_time()
         max_iter, stall, _, window, horizon = self.limits
-        if self.opts.decoder == "q16" and c.z % q16.W == 0:
+        if self.opts.decoder == "q16" and c.z % q16.W == 0 and q16.AVX2:
             its, converged = q16.decode(c.row_ptr, c.cols, c.shifts, c.z, ssign, post, msg, max_iter, stall,
                                         window, horizon)
-        else:   # "q16" on a lift Z not a multiple of 16: the "amin" kernel
+        else:   # "q16" on a lift Z not a multiple of 16 or without AVX2: the "amin" kernel
             its, converged = core.decode(c.row_ptr, c.cols, c.shifts, c.z, ssign, post, msg, *self.limits)
         return converged, DecodeStats(int(its), int(its) * int(c.cols.size) * int(c.z), time.thread_time() - t0)
 

@@ -14,6 +14,9 @@ from controller.postprocess import _ldpc_q16 as q16
 from controller.postprocess import ldpc
 from controller.postprocess.reconcile import reconcile
 
+# the kernel's byte shuffles and gathers need AVX2 (without it LLVM would abort the process)
+avx2 = pytest.mark.skipif(not q16.AVX2, reason="numba does not compile for AVX2 here")
+
 
 def _frame(qber, seed, k):
     """(code, ssign, priors) of one k-bit frame at QBER qber: a random word of the frame's code
@@ -87,6 +90,7 @@ def test_phi_accuracy():
     assert q16._phi_ref(32768, q16.TAB, q16.TAS, q16.TH, q16.TL) == top
 
 
+@avx2
 @pytest.mark.parametrize("qber", [0.02, 0.05, 0.08])
 @pytest.mark.parametrize("k", [3000, 5000, 10000])      # Z = 16, 32, 64
 def test_vector_equals_scalar_reference(qber, k):
@@ -101,6 +105,7 @@ def test_vector_equals_scalar_reference(qber, k):
         assert np.array_equal(a[1], b[1]), f"seed {seed}: messages differ"
 
 
+@avx2
 def test_vector_equals_scalar_reference_large_frame():
     seed = 5
     c, ssign, llr = _frame(0.05, seed, 100_000)
@@ -112,6 +117,7 @@ def test_vector_equals_scalar_reference_large_frame():
         assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1]), f"seed {seed}"
 
 
+@avx2
 def test_float_entry_point_is_the_raw_kernel():
     seed = 23
     c, ssign, llr = _frame(0.05, seed, 10000)
@@ -127,6 +133,7 @@ def test_float_entry_point_is_the_raw_kernel():
     assert np.array_equal(msg * 64, s2[1].astype(np.float32)), f"seed {seed}"
 
 
+@avx2
 def test_bad_lift_raises():
     c, ssign, llr = _frame(0.05, 3, 4000)      # Z = 24
     assert c.z % 16 != 0
@@ -142,6 +149,7 @@ def _pair(seed, n, qber):
     return a, a ^ (rng.random(n) < qber).astype(np.uint8)
 
 
+@avx2
 @pytest.mark.parametrize("qber", [0.02, 0.05, 0.08])
 def test_reconcile_q16_corrects_keys(qber):
     seed = 31 + int(qber * 100)
@@ -153,6 +161,7 @@ def test_reconcile_q16_corrects_keys(qber):
     assert rep.decoding.iterations > 0
 
 
+@avx2
 def test_reconcile_q16_threads():
     seed = 41
     a, b = _pair(seed, 20000, 0.05)      # two frames of 10^4 bits, Z = 64
@@ -174,6 +183,22 @@ def test_reconcile_q16_falls_back_to_amin():
     assert np.array_equal(res[0][0], res[1][0]) and res[0][1] == res[1][1], f"seed {seed}"
 
 
+def test_without_avx2_q16_refuses_and_reconcile_falls_back(monkeypatch):
+    # as on a CPU without AVX2: decode refuses (before numba compiles anything), "q16" runs amin
+    monkeypatch.setattr(q16, "AVX2", False)
+    c, ssign, llr = _frame(0.05, 3, 10000)
+    with pytest.raises(RuntimeError, match="AVX2"):
+        q16.decode(c.row_ptr, c.cols, c.shifts, c.z, ssign, llr.copy(), np.zeros(c.cols.size * c.z, np.float32),
+                   10, 5)
+    seed = 47
+    a, b = _pair(seed, 10000, 0.05)
+    res = [reconcile(a, b, 0.05, method="ldpc", seed=seed, decoder=d, rng=np.random.default_rng(seed))
+           for d in ("q16", "amin")]
+    assert np.array_equal(res[0][0], a), f"seed {seed}"
+    assert np.array_equal(res[0][0], res[1][0]) and res[0][1] == res[1][1], f"seed {seed}"
+
+
+@avx2
 @pytest.mark.skipif(shutil.which("gcc") is None, reason="needs gcc for the C rig")
 def test_matches_c_rig():
     sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench" / "ldpc_ceiling"))
