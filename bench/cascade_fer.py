@@ -10,7 +10,8 @@ starts through ``CascadeBob``'s ``observer``.
 
 Figures (over ``--frames`` K frames of ``--bits`` N bits with i.i.d. errors at ``--qber``):
 
-* ``failures``, ``frame_error_rate``: frames where Bob's corrected key differs from Alice's.
+* ``failures``, ``frame_error_rate``: frames where Bob's corrected key differs from Alice's;
+  ``failed_frames``: their numbers (0 = the first frame after the warm-up).
 * ``efficiency``: mean f = leaked / (N h(Q)), the leak read from the channel meter.
 * ``expected_runs``: E[R], the mean over frames of R (Bob's key compared with Alice's when
   each run begins).
@@ -146,7 +147,7 @@ def run(argv: list[str]) -> dict:
     rng = np.random.default_rng(args.seed)
     reconcile(*draw(rng, WARM_BITS, args.qber), args.qber, "cascade", seed=0, **options)
     load_start = os.getloadavg()[0]
-    effs, times, cpu, runs, resid, failures = [], [], [], [], 0, 0
+    effs, times, cpu, runs, resid, failed_frames = [], [], [], [], 0, []
     depth = np.zeros((2, c), dtype=np.int64)        # checks, even ones, per depth in runs with errors
     for frame in range(args.frames):
         a, b = draw(rng, args.bits, args.qber)
@@ -158,7 +159,8 @@ def run(argv: list[str]) -> dict:
         watch.finish(failed)
         times.append(time.perf_counter() - t0)
         cpu.append(time.process_time() - c0)
-        failures += failed
+        if failed:
+            failed_frames.append(frame)
         resid += watch.resid
         effs.append(rep.leaked_bits / (args.bits * h2(args.qber)))
         runs.append(watch.runs)
@@ -166,12 +168,13 @@ def run(argv: list[str]) -> dict:
             depth[0, :min(even + (i < len(watch.runs) - 1 or not watch.censored), c)] += 1
             depth[1, :min(even, c)] += 1
     model = _model(c, runs)
+    failures = len(failed_frames)
     if model["failures"] != failures:
         raise RuntimeError(f"{failures} failures but {model['failures']} runs of {c} even checks begun with errors")
     return {
         "method": "cascade", "mode": "standard", "checks": c,
         "qber": args.qber, "bits": args.bits, "frames": args.frames, "seed": args.seed,
-        "failures": failures, "frame_error_rate": failures / args.frames,
+        "failures": failures, "frame_error_rate": failures / args.frames, "failed_frames": failed_frames,
         "efficiency": statistics.fmean(effs),
         "expected_runs": model["expected_runs"], "resid": resid / args.frames,
         "predicted_failures": model["predicted_failures"],

@@ -46,6 +46,7 @@ def test_cascade_fer_runs_agree_with_an_independent_count():
     rng = np.random.default_rng(seed)
     reconcile(*bench_reconcile.draw(rng, bench_reconcile.WARM_BITS, 0.02), 0.02, "cascade", seed=0)
     total_r = resid = failures = 0
+    failed_frames = []
     depth = np.zeros((c, 2), dtype=np.int64)
     for frame in range(frames):
         a, b = bench_reconcile.draw(rng, 10_000, 0.02)
@@ -66,6 +67,8 @@ def test_cascade_fer_runs_agree_with_an_independent_count():
         total_r += len(dirty)
         resid += len(lengths) > 1 or failed
         failures += failed
+        if failed:
+            failed_frames.append(frame)
         for i, n in enumerate(dirty):
             odd = not (failed and i == len(dirty) - 1)
             even = n - odd
@@ -73,6 +76,7 @@ def test_cascade_fer_runs_agree_with_an_independent_count():
             depth[:even, 1] += 1
         assert not failed or lengths[-1] == c, f"seed {seed} frame {frame}: failed after {lengths[-1]} checks"
     assert out["failures"] == failures and failures > 0, f"seed {seed}"
+    assert out["failed_frames"] == failed_frames, f"seed {seed}"
     assert out["expected_runs"] == pytest.approx(total_r / frames, abs=1e-12), f"seed {seed}"
     assert out["resid"] == pytest.approx(resid / frames, abs=1e-12), f"seed {seed}"
     assert out["even_by_depth"] == depth.tolist(), f"seed {seed}"
