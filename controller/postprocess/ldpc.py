@@ -358,7 +358,7 @@ class Options:
     window: int = TREND_WINDOW
     horizon: int = TREND_HORIZON
     warm: bool = True
-    decoder: str = "amin"
+    decoder: str = "q16"
     pre: int | None = None
     threads: int = 1        # Bob's decoding threads (local: frames decode in parallel; no effect on results)
 
@@ -423,7 +423,7 @@ def ldpc(alice_bits: np.ndarray, bob_bits: np.ndarray, qber: float, channel: Cha
     failed attempt's messages (else it restarts from the priors); decoder: the check update,
     "amin" (exact sum-product messages to each check's two least reliable inputs, a bounded
     tangent to the others; ``_ldpc_core._scatter_am``), "sp" (exact sum-product) or "q16" (the
-    amin structure in int16 fixed point, 16 lanes, AVX2: ``_ldpc_q16``; a frame whose lift Z is
+    default: the amin structure in int16 fixed point, 16 lanes, AVX2: ``_ldpc_q16``; a frame whose lift Z is
     not a multiple of 16, or any frame without AVX2, is decoded by "amin" instead); pre: blind
     steps Alice discloses with the syndrome, before Bob's first attempt (None:
     ``pre_steps(qber)``); threads: frames Bob decodes at once (threads of one process; the

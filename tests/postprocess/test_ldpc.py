@@ -433,14 +433,14 @@ def test_failure_is_reported_when_the_qber_is_far_above_design():
     assert rep.leaked_bits == ch.stats.leaked_bits
 
 
-@pytest.mark.parametrize("decoder", ["sp", "amin"])
+@pytest.mark.parametrize("decoder", ["sp", "amin", "q16"])
 def test_bench_runs_either_decoder(decoder):
     from bench import reconcile as bench_reconcile
     out = bench_reconcile.run(["--method", "ldpc", "--decoder", decoder, "--qber", "0.05", "--bits", "20000",
                                "--frames", "2", "--seed", "3"])
     assert out["decoder"] == decoder and out["frame_error_rate"] == 0.0, "seed 3"
     assert 1.0 < out["efficiency"] < 1.3
-    assert bench_reconcile.run(["--method", "ldpc", "--bits", "5000", "--frames", "1"])["decoder"] == "amin"
+    assert bench_reconcile.run(["--method", "ldpc", "--bits", "5000", "--frames", "1"])["decoder"] == ldpc.Options.decoder
     with pytest.raises(SystemExit):
         bench_reconcile.run(["--method", "cascade", "--decoder", decoder])
 

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from controller.postprocess import _ldpc_core as core
+from controller.postprocess import _ldpc_q16 as q16
 from controller.postprocess import ldpc
 from controller.postprocess.reconcile import reconcile
 
@@ -17,13 +18,17 @@ def test_pre_steps_are_failed_first_attempts_one_flight_earlier(monkeypatch, qbe
     plans = [ldpc.plan_frame(20_000, qber)] * 3
     fixed, rep, log = _run(a, b, qber, seed, pre=pre)
     # the same frames with pre=0, Bob failing each frame's first ``pre`` attempts undecoded
-    decode, calls = core.decode, {}
+    # (whichever kernel decodes them: the default decoder "q16" or the float32 one)
+    calls = {}
 
-    def skipping(row_ptr, cols, shifts, z, ssign, post, msg, *args):
-        calls[id(msg)] = calls.get(id(msg), 0) + 1
-        return (0, False) if calls[id(msg)] <= pre else decode(row_ptr, cols, shifts, z, ssign, post, msg, *args)
+    def skipping(decode):
+        def run(row_ptr, cols, shifts, z, ssign, post, msg, *args):
+            calls[id(msg)] = calls.get(id(msg), 0) + 1
+            return (0, False) if calls[id(msg)] <= pre else decode(row_ptr, cols, shifts, z, ssign, post, msg, *args)
+        return run
 
-    monkeypatch.setattr(core, "decode", skipping)
+    for kernel in (core, q16):
+        monkeypatch.setattr(kernel, "decode", skipping(kernel.decode))
     want_fixed, want, want_log = _run(a, b, qber, seed, pre=0)
     assert np.array_equal(fixed, want_fixed) and np.array_equal(fixed, a), f"seed {seed}"
     assert rep.leaked_bits == want.leaked_bits and rep.failed_frames == want.failed_frames == 0
