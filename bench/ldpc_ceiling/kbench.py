@@ -2,7 +2,7 @@
 
 python bench/ldpc_ceiling/kbench.py QBER ITERS REPS SEED KERNEL [KERNEL ...]
 
-KERNEL: numba (controller's _ldpc_core.decode, amin), f32 (C port of it, amin_f32.c), i16
+KERNEL: numba (controller's _ldpc_core.decode, amin), q16 (controller's _ldpc_q16.decode), f32 (C port of it, amin_f32.c), i16
 (the fixed-point kernel, amin_i16.c, AVX2), i16ref (its scalar reference), i16q7 (LLRs in Q7),
 i16phix (per-edge phi from a rounded table by gathers), and, timing only with wrong values,
 i16-nophi, i16-nopc, i16-nophi-nopc (no per-edge phi / no per-check lookups / neither).  The first kernel
@@ -33,6 +33,14 @@ def kernel(name):
         if name == "numba":
             from controller.postprocess import _ldpc_core
             KERNELS[name] = _ldpc_core.decode
+        elif name == "q16":      # the library's fixed-point decoder (the amin structure only)
+            from controller.postprocess import _ldpc_q16
+
+            def q16(row_ptr, cols, shifts, z, ssign, post, msg, max_iter, stall, approx=True, window=0,
+                    horizon=0):
+                return _ldpc_q16.decode(row_ptr, cols, shifts, z, ssign, post, msg, max_iter, stall, window,
+                                        horizon)
+            KERNELS[name] = q16
         elif name == "f32":
             KERNELS[name] = rig.load_f32()
         elif name in VARIANTS:
