@@ -9,7 +9,7 @@ Numbers:
   LLRs (posteriors, messages, inputs t = post - msg): int16, LSB 2^-6 (Q6, |LLR| < 512),
     saturating adds / subtracts.
   phi(x) = -ln tanh(x / 2) of an input's |t|: u16, LSB 2^-12 (Q12), x = min(|t|, XMAX - 1)
-    in Q6, from 16-entry tables (``_phi``):
+    in Q6, from 16-entry tables (``_phi_ref``, ``_Q.phi``):
     x < 2: linear in 16 segments of 1/8, the chord from the segment's start (|t| = 0 read
       as half an LSB): TAB[i] - (x mod 8) TAS[i], i = x >> 3;
     x >= 2: phi(h) e^-(l / 16) (1 - n / 64) with x = h + l / 16 + n / 64 (phi(h + d) is
@@ -42,8 +42,8 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import llvmlite.binding as llvm
+import numpy as np
 from llvmlite import ir
 from numba import njit, types
 from numba.core import cgutils, config
