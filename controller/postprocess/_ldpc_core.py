@@ -201,47 +201,57 @@ def _data(context, builder, ty, value):
     return context.make_array(ty)(context, builder, value).data
 
 
-def _vload(builder, base, idx):
-    return builder.load(builder.bitcast(builder.gep(base, [idx]), _FV.as_pointer()), align=4)
+def _vload(builder, base, idx, vt=_FV):
+    """The vector of type ``vt`` at base[idx] (element-aligned)."""
+    return builder.load(builder.bitcast(builder.gep(base, [idx]), vt.as_pointer()), align=_align(vt))
 
 
 def _vstore(builder, value, base, idx):
-    builder.store(value, builder.bitcast(builder.gep(base, [idx]), _FV.as_pointer()), align=4)
+    vt = value.type
+    builder.store(value, builder.bitcast(builder.gep(base, [idx]), vt.as_pointer()), align=_align(vt))
+
+
+def _align(vt):
+    # bytes of one element of vector type vt (float32: 4, i16: 2)
+    return 4 if isinstance(vt.element, ir.FloatType) else vt.element.width // 8
 
 
 def _rot_index(builder, col0, a, k, z):
-    # col0 + (a + k) mod z for 0 <= a < z, 0 <= k < 8 <= z
+    # col0 + (a + k) mod z for 0 <= a < z, 0 <= k < lanes <= z
     i = builder.add(a, ir.Constant(_I64, k))
     i = builder.select(builder.icmp_signed(">=", i, z), builder.sub(i, z), i)
     return builder.add(col0, i)
 
 
-def _rot_load(builder, post, col0, a, z):
-    """The 8 posteriors post[col0 + (a + k) mod z], k = 0..7."""
-    whole = builder.icmp_signed("<=", builder.add(a, ir.Constant(_I64, _W)), z)
+def _rot_load(builder, post, col0, a, z, vt=_FV):
+    """The vt.count posteriors post[col0 + (a + k) mod z], k = 0..vt.count - 1 (one vector load
+    but in the block where the column wraps, read lane by lane)."""
+    whole = builder.icmp_signed("<=", builder.add(a, ir.Constant(_I64, vt.count)), z)
     with builder.if_else(whole, likely=True) as (then, other):
         with then:
-            v1 = _vload(builder, post, builder.add(col0, a))
+            v1 = _vload(builder, post, builder.add(col0, a), vt)
             b1 = builder.basic_block
         with other:
-            v2 = ir.Constant(_FV, ir.Undefined)
-            for k in range(_W):
+            v2 = ir.Constant(vt, ir.Undefined)
+            for k in range(vt.count):
                 x = builder.load(builder.gep(post, [_rot_index(builder, col0, a, k, z)]))
                 v2 = builder.insert_element(v2, x, ir.Constant(_I32, k))
             b2 = builder.basic_block
-    phi = builder.phi(_FV)
+    phi = builder.phi(vt)
     phi.add_incoming(v1, b1)
     phi.add_incoming(v2, b2)
     return phi
 
 
 def _rot_store(builder, value, post, col0, a, z):
-    whole = builder.icmp_signed("<=", builder.add(a, ir.Constant(_I64, _W)), z)
+    """Store ``value`` where ``_rot_load`` read it."""
+    lanes = value.type.count
+    whole = builder.icmp_signed("<=", builder.add(a, ir.Constant(_I64, lanes)), z)
     with builder.if_else(whole, likely=True) as (then, other):
         with then:
             _vstore(builder, value, post, builder.add(col0, a))
         with other:
-            for k in range(_W):
+            for k in range(lanes):
                 x = builder.extract_element(value, ir.Constant(_I32, k))
                 builder.store(x, builder.gep(post, [_rot_index(builder, col0, a, k, z)]))
 
@@ -574,10 +584,7 @@ def decode(row_ptr, cols, shifts, z_lift, ssign, post, msg, max_iter, stall, app
         dmax = max(dmax, row_ptr[r + 1] - row_ptr[r])
     ebuf = np.empty(dmax * z_lift, dtype=np.float32)
     st = np.empty((z_lift // _W, _ROWS, _W), dtype=np.float32)
-    best = mb * z_lift + 1
-    best_it = 0
-    lows = np.empty(max_iter + 1 if window > 0 else 0, dtype=np.int64)     # b(i), the lowest count
-    power = horizon / window if window > 0 else 0.0
+    trend = give_up_state(mb * z_lift, max_iter, window)
     for it in range(1, max_iter + 1):
         unsat = 0
         for r in range(mb):
@@ -587,12 +594,32 @@ def decode(row_ptr, cols, shifts, z_lift, ssign, post, msg, max_iter, stall, app
                 unsat += _layer_sp(row_ptr, cols, shifts, r, ssign, post, msg, ebuf, st)
         if unsat == 0 and hard_ok(row_ptr, cols, shifts, z_lift, ssign, post):
             return it, True
-        if unsat < best:
-            best, best_it = unsat, it
-        elif it - best_it >= stall:
+        if give_up(trend, it, unsat, stall, window, horizon):
             return it, False
-        if window > 0:
-            lows[it] = best
-            if it > window and best > 0 and best * (best / lows[it - window]) ** power >= 1.0:
-                return it, False
     return max_iter, False
+
+
+@njit(cache=True)
+def give_up_state(checks, max_iter, window):
+    """The state of ``give_up`` for a code of ``checks`` checks: (the lowest unmet count so far
+    and its iteration, then b(i) for i = 1..max_iter when ``window`` > 0), int64."""
+    state = np.zeros(2 + (max_iter + 1 if window > 0 else 0), dtype=np.int64)
+    state[0] = checks + 1
+    return state
+
+
+@njit(cache=True, inline="always")
+def give_up(state, it, unsat, stall, window, horizon):
+    """``decode``'s give-up rules after iteration ``it`` with ``unsat`` unmet checks (state from
+    ``give_up_state``, updated): no new low for ``stall`` iterations, or (``window`` > 0) the
+    trend of the lowest count b(i) says it will not reach zero in ``horizon`` more."""
+    if unsat < state[0]:
+        state[0], state[1] = unsat, it
+    elif it - state[1] >= stall:
+        return True
+    if window > 0:
+        best = state[0]
+        state[2 + it] = best
+        if it > window and best > 0 and best * (best / state[2 + it - window]) ** (horizon / window) >= 1.0:
+            return True
+    return False

@@ -262,51 +262,6 @@ class _Q:
         return b.select(b.icmp_signed(">", x, _hv((2 << LB) - 1)), ub, ua)
 
 
-def _vload(builder, base, idx):
-    return builder.load(builder.bitcast(builder.gep(base, [idx]), _HV.as_pointer()), align=2)
-
-
-def _vstore(builder, value, base, idx):
-    builder.store(value, builder.bitcast(builder.gep(base, [idx]), _HV.as_pointer()), align=2)
-
-
-def _rot_index(builder, col0, a, k, z):
-    # col0 + (a + k) mod z for 0 <= a < z, 0 <= k < 16 <= z
-    i = builder.add(a, _c64(k))
-    i = builder.select(builder.icmp_signed(">=", i, z), builder.sub(i, z), i)
-    return builder.add(col0, i)
-
-
-def _rot_load(builder, post, col0, a, z):
-    """The 16 posteriors post[col0 + (a + k) mod z], k = 0..15."""
-    whole = builder.icmp_signed("<=", builder.add(a, _c64(W)), z)
-    with builder.if_else(whole, likely=True) as (then, other):
-        with then:
-            v1 = _vload(builder, post, builder.add(col0, a))
-            b1 = builder.basic_block
-        with other:
-            v2 = ir.Constant(_HV, ir.Undefined)
-            for k in range(W):
-                x = builder.load(builder.gep(post, [_rot_index(builder, col0, a, k, z)]))
-                v2 = builder.insert_element(v2, x, ir.Constant(_I32, k))
-            b2 = builder.basic_block
-    phi = builder.phi(_HV)
-    phi.add_incoming(v1, b1)
-    phi.add_incoming(v2, b2)
-    return phi
-
-
-def _rot_store(builder, value, post, col0, a, z):
-    whole = builder.icmp_signed("<=", builder.add(a, _c64(W)), z)
-    with builder.if_else(whole, likely=True) as (then, other):
-        with then:
-            _vstore(builder, value, post, builder.add(col0, a))
-        with other:
-            for k in range(W):
-                x = builder.extract_element(value, ir.Constant(_I32, k))
-                builder.store(x, builder.gep(post, [_rot_index(builder, col0, a, k, z)]))
-
-
 def _lookup(builder, tinv, idx):
     """TINV at 16 u16 indices (< NT): a <16 x i32>, two ``vpgatherdd`` of 8."""
     v8 = ir.VectorType(_I32, 8)
@@ -344,7 +299,7 @@ def _row_q16(typingctx, post, msg, ss, tbuf, ubuf, cols, shifts, planes, tinv, r
             lane = b.mul(blk.index, _c64(W))
             for p in (s_p, u1_p, u2_p, ps_p):
                 b.store(zero, p)
-            ssv = _vload(b, ss_a, b.add(rz, lane))
+            ssv = core._vload(b, ss_a, b.add(rz, lane), _HV)
             b.store(ssv, sg_p)
 
             def circulant(g):
@@ -356,10 +311,10 @@ def _row_q16(typingctx, post, msg, ss, tbuf, ubuf, cols, shifts, planes, tinv, r
 
             with cgutils.for_range(b, d) as loop:
                 e, col0, a, im, ib = circulant(loop.index)
-                t = q.sat("ssub", _rot_load(b, post_a, col0, a, z), _vload(b, msg_a, im))
+                t = q.sat("ssub", core._rot_load(b, post_a, col0, a, z, _HV), core._vload(b, msg_a, im, _HV))
                 u = q.phi(pl_a, q.umin(q.abs(t), _hv(XMAX - 1)))
-                _vstore(b, t, tb_a, ib)
-                _vstore(b, u, ub_a, ib)
+                core._vstore(b, t, tb_a, ib)
+                core._vstore(b, u, ub_a, ib)
                 b.store(q.sat("uadd", b.load(s_p), u), s_p)
                 b.store(b.xor(b.load(sg_p), t), sg_p)
                 u1 = b.load(u1_p)
@@ -374,15 +329,15 @@ def _row_q16(typingctx, post, msg, ss, tbuf, ubuf, cols, shifts, planes, tinv, r
             m2 = b.trunc(_lookup(b, ti_a, q.umin(b.lshr(q.sat("usub", s, u2), _hv(2)), ntm)), _HV)
             with cgutils.for_range(b, d) as loop:
                 e, col0, a, im, ib = circulant(loop.index)
-                t = _vload(b, tb_a, ib)
-                u = _vload(b, ub_a, ib)
+                t = core._vload(b, tb_a, ib, _HV)
+                u = core._vload(b, ub_a, ib, _HV)
                 mag = q.umin(q.sat("uadd", mall, q.mulhi_u(u, kq)), m2)
                 mag = b.select(b.icmp_unsigned("==", u, u2), m2, mag)
                 mag = b.select(b.icmp_unsigned("==", u, u1), m1, mag)
                 rr = b.select(b.icmp_signed("<", b.xor(t, sg), zero), b.sub(zero, mag), mag)
-                _vstore(b, rr, msg_a, im)
+                core._vstore(b, rr, msg_a, im)
                 p = q.sat("sadd", t, rr)
-                _rot_store(b, p, post_a, col0, a, z)
+                core._rot_store(b, p, post_a, col0, a, z)
                 b.store(b.xor(b.load(ps_p), p), ps_p)
             bad = b.icmp_signed("<", b.xor(b.load(ps_p), ssv), zero)
             bits = b.bitcast(bad, _I16)
@@ -426,10 +381,7 @@ def decode_raw(row_ptr, cols, shifts, z_lift, ss, post, msg, max_iter, stall, wi
     ssign = np.empty(ss.size, np.float32)
     for i in range(ss.size):
         ssign[i] = -1.0 if ss[i] < 0 else 1.0
-    best = mb * z_lift + 1
-    best_it = 0
-    lows = np.empty(max_iter + 1 if window > 0 else 0, dtype=np.int64)     # b(i), the lowest count
-    power = horizon / window if window > 0 else 0.0
+    trend = core.give_up_state(mb * z_lift, max_iter, window)
     for it in range(1, max_iter + 1):
         unsat = 0
         for r in range(mb):
@@ -440,14 +392,8 @@ def decode_raw(row_ptr, cols, shifts, z_lift, ss, post, msg, max_iter, stall, wi
                 unsat += _layer_ref(row_ptr, cols, shifts, r, ss, post, msg, z_lift, TAB, TAS, TH, TL, TINV)
         if unsat == 0 and core.hard_ok(row_ptr, cols, shifts, z_lift, ssign, post):
             return it, True
-        if unsat < best:
-            best, best_it = unsat, it
-        elif it - best_it >= stall:
+        if core.give_up(trend, it, unsat, stall, window, horizon):
             return it, False
-        if window > 0:
-            lows[it] = best
-            if it > window and best > 0 and best * (best / lows[it - window]) ** power >= 1.0:
-                return it, False
     return max_iter, False
 
 
