@@ -48,7 +48,7 @@ def reconcile(alice_bits: np.ndarray, bob_bits: np.ndarray, qber: float, method:
     qber: the error rate to design for (from parameter estimation), 0 < qber < 0.5.
     method: ``cascade`` (options: mode="standard"|"low-round", passes, schedule, limit,
     checks, interleave, observer) or ``ldpc`` (options: frame_bits, f_start, step_f, steps, max_retries,
-    max_iter, stall, window, horizon, warm, decoder="amin"|"sp", pre, threads, rng; ``failed_frames`` and
+    max_iter, stall, window, horizon, warm, decoder="q16"|"amin"|"sp", pre, threads, rng; ``failed_frames`` and
     ``decoding`` in the report);
     docs/postprocess.md says what each does.  seed: public randomness.
     """
