@@ -59,7 +59,7 @@ def _parse(argv):
     parser.add_argument("--threads", type=int, default=None,
                         help="ldpc: frames Bob decodes at once (default 1)")
     parser.add_argument("--decoder", choices=DECODERS, default=None,
-                        help="ldpc check update (default: the library's, amin)")
+                        help="ldpc check update (default: the library's, q16)")
     parser.add_argument("--checks", type=int, default=None,
                         help="cascade: clean checks that end a frame (schedule of 2 + C passes; default 18)")
     parser.add_argument("--qber", type=float, default=0.02, help="bit error rate of the frames")
