@@ -57,15 +57,16 @@ def _parse(argv):
                         help=f"clean checks C that end a frame (schedule of 2 + C passes; default {CHECKS})")
     parser.add_argument("--json", action="store_true", help="accepted for the qkdnode bench convention")
     args = parser.parse_args(argv)
+    # parser.error prints the message (qkdnode bench passes on only the exit status) and exits 2
     if not 0.0 < args.qber < 0.5:
-        raise SystemExit(f"--qber must be in (0, 0.5), got {args.qber}")
+        parser.error(f"--qber must be in (0, 0.5), got {args.qber}")
     if args.bits < 2:
-        raise SystemExit(f"--bits must be >= 2, got {args.bits}")
+        parser.error(f"--bits must be >= 2, got {args.bits}")
     if args.frames < 1:
-        raise SystemExit(f"--frames must be >= 1, got {args.frames}")
+        parser.error(f"--frames must be >= 1, got {args.frames}")
     if not 1 <= args.checks <= MAX_PASSES - 2:
-        raise SystemExit(f"--checks must be 1..{MAX_PASSES - 2} (a schedule of 2 + C <= {MAX_PASSES} "
-                         f"passes), got {args.checks}")
+        parser.error(f"--checks must be 1..{MAX_PASSES - 2} (a schedule of 2 + C <= {MAX_PASSES} "
+                     f"passes), got {args.checks}")
     return args
 
 

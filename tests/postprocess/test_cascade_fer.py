@@ -105,9 +105,10 @@ def test_cascade_fer_reads_fewer_checks_as_direct_runs():
     (["--bits", "1"], "--bits must be >= 2"), (["--frames", "0"], "--frames must be >= 1"),
     (["--checks", "0"], "--checks must be 1..62"), (["--checks", "63"], "--checks must be 1..62"),
 ])
-def test_cascade_fer_rejects_bad_arguments(bad, message):
-    with pytest.raises(SystemExit, match=message):
+def test_cascade_fer_rejects_bad_arguments(bad, message, capsys):
+    with pytest.raises(SystemExit) as exc:
         cascade_fer.run(["--bits", "2000", "--frames", "1"] + bad)
+    assert exc.value.code == 2 and message in capsys.readouterr().err
 
 
 def test_cascade_fer_runs_as_module_and_as_qkdnode_bench():
@@ -119,6 +120,11 @@ def test_cascade_fer_runs_as_module_and_as_qkdnode_bench():
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout)
     assert out["checks"] == 5 and out["frames"] == 2 and len(out["even_by_depth"]) == 5
+    # through qkdnode bench, a bad argument is explained on stderr, exit status 2
+    qkdnode = [sys.executable, "-m", "controller.cli"]
+    proc = subprocess.run(qkdnode + ["bench", "cascade_fer", "--frames", "0", "--json"],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2 and "--frames must be >= 1" in proc.stderr, (proc.stdout, proc.stderr)
 
 
 @pytest.mark.parametrize("n, qber, mode", [(10_000, 0.02, "standard"), (10_000, 0.05, "low-round"),
