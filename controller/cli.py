@@ -347,8 +347,10 @@ def bench_cmd(
     module = importlib.import_module(f"bench.{name}")
     try:
         result = module.run(list(ctx.args))
-    except SystemExit as exc:          # argparse: --help, or a bad option already explained
-        raise typer.Exit(exc.code if isinstance(exc.code, int) else 2)
+    except SystemExit as exc:          # argparse (--help, or a bad option already explained),
+        if isinstance(exc.code, int) or exc.code is None:     # or a bench's own check (a message)
+            raise typer.Exit(exc.code or 0)
+        fail(str(exc.code), 2)
     except LinkError as exc:
         fail(str(exc))
     if as_json:

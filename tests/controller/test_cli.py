@@ -128,3 +128,11 @@ def test_model_sub_app_is_mounted_when_present():
     result = runner.invoke(app, ["--help"])
     mounted = importlib.util.find_spec("controller.cli_model") is not None
     assert ("model" in result.stdout) == mounted
+
+
+def test_bench_own_check_message_reaches_the_operator():
+    # a bench's own check raises SystemExit("message"): the message is printed, the exit is 2
+    result = runner.invoke(app, ["bench", "reconcile", "--method", "cascade", "--bits", "2000",
+                                 "--frames", "1", "--checks", "0"])
+    assert result.exit_code == 2
+    assert "--checks must be >= 1, got 0" in result.output
