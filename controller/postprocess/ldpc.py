@@ -424,7 +424,8 @@ def ldpc(alice_bits: np.ndarray, bob_bits: np.ndarray, qber: float, channel: Cha
     "amin" (exact sum-product messages to each check's two least reliable inputs, a bounded
     tangent to the others; ``_ldpc_core._scatter_am``), "sp" (exact sum-product) or "q16" (the
     default: the amin structure in int16 fixed point, 16 lanes, AVX2: ``_ldpc_q16``; a frame whose lift Z is
-    not a multiple of 16, or any frame without AVX2, is decoded by "amin" instead); pre: blind
+    not a multiple of 16, any frame without AVX2, and a frame's attempts after its first failed
+    one are decoded by "amin" instead, see ``LdpcBob._decode``); pre: blind
     steps Alice discloses with the syndrome, before Bob's first attempt (None:
     ``pre_steps(qber)``); threads: frames Bob decodes at once (threads of one process; the
     results do not depend on it).  rng: Alice's private randomness for the punctured bits and hash
@@ -568,6 +569,7 @@ class LdpcBob(_Party):
                 lo_pad += plan.p
                 self.frames.append((plan, lay, ssign, llr, (post, msg)))
             self.started = np.zeros(count, dtype=bool)   # a frame's decoder state holds an attempt
+            self.fixed_failed = np.zeros(count, dtype=bool)  # a "q16" attempt of the frame failed
             if o.pre:
                 ends = np.cumsum(self.revealed)
                 for i in range(count):
@@ -617,7 +619,11 @@ class LdpcBob(_Party):
         """Run one decoding attempt on frame i (its own buffers; the kernel releases the GIL);
         return whether it converged and what it cost.  Decoder "q16" needs a lift Z that is a
         multiple of 16 and AVX2 (``_ldpc_q16``): a frame with another Z, or any frame where numba
-        does not compile for AVX2, is decoded by the "amin" kernel."""
+        does not compile for AVX2, is decoded by the "amin" kernel; so are a frame's attempts
+        after its first failed "q16" attempt (warm, from its state): the fixed-point decoder has
+        an error floor of its own (one frame in 3000 at 5 %, which "amin" decodes at the first
+        attempt, failed all 31 "q16" attempts; docs/BENCHMARKS.md, "LDPC: the fixed-point
+        decoder "q16"")."""
         plan, lay, ssign, llr, (post, msg) = self.frames[i]
         c = code(plan)
         if not self.started[i] or not self.opts.warm:
@@ -626,10 +632,11 @@ class LdpcBob(_Party):
             self.started[i] = True
         t0 = time.thread_time()
         max_iter, stall, _, window, horizon = self.limits
-        if self.opts.decoder == "q16" and c.z % q16.W == 0 and q16.AVX2:
+        if self.opts.decoder == "q16" and c.z % q16.W == 0 and q16.AVX2 and not self.fixed_failed[i]:
             its, converged = q16.decode(c.row_ptr, c.cols, c.shifts, c.z, ssign, post, msg, max_iter, stall,
                                         window, horizon)
-        else:   # "q16" on a lift Z not a multiple of 16 or without AVX2: the "amin" kernel
+            self.fixed_failed[i] = not converged
+        else:   # "q16" on a lift Z not a multiple of 16, without AVX2 or after a failed attempt: "amin"
             its, converged = core.decode(c.row_ptr, c.cols, c.shifts, c.z, ssign, post, msg, *self.limits)
         return converged, DecodeStats(int(its), int(its) * int(c.cols.size) * int(c.z), time.thread_time() - t0)
 

@@ -214,3 +214,27 @@ def test_matches_c_rig():
         r1, _, r2, (pq, mq) = _run_raw(c, ssign, llr, True)
         assert (r1, r2) == (c1, c2), f"qber {qber} seed {seed}"
         assert np.array_equal(pq, p[:llr.size]) and np.array_equal(mq, m), f"qber {qber} seed {seed}"
+
+
+@avx2
+def test_a_frame_q16_cannot_decode_is_retried_with_amin():
+    # frame 203 of `bench reconcile --method ldpc --qber 0.05 --bits 100000 --seed 4` (4916
+    # errors, fewer than the mean): "amin" decodes it at the first attempt, the fixed-point
+    # decoder alone failed all 31 attempts (its own error floor); "q16" now retries a frame whose
+    # attempt failed with the amin kernel, which decodes it at the second attempt
+    from bench.reconcile import WARM_BITS, draw, frame_seed
+
+    seed, frame, qber = 4, 203, 0.05
+    rng = np.random.default_rng(seed)
+    draw(rng, WARM_BITS, qber)
+    for _ in range(frame + 1):
+        a, b = draw(rng, 100_000, qber)
+
+    def run(decoder):
+        return reconcile(a, b, qber, method="ldpc", seed=frame_seed(seed, frame), decoder=decoder,
+                         rng=np.random.default_rng([seed, frame]))
+    (k_amin, r_amin), (k_q16, r_q16) = run("amin"), run("q16")
+    assert int((a != b).sum()) == 4916, "the frame draw changed"
+    assert np.array_equal(k_amin, a) and r_amin.rounds == 1, f"seed {seed} frame {frame}"
+    assert np.array_equal(k_q16, a) and r_q16.failed_frames == 0, f"seed {seed} frame {frame}"
+    assert r_q16.rounds == 2, f"seed {seed} frame {frame}: the first (q16) attempt decoded after all?"
