@@ -4,7 +4,8 @@ same frames), once per kernel, kernels alternating; prints one JSON object per r
 python bench/ldpc_ceiling/protocol.py --qber 0.02 --frames 40 --seed 1 --rounds 2 [--kernels numba,i16]
     [--set NAME=VALUE ...]
 
-numba: controller's _ldpc_core.decode (the library default, amin); i16: the fixed-point
+numba: controller's _ldpc_core.decode (decoder "amin", passed to the benchmark unless
+--decoder says "sp": the library's default "q16" would not call the patched kernel); i16: the fixed-point
 kernel (amin_i16.c, AVX2) through its float32 wrapper (fixed.decoder), monkeypatched over
 _ldpc_core.decode as ldpc.py calls it.  The fixed-point kernel needs Z a multiple of 16: the
 benchmark's untimed 2000-bit warm-up frame (Z = 8) falls back to the numba kernel, and the
@@ -51,7 +52,8 @@ def main(argv):
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--rounds", type=int, default=1)
     ap.add_argument("--kernels", default="numba,i16")
-    ap.add_argument("--decoder", default=None, help="passed to bench/reconcile.py (numba kernel: amin or sp)")
+    ap.add_argument("--decoder", default="amin", choices=("amin", "sp"),
+                    help="passed to bench/reconcile.py: the decoders that call _ldpc_core.decode")
     ap.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
                     help="passed to bench/reconcile.py (e.g. --set f_start=1.10 --set steps=0 "
                          "--set pre=0 --set max_retries=0: single attempts at f 1.10)")
@@ -69,7 +71,7 @@ def main(argv):
                 out = reconcile.run(["--method", "ldpc", "--qber", str(args.qber), "--bits", str(args.bits),
                                      "--frames", str(args.frames), "--seed", str(args.seed)]
                                     + [x for item in args.set for x in ("--set", item)]
-                                    + (["--decoder", args.decoder] if args.decoder else []))
+                                    + ["--decoder", args.decoder])
             finally:
                 ldpc.core.decode = NUMBA
             out.update(kernel=name, round=rnd, attempts_per_frame=stats["calls"] / args.frames,
