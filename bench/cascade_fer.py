@@ -57,7 +57,7 @@ def _parse(argv):
                         help=f"clean checks C that end a frame (schedule of 2 + C passes; default {CHECKS})")
     parser.add_argument("--json", action="store_true", help="accepted for the qkdnode bench convention")
     args = parser.parse_args(argv)
-    # parser.error prints the message (qkdnode bench passes on only the exit status) and exits 2
+    # parser.error prints the message and exits 2, as argparse does for its own checks
     if not 0.0 < args.qber < 0.5:
         parser.error(f"--qber must be in (0, 0.5), got {args.qber}")
     if args.bits < 2:
