@@ -108,6 +108,13 @@ DESIGN_QBER = (0.01, 0.15)
 # 5-8 % mostly decode at the first attempt (docs/BENCHMARKS.md, "LDPC: giving up earlier").
 TREND_WINDOW, TREND_HORIZON = 10, 150
 DECODERS = ("sp", "amin", "q16")
+# Decoder "q16": failed attempts of a frame after which its retries run the amin kernel.  The
+# fixed-point decoder has an error floor of its own: frame 203 of seed 4 at 5 % (4916 errors),
+# which amin decodes at the first attempt, failed all 31 q16 attempts.  At 2 % about half the
+# frames fail their first attempt by design of the start, so 1 here gave ~1.4x amin's CPU
+# Mbit/s and 2 ~1.7x, the error-floor frame decoding at the third attempt (f 1.102) instead of
+# the second (1.092); docs/BENCHMARKS.md, "LDPC: the fixed-point decoder "q16"".
+Q16_ATTEMPTS = 2
 _CODES: dict[tuple[int, int, int, int], _qc.QCCode] = {}
 POOL_BYTES = 64 << 20   # decoder buffers kept per thread between calls (``_Buffers``)
 
@@ -424,8 +431,8 @@ def ldpc(alice_bits: np.ndarray, bob_bits: np.ndarray, qber: float, channel: Cha
     "amin" (exact sum-product messages to each check's two least reliable inputs, a bounded
     tangent to the others; ``_ldpc_core._scatter_am``), "sp" (exact sum-product) or "q16" (the
     default: the amin structure in int16 fixed point, 16 lanes, AVX2: ``_ldpc_q16``; a frame whose lift Z is
-    not a multiple of 16, any frame without AVX2, and a frame's attempts after its first failed
-    one are decoded by "amin" instead, see ``LdpcBob._decode``); pre: blind
+    not a multiple of 16, any frame without AVX2, and a frame's attempts after ``Q16_ATTEMPTS``
+    failed ones are decoded by "amin" instead, see ``LdpcBob._decode``); pre: blind
     steps Alice discloses with the syndrome, before Bob's first attempt (None:
     ``pre_steps(qber)``); threads: frames Bob decodes at once (threads of one process; the
     results do not depend on it).  rng: Alice's private randomness for the punctured bits and hash
@@ -569,7 +576,7 @@ class LdpcBob(_Party):
                 lo_pad += plan.p
                 self.frames.append((plan, lay, ssign, llr, (post, msg)))
             self.started = np.zeros(count, dtype=bool)   # a frame's decoder state holds an attempt
-            self.fixed_failed = np.zeros(count, dtype=bool)  # a "q16" attempt of the frame failed
+            self.q16_failed = np.zeros(count, dtype=np.int64)  # the frame's failed "q16" attempts
             if o.pre:
                 ends = np.cumsum(self.revealed)
                 for i in range(count):
@@ -620,10 +627,9 @@ class LdpcBob(_Party):
         return whether it converged and what it cost.  Decoder "q16" needs a lift Z that is a
         multiple of 16 and AVX2 (``_ldpc_q16``): a frame with another Z, or any frame where numba
         does not compile for AVX2, is decoded by the "amin" kernel; so are a frame's attempts
-        after its first failed "q16" attempt (warm, from its state): the fixed-point decoder has
-        an error floor of its own (one frame in 3000 at 5 %, which "amin" decodes at the first
-        attempt, failed all 31 "q16" attempts; docs/BENCHMARKS.md, "LDPC: the fixed-point
-        decoder "q16"")."""
+        after ``Q16_ATTEMPTS`` failed "q16" attempts (warm, from its state): the fixed-point
+        decoder has an error floor of its own (one frame in 3000 at 5 %, which "amin" decodes at
+        the first attempt, failed all 31 "q16" attempts)."""
         plan, lay, ssign, llr, (post, msg) = self.frames[i]
         c = code(plan)
         if not self.started[i] or not self.opts.warm:
@@ -632,11 +638,12 @@ class LdpcBob(_Party):
             self.started[i] = True
         t0 = time.thread_time()
         max_iter, stall, _, window, horizon = self.limits
-        if self.opts.decoder == "q16" and c.z % q16.W == 0 and q16.AVX2 and not self.fixed_failed[i]:
+        if (self.opts.decoder == "q16" and c.z % q16.W == 0 and q16.AVX2
+                and self.q16_failed[i] < Q16_ATTEMPTS):
             its, converged = q16.decode(c.row_ptr, c.cols, c.shifts, c.z, ssign, post, msg, max_iter, stall,
                                         window, horizon)
-            self.fixed_failed[i] = not converged
-        else:   # "q16" on a lift Z not a multiple of 16, without AVX2 or after a failed attempt: "amin"
+            self.q16_failed[i] += not converged
+        else:   # "q16" on a lift Z not a multiple of 16, without AVX2 or after failed attempts: "amin"
             its, converged = core.decode(c.row_ptr, c.cols, c.shifts, c.z, ssign, post, msg, *self.limits)
         return converged, DecodeStats(int(its), int(its) * int(c.cols.size) * int(c.z), time.thread_time() - t0)
 
