@@ -44,6 +44,7 @@ from controller.postprocess.infotheory import h2
 from controller.postprocess.ldpc import LdpcAlice, LdpcBob, design_qber, plannable
 from controller.postprocess.peer import (INTS, PeerInputError, peer_array, peer_bits, peer_counts,
                                          peer_json)
+from controller.postprocess.reconcile import METHODS as RECONCILIATIONS
 from controller.postprocess.sift import (BASIS_X, BASIS_Z, AliceRecord, BobDetections, Sifted,
                                          alice_match, bob_kept)
 from controller.postprocess.verify import P61, bob_matches, peer_verdict, points_needed, tag
@@ -51,9 +52,6 @@ from controller.postprocess.verify import P61, bob_matches, peer_verdict, points
 ALICE, BOB = "alice", "bob"
 EC_PASSES = 20          # Cascade passes asked of block_schedule (low-round mode adds one)
 VERDICTS = (None, "empty", "qber")      # Alice's verdicts that Bob may receive (see _verdict)
-RECONCILIATIONS = ("cascade", "ldpc")
-LDPC_MIN_BITS = 64      # a shorter key ends the block as "short" (LDPC needs 64 key bits, and a
-                        # code that fits: ~80 at 1 %, ``_ldpc_fits``)
 
 
 @dataclass(frozen=True)
@@ -146,8 +144,8 @@ def _ldpc_qber(figures: dict) -> float:
 
 def _ldpc_fits(n_key: int, figures: dict) -> bool:
     """Return True when LDPC has codes for a key of ``n_key`` bits (both parties compute the
-    same; a key without one ends the block as "short")."""
-    return n_key >= LDPC_MIN_BITS and plannable(n_key, _ldpc_qber(figures))
+    same; a key without one, under 64 bits or 80 at 1 %, ends the block as "short")."""
+    return plannable(n_key, _ldpc_qber(figures))
 
 
 def _bob_setup(setup, n: int, figures: dict, mode: str) -> np.ndarray:

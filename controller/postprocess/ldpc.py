@@ -117,6 +117,7 @@ DECODERS = ("sp", "amin", "q16")
 Q16_ATTEMPTS = 2
 _CODES: dict[tuple[int, int, int, int], _qc.QCCode] = {}
 POOL_BYTES = 64 << 20   # decoder buffers kept per thread between calls (``_Buffers``)
+MIN_KEY_BITS = 64       # the shortest frame (and key); ``plannable`` says whether a key has codes
 
 
 @dataclass(frozen=True)
@@ -201,8 +202,8 @@ def plan_frame(k: int, qber: float, f_start: float | None = None, step_f: float 
                          f"({last}); use Cascade") from None
     f_start = start_efficiency(qber) if f_start is None else f_start
     step_f = step_efficiency(k) if step_f is None else step_f
-    if k < 64:
-        raise ValueError(f"an LDPC frame needs at least 64 key bits, got {k}")
+    if k < MIN_KEY_BITS:
+        raise ValueError(f"an LDPC frame needs at least {MIN_KEY_BITS} key bits, got {k}")
     if not 0.0 < qber < 0.5:
         raise ValueError(f"qber must be in (0, 0.5), got {qber}")
     if f_start < 1.0 or step_f <= 0.0 or steps < 0:
@@ -379,10 +380,10 @@ class Options:
         o = cls(**options)
         if o.decoder not in DECODERS:
             raise ValueError(f"decoder must be one of {DECODERS}, got {o.decoder!r}")
-        if o.frame_bits < 64:
-            raise ValueError(f"frame_bits must be >= 64, got {o.frame_bits}")
-        if n_bits < 64:
-            raise ValueError(f"LDPC reconciliation needs a key of at least 64 bits, got {n_bits}; "
+        if o.frame_bits < MIN_KEY_BITS:
+            raise ValueError(f"frame_bits must be >= {MIN_KEY_BITS}, got {o.frame_bits}")
+        if n_bits < MIN_KEY_BITS:
+            raise ValueError(f"LDPC reconciliation needs a key of at least {MIN_KEY_BITS} bits, got {n_bits}; "
                              f"use Cascade for short keys")
         if o.threads < 1:
             raise ValueError(f"threads must be >= 1, got {o.threads}")

@@ -85,12 +85,13 @@ def reconciliation_efficiency(n_bits: int, qber: float, *, mode: str = "low-roun
     from .cascade import block_schedule, cascade
     from .channel import LocalChannel
     from .ldpc import design_qber, ldpc
+    from .reconcile import METHODS
     from .verify import points_needed
     n = int(n_bits)
     if n < 1 or not 0.0 < qber < 0.5:
         raise ValueError(f"need n_bits >= 1 and 0 < qber < 0.5, got {n_bits}, {qber}")
-    if method not in ("cascade", "ldpc"):
-        raise ValueError(f"method must be 'cascade' or 'ldpc', got {method!r}")
+    if method not in METHODS:
+        raise ValueError(f"method must be {' or '.join(map(repr, METHODS))}, got {method!r}")
     ks = block_schedule(n, min(max(qber, 0.005), 0.25), 20, mode) if method == "cascade" else None
     fs = []
     for seed in seeds:

@@ -4,7 +4,8 @@ node's authenticated TCP channel agree on the key and on the leak, in a handful 
 import numpy as np
 import pytest
 
-from controller.node.protocol import LDPC_MIN_BITS, Protocol
+from controller.node.protocol import Protocol
+from controller.postprocess.ldpc import MIN_KEY_BITS
 from controller.postprocess.infotheory import h2
 from tests.node.test_block_leak import _block, run_block
 
@@ -36,7 +37,7 @@ def test_a_key_too_short_for_ldpc_ends_the_block_as_short():
     p0, record, det = _block(7, n_slots=600, qber=0.0)
     p = Protocol(**{**p0.to_json(), "reconciliation": "ldpc"})
     a, b, _ = run_block(p, record, det, 7)
-    assert 0 < a.figures["n_key"] < LDPC_MIN_BITS, a.figures
+    assert 0 < a.figures["n_key"] < MIN_KEY_BITS, a.figures
     assert a.abort == b.abort == "short" and a.key is None and b.key is None
 
 
